@@ -1,0 +1,102 @@
+//! Wall-clock time for expiry, replaceable in tests.
+//!
+//! Entries expire at an absolute wall-clock instant (Unix milliseconds): the file driver writes
+//! that instant into each file so that every process reading the folder agrees on it. The
+//! in-process drivers use the same clock so all drivers share one notion of "expired".
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// A source of wall-clock time in Unix milliseconds.
+///
+/// The default is [`SystemClock`]. Tests use [`ManualClock`] to step time without sleeping.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The operating system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        // A clock before 1970 is a broken machine; treat it as the epoch rather than panic.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// A clock that only moves when told to: for tests of expiry and rate-limit windows.
+///
+/// Clones share the same time, so a test can keep one clone and hand another to a driver.
+///
+/// ```
+/// use jtc_cache::{Clock, ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new(1_000);
+/// clock.advance(Duration::from_millis(250));
+/// assert_eq!(clock.now_ms(), 1_250);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock that reads `start_ms` until advanced.
+    pub fn new(start_ms: u64) -> Self {
+        Self {
+            now: Arc::new(AtomicU64::new(start_ms)),
+        }
+    }
+
+    /// A clock that starts at the current system time.
+    pub fn starting_now() -> Self {
+        Self::new(SystemClock.now_ms())
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.now.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Sets the clock to an absolute time.
+    pub fn set_ms(&self, now_ms: u64) {
+        self.now.store(now_ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+}
+
+/// The shared clock handle the drivers hold.
+pub(crate) type SharedClock = Arc<dyn Clock>;
+
+/// The absolute expiry of a TTL written now; `None` means the entry never expires.
+pub(crate) fn expiry_at(clock: &dyn Clock, ttl: Option<Duration>) -> Option<u64> {
+    ttl.map(|ttl| clock.now_ms().saturating_add(duration_ms(ttl)))
+}
+
+/// A duration in whole milliseconds, rounding a sub-millisecond remainder up so that a
+/// non-zero TTL never becomes zero.
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    let ms = d.as_millis();
+    let ms = if Duration::from_millis(ms as u64) < d {
+        ms + 1
+    } else {
+        ms
+    };
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}

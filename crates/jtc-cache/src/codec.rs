@@ -1,0 +1,237 @@
+//! How typed values become stored bytes, and back.
+//!
+//! Two shapes of stored value exist:
+//!
+//! - **Integers** (any value that serializes as an integer fitting `i64`) are stored as their
+//!   plain decimal text: `put("hits", &42, ttl)` stores `b"42"`. That is what `increment` works
+//!   on, what Redis `INCRBY` understands and what `redis-cli GET` shows.
+//! - **Everything else** is a 4-byte header, `b"jtc"` and a format byte, then the serialized
+//!   value. The format byte records the [`Codec`] and its version, so a reader always knows
+//!   how an entry was written, whatever codec it is configured with.
+//!
+//! Values are data, never code: nothing here can run anything while decoding.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 3] = b"jtc";
+const HEADER_LEN: usize = MAGIC.len() + 1;
+const FORMAT_MSGPACK_V1: u8 = 1;
+const FORMAT_JSON_V1: u8 = 2;
+
+/// The serde format used to store values that are not plain integers.
+///
+/// The default, MessagePack, is compact and self-describing: struct fields are written by
+/// name, so `#[serde(skip_serializing_if)]`, `flatten` and untagged enums work, and an entry
+/// written by a different type fails to decode (a miss) instead of decoding into garbage.
+/// JSON is larger but readable with any tool. Both readers are always available: an entry
+/// written with one codec is read correctly by a cache configured with the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Codec {
+    /// MessagePack with named fields (`rmp-serde`). The default.
+    #[default]
+    MessagePack,
+    /// JSON (`serde_json`).
+    Json,
+}
+
+impl Codec {
+    /// Encodes `value` into the stored bytes.
+    pub(crate) fn encode<T: Serialize + ?Sized>(self, key: &str, value: &T) -> Result<Vec<u8>> {
+        let encode_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Encode {
+            key: key.to_owned(),
+            source,
+        };
+        match self {
+            Self::MessagePack => {
+                let body = rmp_serde::to_vec_named(value).map_err(|e| encode_error(e.into()))?;
+                if let Some(n) = msgpack_integer(&body) {
+                    return Ok(format_integer(n));
+                }
+                Ok(with_header(FORMAT_MSGPACK_V1, &body))
+            }
+            Self::Json => {
+                let body = serde_json::to_vec(value).map_err(|e| encode_error(e.into()))?;
+                if parse_integer(&body).is_some() {
+                    return Ok(body);
+                }
+                Ok(with_header(FORMAT_JSON_V1, &body))
+            }
+        }
+    }
+}
+
+/// Decodes stored bytes into a `T`, whichever codec wrote them.
+///
+/// The error is only for the log line: to callers an undecodable entry is a miss.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) {
+        let (&format, body) = body.split_first().ok_or("truncated header")?;
+        return match format {
+            FORMAT_MSGPACK_V1 => rmp_serde::from_slice(body).map_err(|e| e.to_string()),
+            FORMAT_JSON_V1 => serde_json::from_slice(body).map_err(|e| e.to_string()),
+            other => Err(format!("unknown value format {other}")),
+        };
+    }
+    match parse_integer(bytes) {
+        Some(n) => T::deserialize(IntegerDeserializer(n)).map_err(|e| e.to_string()),
+        None => Err("neither an integer nor a jtc header".to_owned()),
+    }
+}
+
+/// The integer in a stored counter: ASCII decimal, optional leading `-`, fitting `i64`.
+pub(crate) fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// The stored form of a counter.
+pub(crate) fn format_integer(n: i64) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+/// The value of a counter after adding `by` to its stored form (`None`: a new counter).
+pub(crate) fn incremented(key: &str, stored: Option<&[u8]>, by: i64) -> Result<i64> {
+    let current = match stored {
+        Some(bytes) => parse_integer(bytes).ok_or_else(|| Error::NotAnInteger {
+            key: key.to_owned(),
+        })?,
+        None => 0,
+    };
+    current.checked_add(by).ok_or_else(|| Error::Overflow {
+        key: key.to_owned(),
+    })
+}
+
+fn with_header(format: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(MAGIC);
+    out.push(format);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The integer a MessagePack buffer holds, if it holds exactly one integer fitting `i64`.
+fn msgpack_integer(body: &[u8]) -> Option<i64> {
+    let expected_len = match *body.first()? {
+        0x00..=0x7f | 0xe0..=0xff => 1,
+        0xcc | 0xd0 => 2,
+        0xcd | 0xd1 => 3,
+        0xce | 0xd2 => 5,
+        0xcf | 0xd3 => 9,
+        _ => return None,
+    };
+    if body.len() != expected_len {
+        return None;
+    }
+    rmp_serde::from_slice::<i64>(body).ok()
+}
+
+/// Feeds a stored integer to any `Deserialize` type that accepts one: the integer types,
+/// floats, `Option`s and newtypes around them.
+struct IntegerDeserializer(i64);
+
+impl<'de> serde::Deserializer<'de> for IntegerDeserializer {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        v.visit_i64(self.0)
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        v: V,
+    ) -> Result<V::Value, Self::Error> {
+        v.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        v: V,
+    ) -> Result<V::Value, Self::Error> {
+        v.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
+        unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct User {
+        id: u32,
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+    }
+
+    #[test]
+    fn integers_are_stored_as_plain_decimal_text() {
+        for codec in [Codec::MessagePack, Codec::Json] {
+            assert_eq!(codec.encode("k", &42u8).unwrap(), b"42");
+            assert_eq!(codec.encode("k", &-7i64).unwrap(), b"-7");
+            assert_eq!(codec.encode("k", &i64::MIN).unwrap(), b"-9223372036854775808");
+            assert_eq!(codec.encode("k", &Some(5)).unwrap(), b"5");
+            // Beyond i64 a number is no counter; it keeps the header.
+            assert!(codec.encode("k", &u64::MAX).unwrap().starts_with(MAGIC));
+        }
+    }
+
+    #[test]
+    fn plain_integers_decode_into_any_numeric_type() {
+        assert_eq!(decode::<i64>(b"42"), Ok(42));
+        assert_eq!(decode::<u8>(b"42"), Ok(42));
+        assert_eq!(decode::<f64>(b"-3"), Ok(-3.0));
+        assert_eq!(decode::<Option<i32>>(b"9"), Ok(Some(9)));
+        assert!(decode::<u8>(b"-1").is_err());
+        assert!(decode::<String>(b"42").is_err());
+    }
+
+    #[test]
+    fn structs_round_trip_through_both_codecs_and_are_read_by_either() {
+        let user = User {
+            id: 1,
+            name: "Ana".into(),
+            email: None,
+        };
+        for codec in [Codec::MessagePack, Codec::Json] {
+            let bytes = codec.encode("k", &user).unwrap();
+            assert_eq!(decode::<User>(&bytes).unwrap(), user);
+        }
+    }
+
+    #[test]
+    fn garbage_and_foreign_types_fail_to_decode() {
+        let bytes = Codec::MessagePack.encode("k", &"text").unwrap();
+        assert!(decode::<User>(&bytes).is_err());
+        assert!(decode::<User>(b"jtc").is_err());
+        assert!(decode::<User>(b"jtc\x09abc").is_err());
+        assert!(decode::<User>(b"\xff\xfe").is_err());
+        let mut truncated = Codec::MessagePack
+            .encode("k", &User { id: 1, name: "Ana".into(), email: Some("a@b".into()) })
+            .unwrap();
+        truncated.truncate(truncated.len() - 3);
+        assert!(decode::<User>(&truncated).is_err());
+    }
+
+    #[test]
+    fn integer_parsing_is_strict() {
+        assert_eq!(parse_integer(b"0"), Some(0));
+        assert_eq!(parse_integer(b"-12"), Some(-12));
+        for bad in [&b""[..], b"-", b"+1", b"1.0", b" 1", b"1e3", b"99999999999999999999"] {
+            assert_eq!(parse_integer(bad), None, "{bad:?}");
+        }
+    }
+}

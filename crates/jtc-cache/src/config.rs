@@ -1,0 +1,159 @@
+//! `CacheConfig`: which driver, with which settings, read from the environment on request.
+
+use std::{fmt, path::PathBuf, str::FromStr};
+
+use crate::{ArrayDriver, Cache, Error, FileDriver, Result};
+
+/// The default folder of the file driver, relative to the working directory.
+pub const DEFAULT_FILE_PATH: &str = "storage/framework/cache";
+
+/// Which backend a [`CacheConfig`] builds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DriverKind {
+    /// [`FileDriver`]: files in a local folder, no servers. The default.
+    #[default]
+    File,
+    /// [`ArrayDriver`]: this process's memory.
+    Array,
+}
+
+impl DriverKind {
+    /// Every accepted `CACHE_DRIVER` value.
+    pub const NAMES: &'static [&'static str] = &["file", "array"];
+
+    /// The name used in `CACHE_DRIVER`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Array => "array",
+        }
+    }
+}
+
+impl fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DriverKind {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "file" => Ok(Self::File),
+            "array" => Ok(Self::Array),
+            _ => Err(Error::Config {
+                variable: "CACHE_DRIVER",
+                value: value.to_owned(),
+                reason: format!("unknown cache driver; expected one of: {}", Self::NAMES.join(", ")),
+            }),
+        }
+    }
+}
+
+/// Everything needed to build a [`Cache`]: the driver and its settings.
+///
+/// ```
+/// use jtc_cache::{CacheConfig, DriverKind};
+///
+/// let vars = [("CACHE_DRIVER", "array")];
+/// let config = CacheConfig::from_lookup(|name| {
+///     vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+/// })?;
+/// assert_eq!(config.driver, DriverKind::Array);
+///
+/// let err = CacheConfig::from_lookup(|_| Some("memcached".into())).unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     r#"invalid CACHE_DRIVER="memcached": unknown cache driver; expected one of: file, array"#
+/// );
+/// # Ok::<_, jtc_cache::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// The backend (`CACHE_DRIVER`). Default: `file`.
+    pub driver: DriverKind,
+    /// The file driver's folder (`CACHE_FILE_PATH`). Default: `storage/framework/cache`.
+    pub file_path: PathBuf,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            driver: DriverKind::default(),
+            file_path: PathBuf::from(DEFAULT_FILE_PATH),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Reads `CACHE_DRIVER` and `CACHE_FILE_PATH` from the process environment. Unset or empty
+    /// variables take their defaults; a wrong value is an [`Error::Config`] naming the
+    /// variable and what it accepts. The library never reads a `.env` file itself.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// Like [`from_env`](Self::from_env), with variables from `lookup` (for tests and
+    /// for configuration kept elsewhere).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut config = Self::default();
+        if let Some(driver) = var("CACHE_DRIVER") {
+            config.driver = driver.parse()?;
+        }
+        if let Some(path) = var("CACHE_FILE_PATH") {
+            config.file_path = PathBuf::from(path);
+        }
+        Ok(config)
+    }
+
+    /// Creates the configured driver and returns a [`Cache`] over it.
+    pub async fn build(&self) -> Result<Cache> {
+        Ok(match self.driver {
+            DriverKind::File => Cache::new(FileDriver::new(&self.file_path)?),
+            DriverKind::Array => Cache::new(ArrayDriver::new()),
+        })
+    }
+
+    /// The active settings as (name, value) rows for display, secrets masked.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let mut rows = vec![("Driver", self.driver.to_string())];
+        if self.driver == DriverKind::File {
+            rows.push(("File Path", self.file_path.display().to_string()));
+        }
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<CacheConfig> {
+        CacheConfig::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_to_the_file_driver_in_the_laravel_folder() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.driver, DriverKind::File);
+        assert_eq!(config.file_path, PathBuf::from("storage/framework/cache"));
+        assert_eq!(config, self::config(&[("CACHE_DRIVER", " ")]).unwrap());
+    }
+
+    #[test]
+    fn driver_names_are_case_insensitive_and_unknown_ones_are_named() {
+        assert_eq!(config(&[("CACHE_DRIVER", "ARRAY")]).unwrap().driver, DriverKind::Array);
+        let err = config(&[("CACHE_DRIVER", "mongo")]).unwrap_err().to_string();
+        assert!(err.contains("CACHE_DRIVER") && err.contains("mongo"), "{err}");
+        assert!(err.contains("file, array"), "{err}");
+    }
+}

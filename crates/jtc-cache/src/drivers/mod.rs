@@ -1,0 +1,4 @@
+//! The storage backends.
+
+pub(crate) mod array;
+pub(crate) mod file;

@@ -1,0 +1,67 @@
+//! A cache service layer for Axum/Tower applications.
+//!
+//! One typed handle, [`Cache`], over interchangeable drivers:
+//!
+//! | driver          | where entries live                     | made for                      |
+//! |-----------------|----------------------------------------|-------------------------------|
+//! | [`FileDriver`]  | one file per entry in a local folder   | the default: no servers       |
+//! | [`ArrayDriver`] | this process's memory                  | tests, single-instance apps   |
+//!
+//! An application starts on the file driver and moves to another by changing `CACHE_DRIVER`,
+//! with no code change: [`Cache::from_env`] reads the choice.
+//!
+//! # Example
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use jtc_cache::{Cache, FileDriver};
+//! use std::time::Duration;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let cache = Cache::new(FileDriver::new(dir.path())?);
+//!
+//! cache.put("config:theme", &"dark", Duration::from_secs(60)).await?;
+//! assert_eq!(cache.get::<String>("config:theme").await?.as_deref(), Some("dark"));
+//!
+//! // Integers are plain counters: put, then increment.
+//! cache.put("visits", &41, Duration::from_secs(60)).await?;
+//! assert_eq!(cache.increment("visits", 1).await?, 42);
+//!
+//! // `add` stores only when the key is free, atomically.
+//! assert!(!cache.add("visits", &0, Duration::from_secs(60)).await?);
+//!
+//! assert!(cache.forget("visits").await?);
+//! cache.flush().await?;
+//! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+//!
+//! # In an Axum app
+//!
+//! `Cache` is cheap to clone; pass it as state:
+//!
+//! ```no_run
+//! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
+//! use jtc_cache::Cache;
+//! let cache = Cache::from_env().await?; // CACHE_DRIVER=file|array, default file
+//! // Router::new().route(...).with_state(cache)
+//! # Ok(()) }
+//! ```
+
+mod cache;
+mod clock;
+mod codec;
+mod config;
+mod driver;
+mod drivers;
+mod error;
+
+pub use cache::Cache;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::Codec;
+pub use config::{CacheConfig, DEFAULT_FILE_PATH, DriverKind};
+pub use driver::{CacheDriver, Hit};
+pub use drivers::{
+    array::{ArrayDriver, ArrayDriverBuilder},
+    file::{FileDriver, FileDriverBuilder},
+};
+pub use error::{Error, Result};
