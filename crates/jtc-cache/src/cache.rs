@@ -6,10 +6,7 @@ use dashmap::DashMap;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 
-use crate::{
-    CacheConfig, CacheDriver, Codec, Error, Hit, Result,
-    codec::decode,
-};
+use crate::{CacheConfig, CacheDriver, Codec, Error, Hit, Result, codec::decode};
 
 /// The typed cache API over any [`CacheDriver`].
 ///
@@ -308,7 +305,12 @@ impl Cache {
 
     /// The leader's part of `remember`: check again (another process may have filled the
     /// entry meanwhile), else load, encode and store.
-    async fn compute<T, E, F, Fut>(&self, key: &str, ttl: Option<Duration>, load: F) -> Result<Vec<u8>>
+    async fn compute<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+    ) -> Result<Vec<u8>>
     where
         T: Serialize + DeserializeOwned,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -143,10 +143,7 @@ impl<'de> serde::Deserializer<'de> for IntegerDeserializer {
         v.visit_i64(self.0)
     }
 
-    fn deserialize_option<V: serde::de::Visitor<'de>>(
-        self,
-        v: V,
-    ) -> Result<V::Value, Self::Error> {
+    fn deserialize_option<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
         v.visit_some(self)
     }
 
@@ -182,7 +179,10 @@ mod tests {
         for codec in [Codec::MessagePack, Codec::Json] {
             assert_eq!(codec.encode("k", &42u8).unwrap(), b"42");
             assert_eq!(codec.encode("k", &-7i64).unwrap(), b"-7");
-            assert_eq!(codec.encode("k", &i64::MIN).unwrap(), b"-9223372036854775808");
+            assert_eq!(
+                codec.encode("k", &i64::MIN).unwrap(),
+                b"-9223372036854775808"
+            );
             assert_eq!(codec.encode("k", &Some(5)).unwrap(), b"5");
             // Beyond i64 a number is no counter; it keeps the header.
             assert!(codec.encode("k", &u64::MAX).unwrap().starts_with(MAGIC));
@@ -220,7 +220,14 @@ mod tests {
         assert!(decode::<User>(b"jtc\x09abc").is_err());
         assert!(decode::<User>(b"\xff\xfe").is_err());
         let mut truncated = Codec::MessagePack
-            .encode("k", &User { id: 1, name: "Ana".into(), email: Some("a@b".into()) })
+            .encode(
+                "k",
+                &User {
+                    id: 1,
+                    name: "Ana".into(),
+                    email: Some("a@b".into()),
+                },
+            )
             .unwrap();
         truncated.truncate(truncated.len() - 3);
         assert!(decode::<User>(&truncated).is_err());
@@ -230,7 +237,15 @@ mod tests {
     fn integer_parsing_is_strict() {
         assert_eq!(parse_integer(b"0"), Some(0));
         assert_eq!(parse_integer(b"-12"), Some(-12));
-        for bad in [&b""[..], b"-", b"+1", b"1.0", b" 1", b"1e3", b"99999999999999999999"] {
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"1.0",
+            b" 1",
+            b"1e3",
+            b"99999999999999999999",
+        ] {
             assert_eq!(parse_integer(bad), None, "{bad:?}");
         }
     }

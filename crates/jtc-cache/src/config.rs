@@ -47,7 +47,10 @@ impl FromStr for DriverKind {
             _ => Err(Error::Config {
                 variable: "CACHE_DRIVER",
                 value: value.to_owned(),
-                reason: format!("unknown cache driver; expected one of: {}", Self::NAMES.join(", ")),
+                reason: format!(
+                    "unknown cache driver; expected one of: {}",
+                    Self::NAMES.join(", ")
+                ),
             }),
         }
     }
@@ -151,9 +154,17 @@ mod tests {
 
     #[test]
     fn driver_names_are_case_insensitive_and_unknown_ones_are_named() {
-        assert_eq!(config(&[("CACHE_DRIVER", "ARRAY")]).unwrap().driver, DriverKind::Array);
-        let err = config(&[("CACHE_DRIVER", "mongo")]).unwrap_err().to_string();
-        assert!(err.contains("CACHE_DRIVER") && err.contains("mongo"), "{err}");
+        assert_eq!(
+            config(&[("CACHE_DRIVER", "ARRAY")]).unwrap().driver,
+            DriverKind::Array
+        );
+        let err = config(&[("CACHE_DRIVER", "mongo")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CACHE_DRIVER") && err.contains("mongo"),
+            "{err}"
+        );
         assert!(err.contains("file, array"), "{err}");
     }
 }

@@ -357,9 +357,8 @@ impl Inner {
             Err(e) => return Err(Error::io(path, e)),
         };
         let ours = header.starts_with(MAGIC);
-        let expired = parse_header(&header).map_or(ours, |(at, _, _)| {
-            at.is_some_and(|at| self.now() >= at)
-        });
+        let expired =
+            parse_header(&header).map_or(ours, |(at, _, _)| at.is_some_and(|at| self.now() >= at));
         let remove = ours && (walk == Walk::Flush || expired);
         if remove {
             remove_file(path)?;
@@ -538,7 +537,12 @@ fn parse_header(header: &[u8]) -> Result<(Option<u64>, usize, u32), &'static str
     if header[4] != VERSION {
         return Err("written by another format version");
     }
-    let field = |range: std::ops::Range<usize>| header[range].iter().rev().fold(0u64, |acc, b| acc << 8 | u64::from(*b));
+    let field = |range: std::ops::Range<usize>| {
+        header[range]
+            .iter()
+            .rev()
+            .fold(0u64, |acc, b| acc << 8 | u64::from(*b))
+    };
     let expires_at = Some(field(6..14)).filter(|&at| at != 0);
     Ok((expires_at, field(14..18) as usize, field(18..22) as u32))
 }
@@ -569,7 +573,8 @@ fn read_header(path: &Path) -> io::Result<Option<Vec<u8>>> {
 }
 
 fn stripe_of_hash(hash: &str) -> usize {
-    let byte = |i: usize| u8::from_str_radix(hash.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0);
+    let byte =
+        |i: usize| u8::from_str_radix(hash.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0);
     usize::from(u16::from_le_bytes([byte(4), byte(5)])) % LOCK_STRIPES
 }
 
@@ -587,7 +592,8 @@ fn is_temp_name(name: &str) -> bool {
         return false;
     };
     let mut parts = rest.split('.');
-    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let digits =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     parts.next().is_some_and(is_entry_name)
         && digits(parts.next())
         && digits(parts.next())
@@ -665,14 +671,26 @@ mod tests {
     #[test]
     fn entry_files_round_trip_and_reject_damage() {
         let bytes = encode_entry(Some(1234), b"value").unwrap();
-        assert_eq!(decode_entry(bytes.clone()), Ok((Some(1234), b"value".to_vec())));
-        assert_eq!(decode_entry(encode_entry(None, b"").unwrap()), Ok((None, Vec::new())));
+        assert_eq!(
+            decode_entry(bytes.clone()),
+            Ok((Some(1234), b"value".to_vec()))
+        );
+        assert_eq!(
+            decode_entry(encode_entry(None, b"").unwrap()),
+            Ok((None, Vec::new()))
+        );
 
         let mut flipped = bytes.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert_eq!(decode_entry(flipped), Err("checksum mismatch"));
-        assert_eq!(decode_entry(bytes[..bytes.len() - 1].to_vec()), Err("truncated or padded"));
-        assert_eq!(decode_entry(bytes[..10].to_vec()), Err("shorter than its header"));
+        assert_eq!(
+            decode_entry(bytes[..bytes.len() - 1].to_vec()),
+            Err("truncated or padded")
+        );
+        assert_eq!(
+            decode_entry(bytes[..10].to_vec()),
+            Err("shorter than its header")
+        );
         assert_eq!(decode_entry(b"x".repeat(40)), Err("not a jtc cache file"));
     }
 
@@ -681,8 +699,16 @@ mod tests {
         let hash = "ab".repeat(32);
         assert!(is_entry_name(&hash));
         assert!(is_temp_name(&format!(".{hash}.12.3.tmp")));
-        for foreign in ["notes.txt", ".gitignore", &hash[1..], &format!(".{hash}.x.3.tmp")] {
-            assert!(!is_entry_name(foreign) && !is_temp_name(foreign), "{foreign}");
+        for foreign in [
+            "notes.txt",
+            ".gitignore",
+            &hash[1..],
+            &format!(".{hash}.x.3.tmp"),
+        ] {
+            assert!(
+                !is_entry_name(foreign) && !is_temp_name(foreign),
+                "{foreign}"
+            );
         }
     }
 

@@ -1,0 +1,545 @@
+//! The semantic cases every driver must pass, written once.
+//!
+//! A driver's test file builds a [`Subject`] (a fresh, empty cache plus a way to move its
+//! time) and calls [`conformance_tests!`] with a function that makes one; the macro expands to
+//! one `#[tokio::test]` per case, so a failure names the driver and the case.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    any::Any,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use jtc_cache::{Cache, Codec, Error, ManualClock};
+use serde::{Deserialize, Serialize};
+
+/// A cache under test and the means to move its time.
+pub struct Subject {
+    pub cache: Cache,
+    /// `Some` for drivers on a [`ManualClock`]: time moves exactly. `None`: real time passes
+    /// (the server decides expiry), so boundary checks leave `slack` either side.
+    pub clock: Option<ManualClock>,
+    /// Whatever must live as long as the cache (a temporary folder, a server).
+    pub guard: Box<dyn Any + Send>,
+}
+
+impl Subject {
+    pub async fn advance(&self, by: Duration) {
+        match &self.clock {
+            Some(clock) => clock.advance(by),
+            None => tokio::time::sleep(by).await,
+        }
+    }
+
+    /// How far from a TTL boundary checks stay when time is real.
+    fn slack(&self) -> Duration {
+        match self.clock {
+            Some(_) => Duration::ZERO,
+            None => Duration::from_millis(150),
+        }
+    }
+
+    /// A span long enough to call "forever" for this subject.
+    fn long_time(&self) -> Duration {
+        match self.clock {
+            Some(_) => Duration::from_secs(10 * 365 * 24 * 3600),
+            None => Duration::from_millis(1_300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: u64,
+    pub name: String,
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+pub fn user(id: u64) -> User {
+    User {
+        id,
+        name: format!("user {id} — ünïcødé"),
+        tags: vec!["a".into(), "b".into()],
+        email: None,
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Expands to one test per case for the subject made by `$make` (an async fn).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@cases $make;
+            put_then_get_round_trips_values,
+            get_of_a_missing_key_is_none,
+            ttl_has_millisecond_precision,
+            zero_ttl_removes_the_key,
+            forever_never_expires,
+            has_reports_live_entries_only,
+            increment_starts_missing_keys_at_zero,
+            increment_keeps_the_ttl_of_an_existing_key,
+            increment_restarts_an_expired_counter_without_ttl,
+            put_integers_are_counters,
+            increment_of_a_non_integer_is_an_error_and_keeps_the_value,
+            increment_overflow_is_an_error_and_keeps_the_value,
+            increments_are_atomic_under_concurrency,
+            add_stores_only_when_absent,
+            add_is_atomic_under_concurrency,
+            remember_runs_the_loader_only_on_a_miss,
+            concurrent_remember_runs_the_loader_once,
+            try_remember_failure_stores_nothing,
+            forget_reports_whether_the_key_existed,
+            pull_returns_and_removes,
+            touch_extends_a_live_entry_only,
+            many_and_put_many_work_in_order,
+            flush_removes_every_entry,
+            hostile_keys_are_safe_and_distinct,
+            undecodable_entries_are_misses_and_are_removed,
+            entries_are_readable_across_codecs,
+            hit_gives_a_new_counter_its_window,
+            hit_gives_a_counter_without_ttl_a_window,
+            hits_are_atomic_under_concurrency,
+        );
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let subject = $make().await;
+                conformance::$case(&subject).await;
+            }
+        )*
+    };
+}
+
+pub async fn put_then_get_round_trips_values(s: &Subject) {
+    let c = &s.cache;
+    c.put("user", &user(1), MINUTE).await.unwrap();
+    c.put("text", "héllo wörld", MINUTE).await.unwrap();
+    c.put("list", &vec![1.5, -2.0], MINUTE).await.unwrap();
+    c.put("empty", &"", MINUTE).await.unwrap();
+    c.put("unit", &(), MINUTE).await.unwrap();
+    c.put("big", &u64::MAX, MINUTE).await.unwrap();
+    assert_eq!(c.get::<User>("user").await.unwrap(), Some(user(1)));
+    assert_eq!(
+        c.get::<String>("text").await.unwrap().as_deref(),
+        Some("héllo wörld")
+    );
+    assert_eq!(
+        c.get::<Vec<f64>>("list").await.unwrap(),
+        Some(vec![1.5, -2.0])
+    );
+    assert_eq!(c.get::<String>("empty").await.unwrap().as_deref(), Some(""));
+    assert_eq!(c.get::<()>("unit").await.unwrap(), Some(()));
+    assert_eq!(c.get::<u64>("big").await.unwrap(), Some(u64::MAX));
+    c.put("user", &user(2), MINUTE).await.unwrap();
+    assert_eq!(
+        c.get::<User>("user").await.unwrap(),
+        Some(user(2)),
+        "put replaces"
+    );
+}
+
+pub async fn get_of_a_missing_key_is_none(s: &Subject) {
+    assert_eq!(s.cache.get::<User>("nothing here").await.unwrap(), None);
+    assert_eq!(s.cache.get::<i64>("nothing here").await.unwrap(), None);
+}
+
+pub async fn ttl_has_millisecond_precision(s: &Subject) {
+    let ttl = Duration::from_secs(1);
+    s.cache.put("k", &"v", ttl).await.unwrap();
+    s.advance(ttl - Duration::from_millis(1) - s.slack()).await;
+    assert!(s.cache.has("k").await.unwrap(), "there just before the TTL");
+    s.advance(Duration::from_millis(1) + 2 * s.slack()).await;
+    assert!(!s.cache.has("k").await.unwrap(), "gone at the TTL");
+    assert_eq!(s.cache.get::<String>("k").await.unwrap(), None);
+}
+
+pub async fn zero_ttl_removes_the_key(s: &Subject) {
+    s.cache.put("k", &1, MINUTE).await.unwrap();
+    s.cache.put("k", &2, Duration::ZERO).await.unwrap();
+    assert!(!s.cache.has("k").await.unwrap());
+    s.cache.put_many(&[("a", 1)], MINUTE).await.unwrap();
+    s.cache.put_many(&[("a", 2)], Duration::ZERO).await.unwrap();
+    assert!(!s.cache.has("a").await.unwrap());
+}
+
+pub async fn forever_never_expires(s: &Subject) {
+    s.cache.forever("k", &user(7)).await.unwrap();
+    s.advance(s.long_time()).await;
+    assert_eq!(s.cache.get::<User>("k").await.unwrap(), Some(user(7)));
+}
+
+pub async fn has_reports_live_entries_only(s: &Subject) {
+    assert!(!s.cache.has("k").await.unwrap());
+    s.cache
+        .put("k", &false, Duration::from_millis(400))
+        .await
+        .unwrap();
+    assert!(s.cache.has("k").await.unwrap());
+    s.advance(Duration::from_millis(400) + s.slack()).await;
+    assert!(!s.cache.has("k").await.unwrap());
+}
+
+pub async fn increment_starts_missing_keys_at_zero(s: &Subject) {
+    assert_eq!(s.cache.increment("n", 1).await.unwrap(), 1);
+    assert_eq!(s.cache.increment("n", 10).await.unwrap(), 11);
+    assert_eq!(s.cache.decrement("n", 12).await.unwrap(), -1);
+    assert_eq!(s.cache.decrement("m", 3).await.unwrap(), -3);
+    assert_eq!(s.cache.get::<i64>("n").await.unwrap(), Some(-1));
+}
+
+pub async fn increment_keeps_the_ttl_of_an_existing_key(s: &Subject) {
+    let ttl = Duration::from_millis(800);
+    s.cache.put("n", &5, ttl).await.unwrap();
+    assert_eq!(s.cache.increment("n", 1).await.unwrap(), 6);
+    s.advance(ttl + s.slack()).await;
+    assert_eq!(
+        s.cache.get::<i64>("n").await.unwrap(),
+        None,
+        "the TTL was kept"
+    );
+}
+
+pub async fn increment_restarts_an_expired_counter_without_ttl(s: &Subject) {
+    let ttl = Duration::from_millis(500);
+    s.cache.put("n", &5, ttl).await.unwrap();
+    s.advance(ttl + s.slack()).await;
+    assert_eq!(s.cache.increment("n", 1).await.unwrap(), 1);
+    s.advance(s.long_time()).await;
+    assert_eq!(s.cache.get::<i64>("n").await.unwrap(), Some(1));
+}
+
+pub async fn put_integers_are_counters(s: &Subject) {
+    s.cache.put("n", &5, MINUTE).await.unwrap();
+    assert_eq!(s.cache.increment("n", 1).await.unwrap(), 6);
+    assert_eq!(s.cache.get::<i64>("n").await.unwrap(), Some(6));
+    assert_eq!(s.cache.get::<u8>("n").await.unwrap(), Some(6));
+    s.cache.put("neg", &-9i32, MINUTE).await.unwrap();
+    assert_eq!(s.cache.increment("neg", 10).await.unwrap(), 1);
+}
+
+pub async fn increment_of_a_non_integer_is_an_error_and_keeps_the_value(s: &Subject) {
+    s.cache.put("u", &user(3), MINUTE).await.unwrap();
+    s.cache.put("f", &1.5, MINUTE).await.unwrap();
+    for key in ["u", "f"] {
+        let err = s.cache.increment(key, 1).await.unwrap_err();
+        assert!(matches!(err, Error::NotAnInteger { .. }), "{err:?}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+    assert_eq!(s.cache.get::<User>("u").await.unwrap(), Some(user(3)));
+    assert_eq!(s.cache.get::<f64>("f").await.unwrap(), Some(1.5));
+}
+
+pub async fn increment_overflow_is_an_error_and_keeps_the_value(s: &Subject) {
+    s.cache.put("n", &i64::MAX, MINUTE).await.unwrap();
+    let err = s.cache.increment("n", 1).await.unwrap_err();
+    assert!(matches!(err, Error::Overflow { .. }), "{err:?}");
+    assert_eq!(s.cache.get::<i64>("n").await.unwrap(), Some(i64::MAX));
+    assert!(s.cache.decrement("m", i64::MIN).await.is_err());
+}
+
+pub async fn increments_are_atomic_under_concurrency(s: &Subject) {
+    let (tasks, each) = (16, 50);
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let cache = s.cache.clone();
+            tokio::spawn(async move {
+                for _ in 0..each {
+                    cache.increment("shared", 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    assert_eq!(
+        s.cache.get::<i64>("shared").await.unwrap(),
+        Some(tasks * each)
+    );
+}
+
+pub async fn add_stores_only_when_absent(s: &Subject) {
+    let ttl = Duration::from_millis(500);
+    assert!(s.cache.add("k", &1, ttl).await.unwrap());
+    assert!(!s.cache.add("k", &2, ttl).await.unwrap());
+    assert_eq!(s.cache.get::<i64>("k").await.unwrap(), Some(1));
+    s.advance(ttl + s.slack()).await;
+    assert!(
+        s.cache.add("k", &3, MINUTE).await.unwrap(),
+        "an expired entry is absent"
+    );
+    assert_eq!(s.cache.get::<i64>("k").await.unwrap(), Some(3));
+    assert!(!s.cache.add("z", &1, Duration::ZERO).await.unwrap());
+    assert!(!s.cache.has("z").await.unwrap());
+}
+
+pub async fn add_is_atomic_under_concurrency(s: &Subject) {
+    let handles: Vec<_> = (0..32)
+        .map(|i| {
+            let cache = s.cache.clone();
+            tokio::spawn(async move { cache.add("once", &i, MINUTE).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for handle in handles {
+        winners += usize::from(handle.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn remember_runs_the_loader_only_on_a_miss(s: &Subject) {
+    let calls = AtomicUsize::new(0);
+    for _ in 0..3 {
+        let value: User = s
+            .cache
+            .remember("r", MINUTE, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                user(9)
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, user(9));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(s.cache.get::<User>("r").await.unwrap(), Some(user(9)));
+    let forever: i64 = s
+        .cache
+        .remember_forever("rf", || async { 4 })
+        .await
+        .unwrap();
+    assert_eq!(forever, 4);
+}
+
+pub async fn concurrent_remember_runs_the_loader_once(s: &Subject) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..32)
+        .map(|_| {
+            let cache = s.cache.clone();
+            let calls = Arc::clone(&calls);
+            tokio::spawn(async move {
+                cache
+                    .remember("slow", MINUTE, || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        user(5)
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.await.unwrap(), user(5));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "single flight");
+}
+
+pub async fn try_remember_failure_stores_nothing(s: &Subject) {
+    let err = s
+        .cache
+        .try_remember("t", MINUTE, || async { Err::<User, _>("database down") })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Loader { .. }), "{err:?}");
+    assert!(!s.cache.has("t").await.unwrap());
+    let ok: User = s
+        .cache
+        .try_remember("t", MINUTE, || async { Ok::<_, Error>(user(1)) })
+        .await
+        .unwrap();
+    assert_eq!(ok, user(1));
+}
+
+pub async fn forget_reports_whether_the_key_existed(s: &Subject) {
+    s.cache
+        .put("k", &1, Duration::from_millis(300))
+        .await
+        .unwrap();
+    s.cache.put("j", &1, MINUTE).await.unwrap();
+    assert!(s.cache.forget("j").await.unwrap());
+    assert!(!s.cache.forget("j").await.unwrap());
+    assert!(!s.cache.forget("never").await.unwrap());
+    s.advance(Duration::from_millis(300) + s.slack()).await;
+    assert!(
+        !s.cache.forget("k").await.unwrap(),
+        "an expired entry did not exist"
+    );
+}
+
+pub async fn pull_returns_and_removes(s: &Subject) {
+    s.cache.put("p", &user(4), MINUTE).await.unwrap();
+    assert_eq!(s.cache.pull::<User>("p").await.unwrap(), Some(user(4)));
+    assert_eq!(s.cache.pull::<User>("p").await.unwrap(), None);
+    assert!(!s.cache.has("p").await.unwrap());
+}
+
+pub async fn touch_extends_a_live_entry_only(s: &Subject) {
+    let short = Duration::from_millis(500);
+    s.cache.put("k", &1, short).await.unwrap();
+    assert!(s.cache.touch("k", MINUTE).await.unwrap());
+    s.advance(short + s.slack()).await;
+    assert_eq!(
+        s.cache.get::<i64>("k").await.unwrap(),
+        Some(1),
+        "the new TTL holds"
+    );
+    assert!(!s.cache.touch("missing", MINUTE).await.unwrap());
+    assert!(!s.cache.has("missing").await.unwrap());
+    assert!(s.cache.touch("k", Duration::ZERO).await.unwrap());
+    assert!(!s.cache.has("k").await.unwrap(), "a zero TTL removes");
+}
+
+pub async fn many_and_put_many_work_in_order(s: &Subject) {
+    s.cache
+        .put_many(&[("a", user(1)), ("b", user(2))], MINUTE)
+        .await
+        .unwrap();
+    let values = s.cache.many::<User>(&["b", "missing", "a"]).await.unwrap();
+    assert_eq!(values, vec![Some(user(2)), None, Some(user(1))]);
+}
+
+pub async fn flush_removes_every_entry(s: &Subject) {
+    for i in 0..20 {
+        s.cache.put(&format!("k{i}"), &i, MINUTE).await.unwrap();
+    }
+    s.cache.forever("f", &1).await.unwrap();
+    s.cache.increment("c", 1).await.unwrap();
+    s.cache.flush().await.unwrap();
+    for key in ["k0", "k19", "f", "c"] {
+        assert!(!s.cache.has(key).await.unwrap(), "{key}");
+    }
+    s.cache.put("after", &1, MINUTE).await.unwrap();
+    assert!(
+        s.cache.has("after").await.unwrap(),
+        "the cache still works after a flush"
+    );
+}
+
+/// Keys that break naive file paths or protocols.
+pub fn hostile_keys() -> Vec<String> {
+    vec![
+        String::new(),
+        " ".into(),
+        "../../etc/passwd".into(),
+        "..".into(),
+        "/absolute/path".into(),
+        "a/b\\c".into(),
+        "with space and\ttab\nnewline".into(),
+        "NUL\0byte".into(),
+        "ünïcødé 🚀 日本語".into(),
+        "Case".into(),
+        "case".into(),
+        "{hash}tag".into(),
+        "*".into(),
+        "x".repeat(10_000),
+        format!("{}y", "x".repeat(9_999)),
+    ]
+}
+
+pub async fn hostile_keys_are_safe_and_distinct(s: &Subject) {
+    let keys = hostile_keys();
+    for (i, key) in keys.iter().enumerate() {
+        s.cache.put(key, &i, MINUTE).await.unwrap();
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(s.cache.get::<usize>(key).await.unwrap(), Some(i), "{key:?}");
+        assert_eq!(s.cache.increment(key, 1).await.unwrap(), i as i64 + 1);
+    }
+    assert!(s.cache.forget("..").await.unwrap());
+    assert_eq!(
+        s.cache.get::<usize>("../../etc/passwd").await.unwrap(),
+        Some(3)
+    );
+}
+
+pub async fn undecodable_entries_are_misses_and_are_removed(s: &Subject) {
+    s.cache.put("u", &"not a user", MINUTE).await.unwrap();
+    assert_eq!(s.cache.get::<User>("u").await.unwrap(), None);
+    assert!(!s.cache.has("u").await.unwrap(), "removed");
+
+    for garbage in [&b"\xff\x00garbage"[..], b"jtc", b"jtc\x7f", b"jtc\x01\xc1"] {
+        s.cache
+            .driver()
+            .put("g", garbage, Some(MINUTE))
+            .await
+            .unwrap();
+        assert_eq!(s.cache.get::<User>("g").await.unwrap(), None, "{garbage:?}");
+        assert!(!s.cache.has("g").await.unwrap(), "{garbage:?} removed");
+    }
+
+    s.cache.put("t", &user(8), MINUTE).await.unwrap();
+    let mut bytes = s.cache.driver().get("t").await.unwrap().unwrap();
+    bytes.truncate(bytes.len() - 4);
+    s.cache
+        .driver()
+        .put("t", &bytes, Some(MINUTE))
+        .await
+        .unwrap();
+    assert_eq!(s.cache.get::<User>("t").await.unwrap(), None);
+    assert!(s.cache.many::<User>(&["t"]).await.unwrap()[0].is_none());
+}
+
+pub async fn entries_are_readable_across_codecs(s: &Subject) {
+    let json = s.cache.clone().with_codec(Codec::Json);
+    json.put("j", &user(1), MINUTE).await.unwrap();
+    s.cache.put("m", &user(2), MINUTE).await.unwrap();
+    assert_eq!(s.cache.get::<User>("j").await.unwrap(), Some(user(1)));
+    assert_eq!(json.get::<User>("m").await.unwrap(), Some(user(2)));
+    json.put("n", &41, MINUTE).await.unwrap();
+    assert_eq!(s.cache.increment("n", 1).await.unwrap(), 42);
+}
+
+pub async fn hit_gives_a_new_counter_its_window(s: &Subject) {
+    let window = Duration::from_millis(800);
+    let first = s.cache.hit("h", window).await.unwrap();
+    assert_eq!(first.count, 1);
+    assert!(first.expires_in <= window && first.expires_in + s.slack() >= window);
+    s.advance(Duration::from_millis(300)).await;
+    let second = s.cache.hit("h", window).await.unwrap();
+    assert_eq!(second.count, 2);
+    assert!(
+        second.expires_in <= window - Duration::from_millis(300),
+        "{second:?}"
+    );
+    s.advance(Duration::from_millis(500) + s.slack()).await;
+    let next_window = s.cache.hit("h", window).await.unwrap();
+    assert_eq!(next_window.count, 1, "the window started over");
+}
+
+pub async fn hit_gives_a_counter_without_ttl_a_window(s: &Subject) {
+    s.cache.increment("h", 3).await.unwrap();
+    let hit = s.cache.hit("h", Duration::from_millis(500)).await.unwrap();
+    assert_eq!(hit.count, 4);
+    assert!(hit.expires_in <= Duration::from_millis(500));
+    s.advance(Duration::from_millis(500) + s.slack()).await;
+    assert!(!s.cache.has("h").await.unwrap(), "the counter expired");
+}
+
+pub async fn hits_are_atomic_under_concurrency(s: &Subject) {
+    let handles: Vec<_> = (0..200)
+        .map(|_| {
+            let cache = s.cache.clone();
+            tokio::spawn(async move { cache.hit("burst", MINUTE).await.unwrap().count })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for handle in handles {
+        counts.push(handle.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=200).collect::<Vec<_>>(),
+        "every hit saw its own count"
+    );
+}
