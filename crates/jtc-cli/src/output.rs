@@ -1,0 +1,63 @@
+//! How the CLI speaks: ✓ lines, one-line errors, progress for long work.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A step that worked.
+pub(crate) fn ok(message: impl std::fmt::Display) {
+    println!("✓ {message}");
+}
+
+/// The one line a failed command prints: the error and its causes, joined by `: `.
+pub(crate) fn error(error: &anyhow::Error) {
+    let line = format!("{error:#}").replace(['\n', '\r'], " ");
+    eprintln!("✗ error: {line}");
+}
+
+/// Reports progress over folders: a bar on a terminal, a few plain lines otherwise.
+pub(crate) struct Progress {
+    bar: Option<ProgressBar>,
+    label: &'static str,
+}
+
+impl Progress {
+    pub(crate) fn new(label: &'static str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} folders ({eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(label);
+            bar
+        });
+        Self { bar, label }
+    }
+
+    /// The `progress(done, total)` callback to hand to a long operation.
+    pub(crate) fn callback(&self) -> impl FnMut(usize, usize) + Send + 'static {
+        let bar = self.bar.clone();
+        let label = self.label;
+        let mut last_quarter = 0;
+        move |done, total| {
+            if let Some(bar) = &bar {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                return;
+            }
+            let quarter = if total == 0 { 4 } else { done * 4 / total };
+            if quarter > last_quarter {
+                last_quarter = quarter;
+                eprintln!("{label}: {done}/{total} folders");
+            }
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The built `jtc` binary, run as a user runs it.
+
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Output},
+};
+
+/// Runs `jtc` in `dir` with a clean cache environment plus `vars`.
+fn jtc(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jtc"));
+    command.current_dir(dir).args(args);
+    for name in [
+        "CACHE_DRIVER",
+        "CACHE_FILE_PATH",
+        "REDIS_URL",
+        "REDIS_PASSWORD",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(vars.iter().copied());
+    command.output().expect("the jtc binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// An error is one line on stderr, no panic, no backtrace, and a non-zero exit.
+fn assert_one_line_failure(output: &Output, expected: &str) {
+    let err = stderr(output);
+    assert!(!output.status.success(), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(expected), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cache_test_passes_on_the_default_file_driver_with_no_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = jtc(dir.path(), &["cache", "test"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    for step in [
+        "✓ Put",
+        "✓ Get",
+        "✓ Increment",
+        "✓ Forget",
+        "✓ Cache is working correctly!",
+    ] {
+        assert!(out.contains(step), "{out}");
+    }
+    assert!(out.contains("driver: file"), "{out}");
+    assert!(dir.path().join("storage/framework/cache").is_dir());
+}
+
+#[test]
+fn cache_test_passes_on_the_array_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = jtc(dir.path(), &["cache", "test"], &[("CACHE_DRIVER", "array")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("driver: array"));
+    assert!(
+        !dir.path().join("storage").exists(),
+        "the array driver writes no files"
+    );
+}
+
+#[test]
+fn config_shows_the_driver_and_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = jtc(
+        dir.path(),
+        &["cache", "config"],
+        &[("CACHE_FILE_PATH", "var/cache")],
+    );
+    assert!(output.status.success());
+    let out = stdout(&output);
+    assert!(out.contains("Driver") && out.contains("file"), "{out}");
+    assert!(
+        out.contains("File Path") && out.contains("var/cache"),
+        "{out}"
+    );
+}
+
+#[test]
+fn settings_are_read_from_a_dotenv_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join(".env"),
+        "CACHE_DRIVER=file\nCACHE_FILE_PATH=from-dotenv\n",
+    )
+    .unwrap();
+    let output = jtc(dir.path(), &["cache", "test"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dir.path().join("from-dotenv").is_dir());
+}
+
+#[test]
+fn an_unknown_driver_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["cache", "test"][..],
+        &["cache", "config"],
+        &["cache", "clear"],
+    ] {
+        let output = jtc(dir.path(), args, &[("CACHE_DRIVER", "memcached")]);
+        assert_one_line_failure(&output, "CACHE_DRIVER=\"memcached\"");
+        assert!(stderr(&output).contains("file, array"));
+    }
+}
+
+#[test]
+fn an_unwritable_path_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a-file"), b"").unwrap();
+    for args in [
+        &["cache", "test"][..],
+        &["cache", "prune"],
+        &["cache", "clear"],
+    ] {
+        let output = jtc(dir.path(), args, &[("CACHE_FILE_PATH", "a-file/cache")]);
+        assert_one_line_failure(&output, "a-file/cache");
+    }
+}
+
+#[test]
+fn a_malformed_dotenv_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(".env"), "CACHE_DRIVER='unterminated\n").unwrap();
+    let output = jtc(dir.path(), &["cache", "test"], &[]);
+    assert_one_line_failure(&output, ".env");
+}
+
+#[test]
+fn get_forget_clear_and_prune_work_on_stored_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("storage/framework/cache");
+    // Entries written by an application on the same folder.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let cache = jtc_cache::Cache::new(jtc_cache::FileDriver::new(&root).unwrap());
+        cache
+            .put(
+                "user:1",
+                &serde_json::json!({"name": "Ana", "id": 1}),
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        cache.increment("hits", 42).await.unwrap();
+        cache
+            .put("short", &1, std::time::Duration::from_millis(1))
+            .await
+            .unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(5));
+
+    let got = jtc(dir.path(), &["cache", "get", "user:1"], &[]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    let value: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(value, serde_json::json!({"name": "Ana", "id": 1}));
+    assert_eq!(
+        stdout(&jtc(dir.path(), &["cache", "get", "hits"], &[])).trim(),
+        "42"
+    );
+
+    let missing = jtc(dir.path(), &["cache", "get", "nope"], &[]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("'nope' is not set"));
+
+    let pruned = jtc(dir.path(), &["cache", "prune"], &[]);
+    assert!(
+        stdout(&pruned).contains("Pruned 1 expired entries"),
+        "{}",
+        stdout(&pruned)
+    );
+
+    let forgot = jtc(dir.path(), &["cache", "forget", "hits"], &[]);
+    assert!(
+        stdout(&forgot).contains("Cache key 'hits' removed"),
+        "{}",
+        stdout(&forgot)
+    );
+    let again = jtc(dir.path(), &["cache", "forget", "hits"], &[]);
+    assert!(stdout(&again).contains("Cache key 'hits' was not set"));
+
+    fs::write(root.join("keep.txt"), b"mine").unwrap();
+    let cleared = jtc(dir.path(), &["cache", "clear"], &[]);
+    assert!(
+        stdout(&cleared).contains("✓ Cache cleared successfully! (1 entries removed)"),
+        "{}",
+        stdout(&cleared)
+    );
+    assert_eq!(
+        jtc(dir.path(), &["cache", "get", "user:1"], &[])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        fs::read(root.join("keep.txt")).unwrap(),
+        b"mine",
+        "foreign files survive"
+    );
+}
