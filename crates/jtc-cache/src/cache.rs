@@ -2,6 +2,7 @@
 
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use dashmap::DashMap;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
@@ -50,7 +51,7 @@ struct Inner {
     driver: Arc<dyn CacheDriver>,
     codec: Codec,
     /// One cell per key being computed by `remember`, shared by its concurrent callers.
-    flights: DashMap<String, Arc<OnceCell<Vec<u8>>>>,
+    flights: DashMap<String, Arc<OnceCell<Bytes>>>,
 }
 
 impl fmt::Debug for Cache {
@@ -141,7 +142,7 @@ impl Cache {
             return Ok(false);
         }
         let bytes = self.inner.codec.encode(key, value)?;
-        self.inner.driver.add(key, &bytes, Some(ttl)).await
+        self.inner.driver.add(key, bytes.into(), Some(ttl)).await
     }
 
     /// The value at `key`; on a miss, the value `load` computes, stored for `ttl`.
@@ -243,7 +244,7 @@ impl Cache {
         }
         let encoded = entries
             .iter()
-            .map(|(key, value)| Ok((*key, self.inner.codec.encode(key, value)?)))
+            .map(|(key, value)| Ok((*key, self.inner.codec.encode(key, value)?.into())))
             .collect::<Result<Vec<_>>>()?;
         self.inner.driver.put_many(&encoded, Some(ttl)).await
     }
@@ -271,7 +272,7 @@ impl Cache {
             return Ok(());
         }
         let bytes = self.inner.codec.encode(key, value)?;
-        self.inner.driver.put(key, &bytes, ttl).await
+        self.inner.driver.put(key, bytes.into(), ttl).await
     }
 
     async fn remember_with<T, E, F, Fut>(
@@ -310,7 +311,7 @@ impl Cache {
         key: &str,
         ttl: Option<Duration>,
         load: F,
-    ) -> Result<Vec<u8>>
+    ) -> Result<Bytes>
     where
         T: Serialize + DeserializeOwned,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -326,12 +327,12 @@ impl Cache {
             key: key.to_owned(),
             source: e.into(),
         })?;
-        let bytes = self.inner.codec.encode(key, &value)?;
+        let bytes = Bytes::from(self.inner.codec.encode(key, &value)?);
         match ttl {
             Some(ttl) if ttl.is_zero() => {
                 self.inner.driver.forget(key).await?;
             }
-            _ => self.inner.driver.put(key, &bytes, ttl).await?,
+            _ => self.inner.driver.put(key, bytes.clone(), ttl).await?,
         }
         Ok(bytes)
     }
@@ -339,7 +340,7 @@ impl Cache {
     async fn decode_or_forget<T: DeserializeOwned>(
         &self,
         key: &str,
-        bytes: Option<Vec<u8>>,
+        bytes: Option<Bytes>,
     ) -> Result<Option<T>> {
         let Some(bytes) = bytes else { return Ok(None) };
         let value = self.decode_logged(key, &bytes);

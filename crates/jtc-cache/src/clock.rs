@@ -34,6 +34,44 @@ impl Clock for SystemClock {
     }
 }
 
+/// A fast, monotonic clock for in-process expiry: Unix milliseconds at its creation plus the
+/// monotonic time elapsed since, read from the CPU's time-stamp counter where that is
+/// reliable (`quanta`, as moka does), in about 10 ns instead of a system call's 30–40.
+///
+/// It never jumps when the wall clock is set. It is not for expiry shared between processes
+/// (the file driver), since clocks of processes started at different times drift apart.
+#[derive(Debug, Clone)]
+pub struct MonotonicClock {
+    clock: quanta::Clock,
+    start: quanta::Instant,
+    start_ms: u64,
+}
+
+impl MonotonicClock {
+    /// A clock anchored at the current wall-clock time.
+    pub fn new() -> Self {
+        let clock = quanta::Clock::new();
+        Self {
+            start: clock.now(),
+            start_ms: SystemClock.now_ms(),
+            clock,
+        }
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now_ms(&self) -> u64 {
+        let elapsed = self.clock.now().saturating_duration_since(self.start);
+        self.start_ms + elapsed.as_millis() as u64
+    }
+}
+
 /// A clock that only moves when told to: for tests of expiry and rate-limit windows.
 ///
 /// Clones share the same time, so a test can keep one clone and hand another to a driver.

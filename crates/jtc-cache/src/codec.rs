@@ -92,7 +92,7 @@ pub(crate) fn parse_integer(bytes: &[u8]) -> Option<i64> {
 
 /// The stored form of a counter.
 pub(crate) fn format_integer(n: i64) -> Vec<u8> {
-    n.to_string().into_bytes()
+    itoa::Buffer::new().format(n).as_bytes().to_vec()
 }
 
 /// The value of a counter after adding `by` to its stored form (`None`: a new counter).

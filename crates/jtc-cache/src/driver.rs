@@ -1,16 +1,28 @@
 //! The storage contract every backend fulfils: bytes in, bytes out.
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::Result;
 
 /// A storage backend for [`Cache`](crate::Cache).
 ///
-/// Drivers store opaque bytes under string keys; encoding typed values is the
-/// [`Cache`](crate::Cache)'s job. The trait is object safe: a `Cache` holds an
-/// `Arc<dyn CacheDriver>`, so the driver is chosen at run time (`CACHE_DRIVER`).
+/// Drivers store opaque bytes ([`Bytes`]: cloning one shares the buffer) under string keys;
+/// encoding typed values is the [`Cache`](crate::Cache)'s job. The trait is object safe: a
+/// `Cache` holds an `Arc<dyn CacheDriver>`, so the driver is chosen at run time
+/// (`CACHE_DRIVER`).
+///
+/// Methods return a [`DriverFuture`]: a driver that must wait (on files, on a server) wraps
+/// its `async` block with [`DriverFuture::new`]; a driver that answers at once (memory)
+/// returns [`DriverFuture::ready`], which allocates nothing. That keeps the in-memory driver
+/// within a few nanoseconds of a bare map, where a boxed future per call would double its cost.
 ///
 /// # Contract
 ///
@@ -24,68 +36,128 @@ use crate::Result;
 ///   driver can use `INCRBY`.
 /// - `increment`, `add`, `hit` and `pull` are atomic with respect to every other operation on
 ///   the same key, from any task (and, for shared backends, any process).
-#[async_trait]
+///
+/// # Example
+///
+/// A driver that forwards to another, counting reads:
+///
+/// ```
+/// use jtc_cache::{ArrayDriver, Cache, CacheDriver, DriverFuture, Hit};
+/// use bytes::Bytes;
+/// use std::{sync::atomic::{AtomicU64, Ordering}, time::Duration};
+///
+/// #[derive(Debug, Default)]
+/// struct Counting { inner: ArrayDriver, reads: AtomicU64 }
+///
+/// impl CacheDriver for Counting {
+///     fn name(&self) -> &'static str { "counting" }
+///     fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+///         self.reads.fetch_add(1, Ordering::Relaxed);
+///         DriverFuture::new(async move { self.inner.get(key).await })
+///     }
+///     fn put<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> DriverFuture<'a, ()> {
+///         self.inner.put(key, value, ttl)
+///     }
+///     fn add<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>) -> DriverFuture<'a, bool> {
+///         self.inner.add(key, value, ttl)
+///     }
+///     fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64> {
+///         self.inner.increment(key, by)
+///     }
+///     fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
+///         self.inner.hit(key, window)
+///     }
+///     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> { self.inner.forget(key) }
+///     fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> { self.inner.pull(key) }
+///     fn touch<'a>(&'a self, key: &'a str, ttl: Option<Duration>) -> DriverFuture<'a, bool> {
+///         self.inner.touch(key, ttl)
+///     }
+///     fn flush(&self) -> DriverFuture<'_, ()> { self.inner.flush() }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let cache = Cache::new(Counting::default());
+/// cache.put("k", &1, Duration::from_secs(5)).await?;
+/// assert_eq!(cache.get::<i32>("k").await?, Some(1));
+/// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+/// ```
 pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     /// A short name for logs and the CLI: `array`, `file`, `redis`.
     fn name(&self) -> &'static str;
 
     /// The stored bytes, or `None` when the key is missing or expired.
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>>;
 
     /// Stores `value`, replacing whatever was there.
-    async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()>;
+    fn put<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>)
+    -> DriverFuture<'a, ()>;
 
-    /// Stores `value` only if the key is missing or expired; returns whether it stored.
-    async fn add(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool>;
+    /// Stores `value` only if the key is missing or expired; returns whether it stored. A zero
+    /// `ttl` stores nothing and returns `false`.
+    fn add<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, bool>;
 
     /// Adds `by` to the integer at `key` and returns the new value.
     ///
     /// A missing or expired key starts from 0 and never expires; an existing key keeps its
     /// TTL. A value that is not an integer is an [`Error::NotAnInteger`](crate::Error) and is
     /// left unchanged, as is a counter that would overflow.
-    async fn increment(&self, key: &str, by: i64) -> Result<i64>;
+    fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64>;
 
     /// Adds one to the counter at `key`, starting a window of `window` if the counter is new,
     /// in one atomic step. This is the rate limiter's operation.
     ///
     /// A counter found without a TTL is given `window` too: a counter that never expires
     /// would lock a client out for good.
-    async fn hit(&self, key: &str, window: Duration) -> Result<Hit>;
+    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit>;
 
     /// Removes the key; returns whether a live entry was there.
-    async fn forget(&self, key: &str) -> Result<bool>;
+    fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool>;
 
     /// Removes the key and returns what it held, in one atomic step.
-    async fn pull(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>>;
 
-    /// Gives a live entry a new TTL (`None`: never expires); returns whether the key was live.
-    async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool>;
+    /// Gives a live entry a new TTL (`None`: never expires; zero: removes it); returns whether
+    /// the key was live.
+    fn touch<'a>(&'a self, key: &'a str, ttl: Option<Duration>) -> DriverFuture<'a, bool>;
 
     /// Removes every entry this driver wrote, and nothing else.
-    async fn flush(&self) -> Result<()>;
+    fn flush(&self) -> DriverFuture<'_, ()>;
 
     /// The stored bytes of several keys, in order.
-    async fn many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            values.push(self.get(key).await?);
-        }
-        Ok(values)
+    fn many<'a>(&'a self, keys: &'a [&'a str]) -> DriverFuture<'a, Vec<Option<Bytes>>> {
+        DriverFuture::new(async move {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                values.push(self.get(key).await?);
+            }
+            Ok(values)
+        })
     }
 
     /// Stores several entries with one TTL.
-    async fn put_many(&self, entries: &[(&str, Vec<u8>)], ttl: Option<Duration>) -> Result<()> {
-        for (key, value) in entries {
-            self.put(key, value, ttl).await?;
-        }
-        Ok(())
+    fn put_many<'a>(
+        &'a self,
+        entries: &'a [(&'a str, Bytes)],
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, ()> {
+        DriverFuture::new(async move {
+            for (key, value) in entries {
+                self.put(key, value.clone(), ttl).await?;
+            }
+            Ok(())
+        })
     }
 
     /// Removes expired entries that nobody has read since they expired; returns how many.
     ///
     /// Backends that expire entries by themselves (Redis) return 0.
-    async fn prune(&self) -> Result<u64> {
-        Ok(0)
+    fn prune(&self) -> DriverFuture<'_, u64> {
+        DriverFuture::ready(Ok(0))
     }
 }
 
@@ -96,4 +168,66 @@ pub struct Hit {
     pub count: i64,
     /// The time left until the counter expires and the window starts over.
     pub expires_in: Duration,
+}
+
+/// The future a [`CacheDriver`] method returns: either a result that is already there, or a
+/// boxed `async` block.
+#[must_use = "futures do nothing unless awaited"]
+pub struct DriverFuture<'a, T> {
+    state: State<'a, T>,
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+enum State<'a, T> {
+    Ready(Option<Result<T>>),
+    Boxed(Boxed<'a, T>),
+}
+
+impl<'a, T> DriverFuture<'a, T> {
+    /// A future for work that waits: it is boxed once.
+    pub fn new(future: impl Future<Output = Result<T>> + Send + 'a) -> Self {
+        Self {
+            state: State::Boxed(Box::pin(future)),
+        }
+    }
+
+    /// A result that is already known; no allocation.
+    #[inline]
+    pub fn ready(result: Result<T>) -> Self {
+        Self {
+            state: State::Ready(Some(result)),
+        }
+    }
+}
+
+// The ready result is moved out, never pinned in place, and the boxed future is pinned by its
+// box: moving a `DriverFuture` is always fine.
+impl<T> Unpin for DriverFuture<'_, T> {}
+
+impl<T> Future for DriverFuture<'_, T> {
+    type Output = Result<T>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match &mut self.get_mut().state {
+            State::Ready(result) => match result.take() {
+                Some(result) => Poll::Ready(result),
+                None => panic!("a DriverFuture was polled after it completed"),
+            },
+            State::Boxed(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> fmt::Debug for DriverFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Ready(_) => "ready",
+            State::Boxed(_) => "pending",
+        };
+        f.debug_struct("DriverFuture")
+            .field("state", &state)
+            .finish()
+    }
 }

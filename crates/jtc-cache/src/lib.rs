@@ -56,10 +56,10 @@ mod drivers;
 mod error;
 
 pub use cache::Cache;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, MonotonicClock, SystemClock};
 pub use codec::Codec;
 pub use config::{CacheConfig, DEFAULT_FILE_PATH, DriverKind};
-pub use driver::{CacheDriver, Hit};
+pub use driver::{CacheDriver, DriverFuture, Hit};
 pub use drivers::{
     array::{ArrayDriver, ArrayDriverBuilder},
     file::{FileDriver, FileDriverBuilder},

@@ -60,7 +60,8 @@ async fn corrupted_and_truncated_files_are_misses_and_are_removed() {
     let dir = tempfile::tempdir().unwrap();
     let driver = driver_in(dir.path());
     let cache = Cache::new(driver.clone());
-    let damages: [(&str, fn(&mut Vec<u8>)); 4] = [
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 4] = [
         ("flipped byte", |b| *b.last_mut().unwrap() ^= 0x20),
         ("truncated value", |b| b.truncate(b.len() - 3)),
         ("truncated header", |b| b.truncate(7)),

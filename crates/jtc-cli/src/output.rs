@@ -47,7 +47,7 @@ impl Progress {
                 bar.set_position(done as u64);
                 return;
             }
-            let quarter = if total == 0 { 4 } else { done * 4 / total };
+            let quarter = (done * 4).checked_div(total).unwrap_or(4);
             if quarter > last_quarter {
                 last_quarter = quarter;
                 eprintln!("{label}: {done}/{total} folders");

@@ -6,14 +6,14 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
+use bytes::Bytes;
 use dashmap::{DashMap, mapref::entry::Entry as MapEntry};
 
 use crate::{
-    Clock, Hit, Result, SystemClock,
-    clock::{SharedClock, expiry_at},
+    Clock, Hit, MonotonicClock, Result,
+    clock::{SharedClock, duration_ms, expiry_at},
     codec::{format_integer, incremented},
-    driver::CacheDriver,
+    driver::{CacheDriver, DriverFuture},
 };
 
 /// How often the sweeper reclaims expired entries unless told otherwise.
@@ -46,20 +46,71 @@ pub struct ArrayDriver {
 
 #[derive(Debug)]
 struct Inner {
-    map: DashMap<String, Entry>,
+    map: DashMap<String, Entry, ahash::RandomState>,
     clock: SharedClock,
 }
 
 #[derive(Debug)]
 struct Entry {
-    value: Vec<u8>,
+    value: Stored,
     /// Unix milliseconds; `None` never expires.
     expires_at: Option<u64>,
+}
+
+/// A value as held in memory. Counters are kept as numbers once incremented, so further
+/// increments do no parsing or formatting; readers still get the plain decimal bytes.
+#[derive(Debug)]
+enum Stored {
+    Bytes(Bytes),
+    Integer(i64),
+}
+
+impl Stored {
+    fn to_bytes(&self) -> Bytes {
+        match self {
+            Self::Bytes(bytes) => bytes.clone(),
+            Self::Integer(n) => format_integer(*n).into(),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Bytes(bytes) => bytes,
+            Self::Integer(n) => format_integer(n).into(),
+        }
+    }
+
+    /// The counter after adding `by`; the stored value is unchanged on error.
+    fn incremented(&self, key: &str, by: i64) -> Result<i64> {
+        match self {
+            Self::Integer(n) => n.checked_add(by).ok_or_else(|| overflow(key)),
+            Self::Bytes(bytes) => incremented(key, Some(bytes), by),
+        }
+    }
 }
 
 impl Entry {
     fn is_live(&self, now: u64) -> bool {
         self.expires_at.is_none_or(|at| now < at)
+    }
+
+    /// Like `is_live`, reading the clock only for entries that can expire.
+    fn is_live_at(&self, clock: &dyn Clock) -> bool {
+        self.expires_at.is_none_or(|at| clock.now_ms() < at)
+    }
+
+    /// A placeholder for a new counter, expired so that it reads as absent.
+    fn vacant() -> Self {
+        Self {
+            value: Stored::Integer(0),
+            expires_at: Some(0),
+        }
+    }
+}
+
+fn overflow(key: &str) -> crate::Error {
+    crate::Error::Overflow {
+        key: key.to_owned(),
     }
 }
 
@@ -74,14 +125,14 @@ pub struct ArrayDriverBuilder {
 impl Default for ArrayDriverBuilder {
     fn default() -> Self {
         Self {
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(MonotonicClock::new()),
             sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
         }
     }
 }
 
 impl ArrayDriverBuilder {
-    /// The clock that decides expiry. Default: [`SystemClock`].
+    /// The clock that decides expiry. Default: [`MonotonicClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -97,7 +148,7 @@ impl ArrayDriverBuilder {
     /// Creates the driver and starts its sweeper.
     pub fn build(self) -> ArrayDriver {
         let inner = Arc::new(Inner {
-            map: DashMap::new(),
+            map: DashMap::default(),
             clock: self.clock,
         });
         if let Some(interval) = self.sweep_interval {
@@ -177,18 +228,81 @@ fn spawn_sweeper(inner: Weak<Inner>, interval: Duration) {
     }
 }
 
-#[async_trait]
 impl CacheDriver for ArrayDriver {
     fn name(&self) -> &'static str {
         "array"
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let now = self.now();
+    #[inline]
+    fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+        DriverFuture::ready(self.get_now(key))
+    }
+
+    #[inline]
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, ()> {
+        self.put_now(key, value, ttl);
+        DriverFuture::ready(Ok(()))
+    }
+
+    #[inline]
+    fn add<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, bool> {
+        DriverFuture::ready(self.add_now(key, value, ttl))
+    }
+
+    #[inline]
+    fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64> {
+        DriverFuture::ready(self.increment_now(key, by))
+    }
+
+    #[inline]
+    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
+        DriverFuture::ready(self.hit_now(key, window))
+    }
+
+    #[inline]
+    fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
+        DriverFuture::ready(Ok(self.forget_now(key)))
+    }
+
+    #[inline]
+    fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+        DriverFuture::ready(Ok(self.pull_now(key)))
+    }
+
+    #[inline]
+    fn touch<'a>(&'a self, key: &'a str, ttl: Option<Duration>) -> DriverFuture<'a, bool> {
+        DriverFuture::ready(Ok(self.touch_now(key, ttl)))
+    }
+
+    fn flush(&self) -> DriverFuture<'_, ()> {
+        self.inner.map.clear();
+        DriverFuture::ready(Ok(()))
+    }
+
+    fn prune(&self) -> DriverFuture<'_, u64> {
+        DriverFuture::ready(Ok(self.sweep()))
+    }
+}
+
+/// The operations, answered at once; the trait wraps them in ready futures.
+impl ArrayDriver {
+    #[inline]
+    fn get_now(&self, key: &str) -> Result<Option<Bytes>> {
         match self.inner.map.get(key) {
-            Some(entry) if entry.is_live(now) => Ok(Some(entry.value.clone())),
+            Some(entry) if entry.is_live_at(&*self.inner.clock) => Ok(Some(entry.value.to_bytes())),
             Some(entry) => {
                 drop(entry);
+                let now = self.now();
                 self.inner.map.remove_if(key, |_, e| !e.is_live(now));
                 Ok(None)
             }
@@ -196,28 +310,29 @@ impl CacheDriver for ArrayDriver {
         }
     }
 
-    async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
+    #[inline]
+    fn put_now(&self, key: &str, value: Bytes, ttl: Option<Duration>) {
         if ttl.is_some_and(|t| t.is_zero()) {
             self.inner.map.remove(key);
-            return Ok(());
+            return;
         }
         let entry = Entry {
-            value: value.to_vec(),
+            value: Stored::Bytes(value),
             expires_at: expiry_at(&*self.inner.clock, ttl),
         };
         self.inner.map.insert(key.to_owned(), entry);
-        Ok(())
     }
 
-    async fn add(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool> {
-        let now = self.now();
-        let entry = Entry {
-            value: value.to_vec(),
-            expires_at: expiry_at(&*self.inner.clock, ttl),
-        };
+    #[inline]
+    fn add_now(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
         if ttl.is_some_and(|t| t.is_zero()) {
             return Ok(false);
         }
+        let now = self.now();
+        let entry = Entry {
+            value: Stored::Bytes(value),
+            expires_at: expiry_at(&*self.inner.clock, ttl),
+        };
         match self.inner.map.entry(key.to_owned()) {
             MapEntry::Occupied(e) if e.get().is_live(now) => Ok(false),
             MapEntry::Occupied(mut e) => {
@@ -231,100 +346,89 @@ impl CacheDriver for ArrayDriver {
         }
     }
 
-    async fn increment(&self, key: &str, by: i64) -> Result<i64> {
-        let now = self.now();
-        if let Some(mut entry) = self.inner.map.get_mut(key)
-            && entry.is_live(now)
-        {
-            let next = incremented(key, Some(&entry.value), by)?;
-            entry.value = format_integer(next);
-            return Ok(next);
-        }
-        let mut entry = self
-            .inner
-            .map
-            .entry(key.to_owned())
-            .or_insert_with(|| Entry {
-                value: Vec::new(),
-                expires_at: Some(0),
-            });
-        // Another task may have created the counter between the two lookups.
-        let stored = entry.is_live(now).then_some(entry.value.as_slice());
-        let next = incremented(key, stored, by)?;
-        if stored.is_none() {
+    #[inline]
+    fn increment_now(&self, key: &str, by: i64) -> Result<i64> {
+        let mut entry = match self.inner.map.get_mut(key) {
+            Some(entry) => entry,
+            None => self
+                .inner
+                .map
+                .entry(key.to_owned())
+                .or_insert_with(Entry::vacant),
+        };
+        let next = if entry.is_live_at(&*self.inner.clock) {
+            entry.value.incremented(key, by)?
+        } else {
+            // A missing or expired counter starts from zero and never expires.
             entry.expires_at = None;
-        }
-        entry.value = format_integer(next);
+            by
+        };
+        entry.value = Stored::Integer(next);
         Ok(next)
     }
 
-    async fn hit(&self, key: &str, window: Duration) -> Result<Hit> {
+    #[inline]
+    fn hit_now(&self, key: &str, window: Duration) -> Result<Hit> {
         let now = self.now();
-        let mut entry = self
-            .inner
-            .map
-            .entry(key.to_owned())
-            .or_insert_with(|| Entry {
-                value: Vec::new(),
-                expires_at: Some(0),
-            });
-        let live = entry.is_live(now);
-        let count = incremented(key, live.then_some(entry.value.as_slice()), 1)?;
-        entry.value = format_integer(count);
-        let expires_at = match entry.expires_at {
-            Some(at) if live => at,
-            _ => expiry_at(&*self.inner.clock, Some(window)).unwrap_or(u64::MAX),
+        let mut entry = match self.inner.map.get_mut(key) {
+            Some(entry) => entry,
+            None => self
+                .inner
+                .map
+                .entry(key.to_owned())
+                .or_insert_with(Entry::vacant),
         };
-        entry.expires_at = Some(expires_at);
+        let (count, expires_at) = match entry.expires_at {
+            Some(at) if now < at => (entry.value.incremented(key, 1)?, at),
+            // A live counter without a TTL gets the window too.
+            None => (entry.value.incremented(key, 1)?, now + duration_ms(window)),
+            Some(_) => (1, now + duration_ms(window)),
+        };
+        *entry = Entry {
+            value: Stored::Integer(count),
+            expires_at: Some(expires_at),
+        };
         Ok(Hit {
             count,
-            expires_in: Duration::from_millis(expires_at.saturating_sub(now)),
+            expires_in: Duration::from_millis(expires_at - now),
         })
     }
 
-    async fn forget(&self, key: &str) -> Result<bool> {
+    #[inline]
+    fn forget_now(&self, key: &str) -> bool {
         let now = self.now();
-        Ok(self
-            .inner
+        self.inner
             .map
             .remove(key)
-            .is_some_and(|(_, e)| e.is_live(now)))
+            .is_some_and(|(_, e)| e.is_live(now))
     }
 
-    async fn pull(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    #[inline]
+    fn pull_now(&self, key: &str) -> Option<Bytes> {
         let now = self.now();
-        Ok(self
-            .inner
+        self.inner
             .map
             .remove(key)
             .filter(|(_, e)| e.is_live(now))
-            .map(|(_, e)| e.value))
+            .map(|(_, e)| e.value.into_bytes())
     }
 
-    async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+    #[inline]
+    fn touch_now(&self, key: &str, ttl: Option<Duration>) -> bool {
         let now = self.now();
         let Some(mut entry) = self.inner.map.get_mut(key) else {
-            return Ok(false);
+            return false;
         };
         if !entry.is_live(now) {
-            return Ok(false);
+            return false;
         }
         if ttl.is_some_and(|t| t.is_zero()) {
             drop(entry);
             self.inner.map.remove(key);
-            return Ok(true);
+            return true;
         }
         entry.expires_at = expiry_at(&*self.inner.clock, ttl);
-        Ok(true)
-    }
-
-    async fn flush(&self) -> Result<()> {
-        self.inner.map.clear();
-        Ok(())
-    }
-
-    async fn prune(&self) -> Result<u64> {
-        Ok(self.sweep())
+        true
     }
 }
 
@@ -342,11 +446,18 @@ mod tests {
             .build();
         for i in 0..1_000 {
             driver
-                .put(&format!("k{i}"), b"v", Some(Duration::from_secs(1)))
+                .put(
+                    &format!("k{i}"),
+                    Bytes::from_static(b"v"),
+                    Some(Duration::from_secs(1)),
+                )
                 .await
                 .unwrap();
         }
-        driver.put("forever", b"v", None).await.unwrap();
+        driver
+            .put("forever", Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
         assert_eq!(driver.len(), 1_001);
         clock.advance(Duration::from_secs(1));
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -36,13 +36,13 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::{
     Clock, Error, Hit, Result, SystemClock,
     clock::{SharedClock, duration_ms, expiry_at},
     codec::{format_integer, incremented},
-    driver::CacheDriver,
+    driver::{CacheDriver, DriverFuture},
 };
 
 const MAGIC: &[u8; 4] = b"jtcF";
@@ -160,14 +160,22 @@ impl FileDriver {
         blocking(move || inner.walk(Walk::Flush, progress)).await
     }
 
-    async fn run<R: Send + 'static>(
+    /// Runs one operation on `key`'s entry on the blocking thread pool.
+    fn run<R: Send + 'static>(
         &self,
         key: &str,
         op: impl FnOnce(&Inner, &EntryRef) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
+    ) -> DriverFuture<'static, R> {
+        self.run_on(EntryRef::new(&self.inner.root, key), op)
+    }
+
+    fn run_on<R: Send + 'static>(
+        &self,
+        entry: EntryRef,
+        op: impl FnOnce(&Inner, &EntryRef) -> Result<R> + Send + 'static,
+    ) -> DriverFuture<'static, R> {
         let inner = Arc::clone(&self.inner);
-        let entry = EntryRef::new(&inner.root, key);
-        blocking(move || op(&inner, &entry)).await
+        DriverFuture::new(blocking(move || op(&inner, &entry)))
     }
 }
 
@@ -208,7 +216,7 @@ enum Found {
     Corrupt(&'static str),
     Live {
         expires_at: Option<u64>,
-        value: Vec<u8>,
+        value: Bytes,
     },
 }
 
@@ -218,21 +226,24 @@ impl Inner {
     }
 
     fn read(&self, entry: &EntryRef) -> Result<Found> {
-        let bytes = match fs::read(&entry.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
-            Err(e) => return Err(Error::io(&entry.path, e)),
-        };
-        Ok(match decode_entry(bytes) {
+        match fs::read(&entry.path) {
+            Ok(bytes) => Ok(self.classify(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Missing),
+            Err(e) => Err(Error::io(&entry.path, e)),
+        }
+    }
+
+    fn classify(&self, bytes: Vec<u8>) -> Found {
+        match decode_entry(bytes) {
             Err(reason) => Found::Corrupt(reason),
             Ok((Some(at), _)) if self.now() >= at => Found::Expired,
             Ok((expires_at, value)) => Found::Live { expires_at, value },
-        })
+        }
     }
 
     /// Reads an entry; a corrupt or expired one is removed (under the lock, after checking it
     /// is still so) and reads as missing.
-    fn get(&self, entry: &EntryRef) -> Result<Option<Vec<u8>>> {
+    fn get(&self, entry: &EntryRef) -> Result<Option<Bytes>> {
         match self.read(entry)? {
             Found::Live { value, .. } => Ok(Some(value)),
             Found::Missing => Ok(None),
@@ -248,7 +259,7 @@ impl Inner {
     fn locked<R>(
         &self,
         entry: &EntryRef,
-        f: impl FnOnce(Option<(Option<u64>, Vec<u8>)>) -> Result<R>,
+        f: impl FnOnce(Option<(Option<u64>, Bytes)>) -> Result<R>,
     ) -> Result<R> {
         let _lock = self.lock(entry.stripe)?;
         let live = match self.read(entry)? {
@@ -387,24 +398,41 @@ impl Drop for StripeLock<'_> {
     }
 }
 
-#[async_trait]
 impl CacheDriver for FileDriver {
     fn name(&self) -> &'static str {
         "file"
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.run(key, |inner, entry| inner.get(entry)).await
+    fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+        let entry = EntryRef::new(&self.inner.root, key);
+        match read_cached(&entry.path) {
+            Some(Ok(None)) => return DriverFuture::ready(Ok(None)),
+            Some(Ok(Some(bytes))) => {
+                if let Found::Live { value, .. } = self.inner.classify(bytes) {
+                    return DriverFuture::ready(Ok(Some(value)));
+                }
+                // Expired or damaged: removing it takes the lock, on the blocking pool.
+            }
+            Some(Err(e)) => return DriverFuture::ready(Err(Error::io(&entry.path, e))),
+            None => {} // not in the page cache: read it on the blocking pool
+        }
+        self.run_on(entry, |inner, entry| inner.get(entry))
     }
 
-    async fn many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+    fn many<'a>(&'a self, keys: &'a [&'a str]) -> DriverFuture<'a, Vec<Option<Bytes>>> {
         let inner = Arc::clone(&self.inner);
         let entries: Vec<_> = keys.iter().map(|k| EntryRef::new(&inner.root, k)).collect();
-        blocking(move || entries.iter().map(|e| inner.get(e)).collect()).await
+        DriverFuture::new(blocking(move || {
+            entries.iter().map(|e| inner.get(e)).collect()
+        }))
     }
 
-    async fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
-        let value = value.to_vec();
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, ()> {
         self.run(key, move |inner, entry| {
             let _lock = inner.lock(entry.stripe)?;
             match ttl {
@@ -412,11 +440,14 @@ impl CacheDriver for FileDriver {
                 _ => inner.write(entry, expiry_at(&*inner.clock, ttl), &value),
             }
         })
-        .await
     }
 
-    async fn add(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool> {
-        let value = value.to_vec();
+    fn add<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, bool> {
         self.run(key, move |inner, entry| {
             inner.locked(entry, |live| {
                 if live.is_some() || ttl.is_some_and(|t| t.is_zero()) {
@@ -426,10 +457,9 @@ impl CacheDriver for FileDriver {
                 Ok(true)
             })
         })
-        .await
     }
 
-    async fn increment(&self, key: &str, by: i64) -> Result<i64> {
+    fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64> {
         let owned = key.to_owned();
         self.run(key, move |inner, entry| {
             inner.locked(entry, |live| {
@@ -439,10 +469,9 @@ impl CacheDriver for FileDriver {
                 Ok(next)
             })
         })
-        .await
     }
 
-    async fn hit(&self, key: &str, window: Duration) -> Result<Hit> {
+    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
         let owned = key.to_owned();
         self.run(key, move |inner, entry| {
             inner.locked(entry, |live| {
@@ -459,10 +488,9 @@ impl CacheDriver for FileDriver {
                 })
             })
         })
-        .await
     }
 
-    async fn forget(&self, key: &str) -> Result<bool> {
+    fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
         self.run(key, |inner, entry| {
             inner.locked(entry, |live| {
                 if live.is_some() {
@@ -471,10 +499,9 @@ impl CacheDriver for FileDriver {
                 Ok(live.is_some())
             })
         })
-        .await
     }
 
-    async fn pull(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
         self.run(key, |inner, entry| {
             inner.locked(entry, |live| {
                 if live.is_some() {
@@ -483,10 +510,9 @@ impl CacheDriver for FileDriver {
                 Ok(live.map(|(_, value)| value))
             })
         })
-        .await
     }
 
-    async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+    fn touch<'a>(&'a self, key: &'a str, ttl: Option<Duration>) -> DriverFuture<'a, bool> {
         self.run(key, move |inner, entry| {
             inner.locked(entry, |live| {
                 let Some((_, value)) = live else {
@@ -499,15 +525,14 @@ impl CacheDriver for FileDriver {
                 Ok(true)
             })
         })
-        .await
     }
 
-    async fn flush(&self) -> Result<()> {
-        self.flush_with_progress(|_, _| {}).await.map(drop)
+    fn flush(&self) -> DriverFuture<'_, ()> {
+        DriverFuture::new(async move { self.flush_with_progress(|_, _| {}).await.map(drop) })
     }
 
-    async fn prune(&self) -> Result<u64> {
-        self.prune_with_progress(|_, _| {}).await
+    fn prune(&self) -> DriverFuture<'_, u64> {
+        DriverFuture::new(self.prune_with_progress(|_, _| {}))
     }
 }
 
@@ -548,7 +573,7 @@ fn parse_header(header: &[u8]) -> Result<(Option<u64>, usize, u32), &'static str
 }
 
 /// Checks a whole entry file and returns its expiry and value.
-fn decode_entry(mut bytes: Vec<u8>) -> Result<(Option<u64>, Vec<u8>), &'static str> {
+fn decode_entry(bytes: Vec<u8>) -> Result<(Option<u64>, Bytes), &'static str> {
     let (expires_at, len, crc) = parse_header(&bytes)?;
     if bytes.len() != HEADER_LEN + len {
         return Err("truncated or padded");
@@ -556,8 +581,50 @@ fn decode_entry(mut bytes: Vec<u8>) -> Result<(Option<u64>, Vec<u8>), &'static s
     if crc32fast::hash(&bytes[HEADER_LEN..]) != crc {
         return Err("checksum mismatch");
     }
-    bytes.drain(..HEADER_LEN);
-    Ok((expires_at, bytes))
+    Ok((expires_at, Bytes::from(bytes).slice(HEADER_LEN..)))
+}
+
+/// Entries larger than this are always read on the blocking pool.
+const INLINE_READ_LIMIT: u64 = 256 * 1024;
+
+/// Reads a whole entry file on the calling thread if that cannot wait on the disk: the file
+/// is read with `RWF_NOWAIT`, which fails instead of blocking when the data is not in the page
+/// cache. `None` means "read it on the blocking pool instead"; `Some(Ok(None))`, that the file
+/// does not exist. Hot entries, the common case for a cache, then cost one `open` and one read
+/// instead of a round trip through a blocking thread.
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+fn read_cached(path: &Path) -> Option<io::Result<Option<Vec<u8>>>> {
+    use rustix::io::{Errno, ReadWriteFlags, preadv2};
+    use std::io::IoSliceMut;
+
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(Ok(None)),
+        Err(e) => return Some(Err(e)),
+    };
+    let len = file.metadata().ok()?.len();
+    if len > INLINE_READ_LIMIT {
+        return None;
+    }
+    // One spare byte tells a file that grew (a damaged entry) from one that fits exactly.
+    let mut buf = vec![0u8; len as usize + 1];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let mut slices = [IoSliceMut::new(&mut buf[filled..])];
+        match preadv2(&file, &mut slices, filled as u64, ReadWriteFlags::NOWAIT) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(_) => return None, // EAGAIN (not cached), EOPNOTSUPP (file system): fall back
+        }
+    }
+    buf.truncate(filled);
+    Some(Ok(Some(buf)))
+}
+
+#[cfg(not(all(target_os = "linux", not(target_env = "musl"))))]
+fn read_cached(_path: &Path) -> Option<io::Result<Option<Vec<u8>>>> {
+    None
 }
 
 /// The first bytes of a file, enough for its header; `None` if the file is gone.
@@ -673,11 +740,11 @@ mod tests {
         let bytes = encode_entry(Some(1234), b"value").unwrap();
         assert_eq!(
             decode_entry(bytes.clone()),
-            Ok((Some(1234), b"value".to_vec()))
+            Ok((Some(1234), Bytes::from_static(b"value")))
         );
         assert_eq!(
             decode_entry(encode_entry(None, b"").unwrap()),
-            Ok((None, Vec::new()))
+            Ok((None, Bytes::new()))
         );
 
         let mut flipped = bytes.clone();

@@ -15,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use jtc_cache::{Cache, Codec, Error, ManualClock};
 use serde::{Deserialize, Serialize};
 
@@ -470,7 +471,7 @@ pub async fn undecodable_entries_are_misses_and_are_removed(s: &Subject) {
     for garbage in [&b"\xff\x00garbage"[..], b"jtc", b"jtc\x7f", b"jtc\x01\xc1"] {
         s.cache
             .driver()
-            .put("g", garbage, Some(MINUTE))
+            .put("g", Bytes::copy_from_slice(garbage), Some(MINUTE))
             .await
             .unwrap();
         assert_eq!(s.cache.get::<User>("g").await.unwrap(), None, "{garbage:?}");
@@ -482,7 +483,7 @@ pub async fn undecodable_entries_are_misses_and_are_removed(s: &Subject) {
     bytes.truncate(bytes.len() - 4);
     s.cache
         .driver()
-        .put("t", &bytes, Some(MINUTE))
+        .put("t", bytes, Some(MINUTE))
         .await
         .unwrap();
     assert_eq!(s.cache.get::<User>("t").await.unwrap(), None);

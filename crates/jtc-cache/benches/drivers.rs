@@ -1,0 +1,221 @@
+//! Driver throughput against raw baselines measured in the same run.
+//!
+//! `cargo bench -p jtc-cache --bench drivers`. Each group pairs a driver operation with the
+//! bare data-structure or file-system work it wraps; docs/benchmarks.md records the ratios.
+
+use std::{
+    fs,
+    hint::black_box,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dashmap::DashMap;
+use jtc_cache::{ArrayDriver, CacheDriver, FileDriver};
+
+const KEYS: usize = 1_000;
+const VALUE: &[u8] = &[7u8; 128];
+const TTL: Option<Duration> = Some(Duration::from_secs(3600));
+
+fn keys() -> Vec<String> {
+    (0..KEYS).map(|i| format!("user:{i}:profile")).collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn array(c: &mut Criterion) {
+    let rt = runtime();
+    let keys = keys();
+    let raw: DashMap<String, Vec<u8>> = DashMap::new();
+    let driver = ArrayDriver::new();
+    for key in &keys {
+        raw.insert(key.clone(), VALUE.to_vec());
+        rt.block_on(driver.put(key, Bytes::copy_from_slice(VALUE), TTL))
+            .unwrap();
+    }
+    let mut group = c.benchmark_group("array");
+    group.throughput(Throughput::Elements(1));
+
+    let mut i = 0;
+    group.bench_function("get/raw-dashmap", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let (raw, key) = (&raw, &keys[i]);
+            async move { black_box(raw.get(key).map(|v| v.clone())) }
+        })
+    });
+    group.bench_function("get/driver", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let key = &keys[i];
+            let driver = &driver;
+            async move { black_box(driver.get(key).await.unwrap()) }
+        })
+    });
+
+    group.bench_function("put/raw-dashmap", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let (raw, key) = (&raw, &keys[i]);
+            async move { black_box(raw.insert(key.clone(), VALUE.to_vec())) }
+        })
+    });
+    group.bench_function("put/driver", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let key = &keys[i];
+            let driver = &driver;
+            async move {
+                driver
+                    .put(key, Bytes::copy_from_slice(VALUE), TTL)
+                    .await
+                    .unwrap()
+            }
+        })
+    });
+
+    let counters: DashMap<String, Vec<u8>> = DashMap::new();
+    let counter_keys: Vec<String> = keys.iter().map(|k| format!("{k}:visits")).collect();
+    group.bench_function("increment/raw-dashmap", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let (counters, key) = (&counters, &counter_keys[i]);
+            async move {
+                let mut entry = match counters.get_mut(key.as_str()) {
+                    Some(entry) => entry,
+                    None => counters.entry(key.clone()).or_insert_with(|| b"0".to_vec()),
+                };
+                let n: i64 = std::str::from_utf8(&entry).unwrap().parse().unwrap();
+                *entry = (n + 1).to_string().into_bytes();
+                black_box(n + 1)
+            }
+        })
+    });
+    group.bench_function("increment/driver", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let key = &counter_keys[i];
+            let driver = &driver;
+            async move { black_box(driver.increment(key, 1).await.unwrap()) }
+        })
+    });
+    group.finish();
+}
+
+/// The bare file-system work of a put: write a temporary file, rename it over the entry.
+fn raw_write(dir: &Path, name: &str, n: u64, bytes: &[u8]) {
+    let temp = dir.join(format!(".{name}.{n}.tmp"));
+    let mut file = fs::File::create(&temp).unwrap();
+    file.write_all(bytes).unwrap();
+    drop(file);
+    fs::rename(&temp, dir.join(name)).unwrap();
+}
+
+fn file(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let keys = keys();
+    let tmp = tempfile::tempdir().unwrap();
+    let raw_dir: PathBuf = tmp.path().join("raw");
+    fs::create_dir_all(&raw_dir).unwrap();
+    let driver = FileDriver::new(tmp.path().join("cache")).unwrap();
+    let names: Vec<String> = (0..KEYS).map(|i| format!("{i:064x}")).collect();
+    let counter = AtomicU64::new(0);
+    // The raw baseline writes the same bytes the driver writes: header and value.
+    let stored = [&[0u8; 22][..], VALUE].concat();
+    for (key, name) in keys.iter().zip(&names) {
+        raw_write(&raw_dir, name, 0, &stored);
+        rt.block_on(driver.put(key, Bytes::copy_from_slice(VALUE), TTL))
+            .unwrap();
+    }
+    let mut group = c.benchmark_group("file");
+    group.throughput(Throughput::Elements(1));
+
+    let mut i = 0;
+    group.bench_function("put/raw-write-rename", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            raw_write(
+                &raw_dir,
+                &names[i],
+                counter.fetch_add(1, Ordering::Relaxed),
+                &stored,
+            )
+        })
+    });
+    group.bench_function("put/raw-write-rename-spawn-blocking", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let (dir, name, bytes) = (raw_dir.clone(), names[i].clone(), stored.clone());
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            async move {
+                tokio::task::spawn_blocking(move || raw_write(&dir, &name, n, &bytes))
+                    .await
+                    .unwrap()
+            }
+        })
+    });
+    group.bench_function("put/driver", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let key = &keys[i];
+            let driver = &driver;
+            async move {
+                driver
+                    .put(key, Bytes::copy_from_slice(VALUE), TTL)
+                    .await
+                    .unwrap()
+            }
+        })
+    });
+
+    group.bench_function("get/raw-read", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(fs::read(raw_dir.join(&names[i])).unwrap())
+        })
+    });
+    group.bench_function("get/raw-read-spawn-blocking", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let path = raw_dir.join(&names[i]);
+            async move {
+                black_box(
+                    tokio::task::spawn_blocking(move || fs::read(path).unwrap())
+                        .await
+                        .unwrap(),
+                )
+            }
+        })
+    });
+    group.bench_function("get/driver", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % KEYS;
+            let key = &keys[i];
+            let driver = &driver;
+            async move { black_box(driver.get(key).await.unwrap()) }
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = array, file
+}
+criterion_main!(benches);
