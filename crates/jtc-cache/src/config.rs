@@ -3,6 +3,8 @@
 use std::{fmt, path::PathBuf, str::FromStr};
 
 use crate::{ArrayDriver, Cache, Error, FileDriver, Result};
+#[cfg(feature = "redis")]
+use crate::{RedisConfig, RedisDriver};
 
 /// The default folder of the file driver, relative to the working directory.
 pub const DEFAULT_FILE_PATH: &str = "storage/framework/cache";
@@ -16,17 +18,20 @@ pub enum DriverKind {
     File,
     /// [`ArrayDriver`]: this process's memory.
     Array,
+    /// `RedisDriver`: a Redis server or Cluster (needs the `redis` feature).
+    Redis,
 }
 
 impl DriverKind {
     /// Every accepted `CACHE_DRIVER` value.
-    pub const NAMES: &'static [&'static str] = &["file", "array"];
+    pub const NAMES: &'static [&'static str] = &["file", "array", "redis"];
 
     /// The name used in `CACHE_DRIVER`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::File => "file",
             Self::Array => "array",
+            Self::Redis => "redis",
         }
     }
 }
@@ -44,6 +49,7 @@ impl FromStr for DriverKind {
         match value.trim().to_ascii_lowercase().as_str() {
             "file" => Ok(Self::File),
             "array" => Ok(Self::Array),
+            "redis" => Ok(Self::Redis),
             _ => Err(Error::Config {
                 variable: "CACHE_DRIVER",
                 value: value.to_owned(),
@@ -70,7 +76,7 @@ impl FromStr for DriverKind {
 /// let err = CacheConfig::from_lookup(|_| Some("memcached".into())).unwrap_err();
 /// assert_eq!(
 ///     err.to_string(),
-///     r#"invalid CACHE_DRIVER="memcached": unknown cache driver; expected one of: file, array"#
+///     r#"invalid CACHE_DRIVER="memcached": unknown cache driver; expected one of: file, array, redis"#
 /// );
 /// # Ok::<_, jtc_cache::Error>(())
 /// ```
@@ -81,6 +87,9 @@ pub struct CacheConfig {
     pub driver: DriverKind,
     /// The file driver's folder (`CACHE_FILE_PATH`). Default: `storage/framework/cache`.
     pub file_path: PathBuf,
+    /// The Redis driver's settings (`REDIS_*`). Default: [`RedisConfig::default`].
+    #[cfg(feature = "redis")]
+    pub redis: RedisConfig,
 }
 
 impl Default for CacheConfig {
@@ -88,12 +97,15 @@ impl Default for CacheConfig {
         Self {
             driver: DriverKind::default(),
             file_path: PathBuf::from(DEFAULT_FILE_PATH),
+            #[cfg(feature = "redis")]
+            redis: RedisConfig::default(),
         }
     }
 }
 
 impl CacheConfig {
-    /// Reads `CACHE_DRIVER` and `CACHE_FILE_PATH` from the process environment. Unset or empty
+    /// Reads `CACHE_DRIVER`, `CACHE_FILE_PATH` and the `REDIS_*` variables (see
+    /// `RedisConfig`) from the process environment. Unset or empty
     /// variables take their defaults; a wrong value is an [`Error::Config`] naming the
     /// variable and what it accepts. The library never reads a `.env` file itself.
     pub fn from_env() -> Result<Self> {
@@ -111,6 +123,10 @@ impl CacheConfig {
         if let Some(path) = var("CACHE_FILE_PATH") {
             config.file_path = PathBuf::from(path);
         }
+        #[cfg(feature = "redis")]
+        if config.driver == DriverKind::Redis {
+            config.redis = RedisConfig::from_lookup(&var)?;
+        }
         Ok(config)
     }
 
@@ -119,14 +135,27 @@ impl CacheConfig {
         Ok(match self.driver {
             DriverKind::File => Cache::new(FileDriver::new(&self.file_path)?),
             DriverKind::Array => Cache::new(ArrayDriver::new()),
+            #[cfg(feature = "redis")]
+            DriverKind::Redis => Cache::new(RedisDriver::from_config(&self.redis).await?),
+            #[cfg(not(feature = "redis"))]
+            DriverKind::Redis => {
+                return Err(Error::Config {
+                    variable: "CACHE_DRIVER",
+                    value: "redis".to_owned(),
+                    reason: "jtc-cache was built without its `redis` feature".to_owned(),
+                });
+            }
         })
     }
 
     /// The active settings as (name, value) rows for display, secrets masked.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let mut rows = vec![("Driver", self.driver.to_string())];
-        if self.driver == DriverKind::File {
-            rows.push(("File Path", self.file_path.display().to_string()));
+        match self.driver {
+            DriverKind::File => rows.push(("File Path", self.file_path.display().to_string())),
+            #[cfg(feature = "redis")]
+            DriverKind::Redis => rows.extend(self.redis.describe()),
+            _ => {}
         }
         rows
     }
@@ -165,6 +194,6 @@ mod tests {
             err.contains("CACHE_DRIVER") && err.contains("mongo"),
             "{err}"
         );
-        assert!(err.contains("file, array"), "{err}");
+        assert!(err.contains("file, array, redis"), "{err}");
     }
 }

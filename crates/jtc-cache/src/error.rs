@@ -71,6 +71,17 @@ pub enum Error {
         after: Duration,
     },
 
+    /// Redis answered with an error, or the connection to it failed.
+    #[cfg(feature = "redis")]
+    #[error("redis {operation} failed")]
+    Redis {
+        /// The cache operation (`get`, `put`, `connect`, ...).
+        operation: &'static str,
+        /// The Redis client's error.
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// A blocking file task of the file driver was cancelled or panicked.
     #[error("a background file task of the cache failed")]
     Task(#[source] tokio::task::JoinError),

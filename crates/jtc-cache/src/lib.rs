@@ -6,6 +6,9 @@
 //! |-----------------|----------------------------------------|-------------------------------|
 //! | [`FileDriver`]  | one file per entry in a local folder   | the default: no servers       |
 //! | [`ArrayDriver`] | this process's memory                  | tests, single-instance apps   |
+//! | `RedisDriver`   | a Redis server or Redis Cluster        | production, many instances    |
+//!
+//! `RedisDriver` needs the `redis` cargo feature (on by default).
 //!
 //! An application starts on the file driver and moves to another by changing `CACHE_DRIVER`,
 //! with no code change: [`Cache::from_env`] reads the choice.
@@ -42,7 +45,7 @@
 //! ```no_run
 //! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
 //! use jtc_cache::Cache;
-//! let cache = Cache::from_env().await?; // CACHE_DRIVER=file|array, default file
+//! let cache = Cache::from_env().await?; // CACHE_DRIVER=file|array|redis, default file
 //! // Router::new().route(...).with_state(cache)
 //! # Ok(()) }
 //! ```
@@ -60,6 +63,8 @@ pub use clock::{Clock, ManualClock, MonotonicClock, SystemClock};
 pub use codec::Codec;
 pub use config::{CacheConfig, DEFAULT_FILE_PATH, DriverKind};
 pub use driver::{CacheDriver, DriverFuture, Hit};
+#[cfg(feature = "redis")]
+pub use drivers::redis::{RedisConfig, RedisDriver};
 pub use drivers::{
     array::{ArrayDriver, ArrayDriverBuilder},
     file::{FileDriver, FileDriverBuilder},

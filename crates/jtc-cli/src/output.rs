@@ -9,10 +9,21 @@ pub(crate) fn ok(message: impl std::fmt::Display) {
     println!("✓ {message}");
 }
 
-/// The one line a failed command prints: the error and its causes, joined by `: `.
+/// The one line a failed command prints: the error and its causes, joined by `: `. A cause
+/// whose text its parent already quotes is left out.
 pub(crate) fn error(error: &anyhow::Error) {
-    let line = format!("{error:#}").replace(['\n', '\r'], " ");
-    eprintln!("✗ error: {line}");
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    eprintln!("✗ error: {}", line.replace(['\n', '\r'], " "));
 }
 
 /// Reports progress over folders: a bar on a terminal, a few plain lines otherwise.

@@ -214,3 +214,70 @@ fn get_forget_clear_and_prune_work_on_stored_entries() {
         "foreign files survive"
     );
 }
+
+#[test]
+fn cache_test_passes_on_redis_and_config_masks_the_password() {
+    let server = jtc_test_support::RedisServer::start_with(&["--requirepass", "hunter2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = server.port().to_string();
+    let vars = [
+        ("CACHE_DRIVER", "redis"),
+        ("REDIS_PORT", port.as_str()),
+        ("REDIS_PASSWORD", "hunter2"),
+        ("REDIS_CACHE_PREFIX", "cli:"),
+    ];
+    let output = jtc(dir.path(), &["cache", "test"], &vars);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("driver: redis"));
+    assert!(stdout(&output).contains("✓ Cache is working correctly!"));
+
+    let config = jtc(dir.path(), &["cache", "config"], &vars);
+    let out = stdout(&config);
+    for expected in ["redis", "127.0.0.1", port.as_str(), "cli:", "********"] {
+        assert!(out.contains(expected), "{expected}: {out}");
+    }
+    assert!(!out.contains("hunter2"), "{out}");
+
+    let url = format!("redis://:hunter2@127.0.0.1:{port}/3");
+    let config = jtc(
+        dir.path(),
+        &["cache", "config"],
+        &[("CACHE_DRIVER", "redis"), ("REDIS_URL", &url)],
+    );
+    assert!(!stdout(&config).contains("hunter2"), "{}", stdout(&config));
+    assert!(stdout(&config).contains("Database"));
+}
+
+#[test]
+fn cache_test_on_an_unreachable_redis_is_one_line_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = jtc_test_support::free_port().to_string();
+    let started = std::time::Instant::now();
+    let output = jtc(
+        dir.path(),
+        &["cache", "test"],
+        &[
+            ("CACHE_DRIVER", "redis"),
+            ("REDIS_PORT", &port),
+            ("REDIS_PASSWORD", "hunter2"),
+        ],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_one_line_failure(&output, "redis");
+    assert!(!stderr(&output).contains("hunter2"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_bad_redis_setting_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = jtc(
+        dir.path(),
+        &["cache", "test"],
+        &[("CACHE_DRIVER", "redis"), ("REDIS_PORT", "port")],
+    );
+    assert_one_line_failure(&output, "REDIS_PORT");
+}

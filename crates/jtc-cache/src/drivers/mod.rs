@@ -2,3 +2,5 @@
 
 pub(crate) mod array;
 pub(crate) mod file;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;

@@ -1,0 +1,426 @@
+//! `RedisConfig`: where the Redis driver connects and how long it waits.
+
+use std::{fmt, time::Duration};
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+
+use crate::{Error, Result};
+
+/// The key prefix unless configured otherwise.
+pub(crate) const DEFAULT_PREFIX: &str = "jtc_cache:";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+const MASK: &str = "********";
+
+/// Settings of the Redis driver.
+///
+/// `Debug`, [`describe`](Self::describe) and every error mask the password, including one
+/// inside `url`.
+///
+/// ```
+/// use jtc_cache::RedisConfig;
+/// use std::time::Duration;
+///
+/// let config = RedisConfig::from_url("redis://:s3cret@cache.internal:6380/2")
+///     .prefix("shop:")
+///     .command_timeout(Duration::from_millis(200));
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// A full URL, `redis://[user:password@]host[:port][/db]` or `rediss://...` for TLS
+    /// (`REDIS_URL`). When set, host, port and database come from it. Default: none.
+    pub url: Option<String>,
+    /// The server's host (`REDIS_HOST`). Default: `127.0.0.1`.
+    pub host: String,
+    /// The server's port (`REDIS_PORT`). Default: 6379.
+    pub port: u16,
+    /// The database number (`REDIS_DB`). Default: 0.
+    pub db: i64,
+    /// The ACL user (`REDIS_USERNAME`); used when the URL names none. Default: none.
+    pub username: Option<String>,
+    /// The password (`REDIS_PASSWORD`); used when the URL has none. Default: none.
+    pub password: Option<String>,
+    /// What every key is stored under (`REDIS_CACHE_PREFIX`). Default: `jtc_cache:`.
+    pub prefix: String,
+    /// `host:port` (or URL) of cluster nodes (`REDIS_CLUSTER_NODES`, comma separated); when
+    /// non-empty the driver runs in cluster mode. Default: empty.
+    pub cluster_nodes: Vec<String>,
+    /// How long connecting may take (`REDIS_CONNECT_TIMEOUT_MS`). Default: 1 s.
+    pub connect_timeout: Duration,
+    /// How long one cache call may wait for Redis (`REDIS_COMMAND_TIMEOUT_MS`). A cache slower
+    /// than this is treated as down: the call fails rather than stall the request. Default:
+    /// 500 ms.
+    pub command_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            host: "127.0.0.1".to_owned(),
+            port: 6379,
+            db: 0,
+            username: None,
+            password: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            cluster_nodes: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_deref().map(mask_url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| MASK))
+            .field("prefix", &self.prefix)
+            .field("cluster_nodes", &self.cluster_nodes)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// Settings for the server at `url`, everything else default.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Settings for a cluster reached through any of `nodes` (`host:port`).
+    pub fn cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            cluster_nodes: nodes.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key prefix.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the password.
+    #[must_use]
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Sets how long connecting may take.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long one call may wait for Redis.
+    #[must_use]
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Reads the `REDIS_*` variables through `var` (unset or empty: default).
+    pub(crate) fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut config = Self {
+            url: var("REDIS_URL"),
+            username: var("REDIS_USERNAME"),
+            password: var("REDIS_PASSWORD"),
+            ..Self::default()
+        };
+        if let Some(url) = &config.url {
+            url.as_str()
+                .into_connection_info()
+                .map_err(|e| Error::Config {
+                    variable: "REDIS_URL",
+                    value: mask_url(url),
+                    reason: format!(
+                        "not a Redis URL ({e}); expected redis://host:port/db or rediss://..."
+                    ),
+                })?;
+        }
+        if let Some(host) = var("REDIS_HOST") {
+            config.host = host;
+        }
+        if let Some(port) = var("REDIS_PORT") {
+            config.port = parse(&port)
+                .filter(|p| *p != 0)
+                .ok_or_else(|| invalid("REDIS_PORT", &port, "a port number from 1 to 65535"))?;
+        }
+        if let Some(db) = var("REDIS_DB") {
+            config.db = parse(&db)
+                .filter(|db: &i64| *db >= 0)
+                .ok_or_else(|| invalid("REDIS_DB", &db, "a database number, 0 or more"))?;
+        }
+        if let Some(prefix) = var("REDIS_CACHE_PREFIX") {
+            config.prefix = prefix;
+        }
+        if let Some(nodes) = var("REDIS_CLUSTER_NODES") {
+            config.cluster_nodes = parse_nodes(&nodes)?;
+        }
+        for (variable, field) in [
+            ("REDIS_CONNECT_TIMEOUT_MS", &mut config.connect_timeout),
+            ("REDIS_COMMAND_TIMEOUT_MS", &mut config.command_timeout),
+        ] {
+            if let Some(ms) = var(variable) {
+                let ms: u64 = parse(&ms)
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| invalid(variable, &ms, "a number of milliseconds, 1 or more"))?;
+                *field = Duration::from_millis(ms);
+            }
+        }
+        Ok(config)
+    }
+
+    /// What a standalone connection uses: the URL, or host, port and database, plus the
+    /// credentials the URL lacks.
+    pub(crate) fn connection_info(&self) -> Result<ConnectionInfo> {
+        let info = match &self.url {
+            Some(url) => url.as_str().into_connection_info(),
+            None => ConnectionAddr::Tcp(self.host.clone(), self.port).into_connection_info(),
+        }
+        .map_err(|e| Error::redis("connect", e))?;
+        let mut settings = info.redis_settings().clone();
+        if self.url.is_none() {
+            settings = settings.set_db(self.db);
+        }
+        if let (Some(username), None) = (&self.username, settings.username()) {
+            settings = settings.set_username(username);
+        }
+        if let (Some(password), None) = (&self.password, settings.password()) {
+            settings = settings.set_password(password);
+        }
+        Ok(info.set_redis_settings(settings))
+    }
+
+    /// The seed nodes of a cluster.
+    pub(crate) fn cluster_connection_infos(&self) -> Result<Vec<ConnectionInfo>> {
+        self.cluster_nodes
+            .iter()
+            .map(|node| {
+                let url = if node.contains("://") {
+                    node.clone()
+                } else {
+                    format!("redis://{node}")
+                };
+                url.as_str()
+                    .into_connection_info()
+                    .map_err(|e| Error::redis("connect", e))
+            })
+            .collect()
+    }
+
+    /// Where the driver connects, for logs: no password.
+    pub(crate) fn target(&self) -> String {
+        if !self.cluster_nodes.is_empty() {
+            return format!(
+                "cluster {}",
+                self.cluster_nodes
+                    .iter()
+                    .map(|n| mask_url(n))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
+        match &self.url {
+            Some(url) => mask_url(url),
+            None => format!("redis://{}:{}/{}", self.host, self.port, self.db),
+        }
+    }
+
+    /// The settings as (name, value) rows, the password masked.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let info = self.connection_info().ok();
+        let (host, port, tls) = match info.as_ref().map(ConnectionInfo::addr) {
+            Some(ConnectionAddr::Tcp(host, port)) => (host.clone(), port.to_string(), false),
+            Some(ConnectionAddr::TcpTls { host, port, .. }) => {
+                (host.clone(), port.to_string(), true)
+            }
+            Some(other) => (other.to_string(), "-".to_owned(), false),
+            None => (self.host.clone(), self.port.to_string(), false),
+        };
+        let settings = info.as_ref().map(ConnectionInfo::redis_settings);
+        let db = settings.map_or(self.db, |s| s.db());
+        let username = settings
+            .and_then(|s| s.username())
+            .or(self.username.as_deref());
+        let password = settings
+            .and_then(|s| s.password())
+            .or(self.password.as_deref());
+        let mut rows = Vec::new();
+        if let Some(url) = &self.url {
+            rows.push(("URL", mask_url(url)));
+        }
+        if self.cluster_nodes.is_empty() {
+            rows.extend([("Host", host), ("Port", port), ("Database", db.to_string())]);
+        } else {
+            rows.push(("Cluster Nodes", self.cluster_nodes.join(", ")));
+        }
+        rows.extend([
+            ("Username", username.unwrap_or("(none)").to_owned()),
+            ("Password", password.map_or("(none)", |_| MASK).to_owned()),
+            ("TLS", if tls { "yes" } else { "no" }.to_owned()),
+            ("Prefix", self.prefix.clone()),
+            (
+                "Connect Timeout",
+                format!("{} ms", self.connect_timeout.as_millis()),
+            ),
+            (
+                "Command Timeout",
+                format!("{} ms", self.command_timeout.as_millis()),
+            ),
+        ]);
+        rows
+    }
+}
+
+/// A URL with its password replaced by asterisks; an unparseable one is not echoed at all.
+pub(crate) fn mask_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some(MASK));
+            }
+            parsed.to_string()
+        }
+        Err(_) if !url.contains('@') => url.to_owned(),
+        Err(_) => "(a URL that does not parse)".to_owned(),
+    }
+}
+
+fn parse<T: std::str::FromStr>(value: &str) -> Option<T> {
+    value.trim().parse().ok()
+}
+
+fn invalid(variable: &'static str, value: &str, expected: &str) -> Error {
+    Error::Config {
+        variable,
+        value: value.to_owned(),
+        reason: format!("expected {expected}"),
+    }
+}
+
+fn parse_nodes(nodes: &str) -> Result<Vec<String>> {
+    nodes
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|node| {
+            let address = node.rsplit('@').next().unwrap_or(node);
+            let address = address.split("://").last().unwrap_or(address);
+            let valid = address.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+            });
+            if valid {
+                Ok(node.to_owned())
+            } else {
+                Err(invalid(
+                    "REDIS_CLUSTER_NODES",
+                    &mask_url(node),
+                    "host:port entries separated by commas",
+                ))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<RedisConfig> {
+        RedisConfig::from_lookup(&|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let config = from(&[
+            ("REDIS_HOST", "cache.internal"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "3"),
+            ("REDIS_USERNAME", "app"),
+            ("REDIS_PASSWORD", "hunter2"),
+            ("REDIS_CACHE_PREFIX", "shop:"),
+            ("REDIS_CONNECT_TIMEOUT_MS", "250"),
+            ("REDIS_COMMAND_TIMEOUT_MS", "100"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (config.host.as_str(), config.port, config.db),
+            ("cache.internal", 6380, 3)
+        );
+        assert_eq!(config.prefix, "shop:");
+        assert_eq!(config.command_timeout, Duration::from_millis(100));
+        let info = config.connection_info().unwrap();
+        assert_eq!(info.redis_settings().password(), Some("hunter2"));
+        assert_eq!(info.redis_settings().db(), 3);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_never_echo_a_password() {
+        for (name, value, expected) in [
+            ("REDIS_PORT", "70000", "REDIS_PORT"),
+            ("REDIS_DB", "-1", "REDIS_DB"),
+            (
+                "REDIS_COMMAND_TIMEOUT_MS",
+                "soon",
+                "REDIS_COMMAND_TIMEOUT_MS",
+            ),
+            ("REDIS_CLUSTER_NODES", "a:1,b", "REDIS_CLUSTER_NODES"),
+            ("REDIS_URL", "http://:topsecret@host", "REDIS_URL"),
+        ] {
+            let err = from(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+            assert!(!err.contains("topsecret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_masked_everywhere() {
+        let config =
+            RedisConfig::from_url("redis://app:topsecret@10.0.0.5:6390/4").password("other");
+        let shown = format!("{config:?} {:?} {}", config.describe(), config.target());
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("other"),
+            "{shown}"
+        );
+        let rows = config.describe();
+        let row = |name| {
+            rows.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(row("Host").as_deref(), Some("10.0.0.5"));
+        assert_eq!(row("Port").as_deref(), Some("6390"));
+        assert_eq!(row("Database").as_deref(), Some("4"));
+        assert_eq!(row("Password").as_deref(), Some(MASK));
+        assert_eq!(row("TLS").as_deref(), Some("no"));
+        let tls = RedisConfig::from_url("rediss://cache.example:6380").describe();
+        assert!(tls.contains(&("TLS", "yes".to_owned())));
+    }
+
+    #[test]
+    fn cluster_nodes_are_a_comma_list() {
+        let config = from(&[("REDIS_CLUSTER_NODES", " 10.0.0.1:7000, 10.0.0.2:7001 ,")]).unwrap();
+        assert_eq!(config.cluster_nodes, ["10.0.0.1:7000", "10.0.0.2:7001"]);
+        assert_eq!(config.cluster_connection_infos().unwrap().len(), 2);
+    }
+}

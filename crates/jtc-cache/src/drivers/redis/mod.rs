@@ -1,0 +1,534 @@
+//! `RedisDriver`: entries in Redis, standalone or Cluster.
+//!
+//! # Connections
+//!
+//! A standalone server is reached through redis-rs's `ConnectionManager`: one multiplexed
+//! connection that pipelines every concurrent request of the process over a single socket and
+//! reconnects by itself after a failure. A cluster is reached through redis-rs's async cluster
+//! connection, which keeps one multiplexed connection per node and follows slot moves. We chose
+//! these over a pool (deadpool-redis): with 32 concurrent tasks a multiplexed connection
+//! batches their commands into few writes and reads, so the server, not the client, is the
+//! limit (see docs/benchmarks.md), and recovery needs no pool recycling.
+//!
+//! Every call is bounded by the command timeout (default 500 ms): while Redis is down, calls fail
+//! with [`Error::Timeout`] or [`Error::Redis`] in that time instead of waiting for a reconnect, and
+//! nothing is queued to be replayed later. The connection recovers by itself when Redis returns.
+//!
+//! # Keys and values
+//!
+//! Every key is stored under the prefix (default `jtc_cache:`). Values are stored as they are
+//! given: integers as plain decimal text, so `INCRBY` works and `redis-cli GET` shows `42`.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use redis::{
+    Cmd, FromRedisValue, Script, Value,
+    aio::ConnectionManager,
+    cluster_async::ClusterConnection,
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
+};
+
+mod config;
+
+pub use config::RedisConfig;
+
+use crate::{
+    Error, Hit, Result,
+    clock::duration_ms,
+    driver::{CacheDriver, DriverFuture},
+};
+
+/// How many keys one `SCAN` step asks for, and one `UNLINK` removes, during `flush`.
+const FLUSH_BATCH: usize = 1_000;
+
+/// Increment a counter, giving it the window as TTL when it has none (new, or left without a
+/// TTL by a plain `INCR`), and return the count and the milliseconds left: one round trip.
+const HIT_SCRIPT: &str = r"
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+";
+
+/// Make a live key persistent; `PERSIST` alone cannot tell a missing key from a key without TTL.
+const PERSIST_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+";
+
+/// A cache driver on a Redis server or a Redis Cluster.
+///
+/// Cheap to clone: clones share the connection.
+///
+/// ```no_run
+/// # async fn run() -> jtc_cache::Result<()> {
+/// use jtc_cache::{Cache, RedisDriver};
+///
+/// let cache = Cache::new(RedisDriver::connect("redis://127.0.0.1:6379/0", "jtc_cache:").await?);
+/// cache.increment("visits", 1).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: Connection,
+    prefix: String,
+    command_timeout: Duration,
+    hit: Script,
+    persist: Script,
+    /// Where the driver connects, passwords masked: for `Debug` and logs.
+    target: String,
+}
+
+#[derive(Clone)]
+enum Connection {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl fmt::Debug for RedisDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisDriver")
+            .field("target", &self.inner.target)
+            .field("prefix", &self.inner.prefix)
+            .field("command_timeout", &self.inner.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisDriver {
+    /// Connects to the server at `url` (`redis://` or, for TLS, `rediss://`) and stores keys
+    /// under `prefix`. Fails if the server cannot be reached within the connect timeout (1 s).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        Self::from_config(&RedisConfig::from_url(url).prefix(prefix)).await
+    }
+
+    /// Connects as `config` says: standalone, or cluster when it lists cluster nodes.
+    pub async fn from_config(config: &RedisConfig) -> Result<Self> {
+        install_tls_provider();
+        let connect = async {
+            if config.cluster_nodes.is_empty() {
+                let client = redis::Client::open(config.connection_info()?)
+                    .map_err(|e| Error::redis("connect", e))?;
+                let manager = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.connect_timeout))
+                    .set_response_timeout(Some(config.command_timeout))
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_secs(1))
+                    .set_number_of_retries(3);
+                let manager = ConnectionManager::new_with_config(client, manager)
+                    .await
+                    .map_err(|e| Error::redis("connect", e))?;
+                Ok(Connection::Standalone(manager))
+            } else {
+                let mut builder =
+                    redis::cluster::ClusterClientBuilder::new(config.cluster_connection_infos()?)
+                        .connection_timeout(config.connect_timeout)
+                        .response_timeout(config.command_timeout)
+                        .retries(2);
+                if let Some(username) = &config.username {
+                    builder = builder.username(username);
+                }
+                if let Some(password) = &config.password {
+                    builder = builder.password(password);
+                }
+                let client = builder.build().map_err(|e| Error::redis("connect", e))?;
+                let connection = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| Error::redis("connect", e))?;
+                Ok(Connection::Cluster(connection))
+            }
+        };
+        let connection = tokio::time::timeout(config.connect_timeout, connect)
+            .await
+            .map_err(|_| Error::Timeout {
+                operation: "connect",
+                after: config.connect_timeout,
+            })??;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                connection,
+                prefix: config.prefix.clone(),
+                command_timeout: config.command_timeout,
+                hit: Script::new(HIT_SCRIPT),
+                persist: Script::new(PERSIST_SCRIPT),
+                target: config.target(),
+            }),
+        })
+    }
+
+    /// The prefix every key is stored under.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Whether the driver talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.connection, Connection::Cluster(_))
+    }
+}
+
+/// rustls needs a process-wide crypto provider for `rediss://`; install ring's unless the
+/// application installed one already.
+fn install_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing this race to another thread is fine: a provider is installed either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+impl Inner {
+    fn key(&self, key: &str) -> Vec<u8> {
+        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
+        full.extend_from_slice(self.prefix.as_bytes());
+        full.extend_from_slice(key.as_bytes());
+        full
+    }
+
+    /// Runs `call` on a clone of the connection, bounded by the command timeout.
+    async fn within<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.command_timeout, call(self.connection.clone())).await {
+            Ok(result) => result.map_err(|e| Error::redis(operation, e)),
+            Err(_) => Err(Error::Timeout {
+                operation,
+                after: self.command_timeout,
+            }),
+        }
+    }
+
+    async fn query<T: FromRedisValue>(&self, operation: &'static str, cmd: Cmd) -> Result<T> {
+        self.within(operation, |connection| async move {
+            match connection {
+                Connection::Standalone(mut c) => cmd.query_async(&mut c).await,
+                Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+            }
+        })
+        .await
+    }
+
+    async fn run_script<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        key: &str,
+        arg: u64,
+    ) -> Result<T> {
+        let key = self.key(key);
+        self.within(operation, |connection| async move {
+            let mut invocation = script.key(key);
+            invocation.arg(arg);
+            match connection {
+                Connection::Standalone(mut c) => invocation.invoke_async(&mut c).await,
+                Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let value: Option<Vec<u8>> = self
+            .query("get", redis::cmd("GET").arg(self.key(key)).clone())
+            .await?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        if ttl.is_some_and(|t| t.is_zero()) {
+            return self.forget(key).await.map(drop);
+        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value.as_ref());
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(duration_ms(ttl));
+        }
+        self.query::<()>("put", cmd).await
+    }
+
+    async fn add(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        if ttl.is_some_and(|t| t.is_zero()) {
+            return Ok(false);
+        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value.as_ref()).arg("NX");
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(duration_ms(ttl));
+        }
+        let stored: Option<String> = self.query("add", cmd).await?;
+        Ok(stored.is_some())
+    }
+
+    async fn increment(&self, key: &str, by: i64) -> Result<i64> {
+        let cmd = redis::cmd("INCRBY").arg(self.key(key)).arg(by).clone();
+        self.query("increment", cmd)
+            .await
+            .map_err(|e| counter_error(key, e))
+    }
+
+    async fn hit(&self, key: &str, window: Duration) -> Result<Hit> {
+        let window_ms = duration_ms(window).max(1);
+        let (count, ttl_ms): (i64, i64) = self
+            .run_script("hit", &self.hit, key, window_ms)
+            .await
+            .map_err(|e| counter_error(key, e))?;
+        Ok(Hit {
+            count,
+            expires_in: Duration::from_millis(ttl_ms.max(0).unsigned_abs()),
+        })
+    }
+
+    async fn forget(&self, key: &str) -> Result<bool> {
+        let removed: i64 = self
+            .query("forget", redis::cmd("UNLINK").arg(self.key(key)).clone())
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn pull(&self, key: &str) -> Result<Option<Bytes>> {
+        let value: Option<Vec<u8>> = self
+            .query("pull", redis::cmd("GETDEL").arg(self.key(key)).clone())
+            .await?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        match ttl {
+            Some(ttl) if ttl.is_zero() => self.forget(key).await,
+            Some(ttl) => {
+                let cmd = redis::cmd("PEXPIRE")
+                    .arg(self.key(key))
+                    .arg(duration_ms(ttl))
+                    .clone();
+                Ok(self.query::<i64>("touch", cmd).await? == 1)
+            }
+            None => Ok(self
+                .run_script::<i64>("touch", &self.persist, key, 0)
+                .await?
+                == 1),
+        }
+    }
+
+    async fn many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.key(key));
+        }
+        let values: Vec<Option<Vec<u8>>> = self.query("many", cmd).await?;
+        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+    }
+
+    /// Deletes every key under the prefix: `SCAN` each master, `UNLINK` what it finds.
+    async fn flush(&self) -> Result<()> {
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        for node in self.masters().await? {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(FLUSH_BATCH);
+                let (next, keys): (u64, Vec<Vec<u8>>) = self.on_node(&node, scan).await?;
+                for batch in keys.chunks(FLUSH_BATCH) {
+                    let mut unlink = redis::cmd("UNLINK");
+                    unlink.arg(batch);
+                    self.query::<i64>("flush", unlink).await?;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The nodes that hold keys: the one server, or every cluster master as `(host, port)`.
+    async fn masters(&self) -> Result<Vec<Option<(String, u16)>>> {
+        if matches!(self.connection, Connection::Standalone(_)) {
+            return Ok(vec![None]);
+        }
+        let nodes: String = self
+            .query("flush", redis::cmd("CLUSTER").arg("NODES").clone())
+            .await?;
+        Ok(cluster_masters(&nodes).into_iter().map(Some).collect())
+    }
+
+    async fn on_node<T: FromRedisValue>(
+        &self,
+        node: &Option<(String, u16)>,
+        cmd: Cmd,
+    ) -> Result<T> {
+        let Some((host, port)) = node.clone() else {
+            return self.query("flush", cmd).await;
+        };
+        let value: Value = self
+            .within("flush", |connection| async move {
+                let Connection::Cluster(mut c) = connection else {
+                    unreachable!("node addresses exist only in cluster mode")
+                };
+                let routing =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                c.route_command(cmd, routing).await
+            })
+            .await?;
+        redis::from_redis_value(value).map_err(|e| Error::redis("flush", e.into()))
+    }
+}
+
+impl Error {
+    pub(crate) fn redis(operation: &'static str, source: redis::RedisError) -> Self {
+        Self::Redis { operation, source }
+    }
+}
+
+/// Maps Redis's complaints about a counter to the driver-independent errors.
+fn counter_error(key: &str, error: Error) -> Error {
+    let Error::Redis { source, .. } = &error else {
+        return error;
+    };
+    let message = source.to_string();
+    if message.contains("not an integer") {
+        Error::NotAnInteger {
+            key: key.to_owned(),
+        }
+    } else if message.contains("overflow") {
+        Error::Overflow {
+            key: key.to_owned(),
+        }
+    } else {
+        error
+    }
+}
+
+/// Escapes the glob characters of `SCAN MATCH` so a prefix matches only itself.
+fn glob_escape(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len() + 4);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The `host:port` of every reachable master in `CLUSTER NODES` output.
+fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            // `ip:port@cport[,hostname]`
+            let address = fields.get(1)?.split('@').next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+impl CacheDriver for RedisDriver {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+        DriverFuture::new(self.inner.get(key))
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, ()> {
+        DriverFuture::new(self.inner.put(key, value, ttl))
+    }
+
+    fn add<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, bool> {
+        DriverFuture::new(self.inner.add(key, value, ttl))
+    }
+
+    fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64> {
+        DriverFuture::new(self.inner.increment(key, by))
+    }
+
+    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
+        DriverFuture::new(self.inner.hit(key, window))
+    }
+
+    fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
+        DriverFuture::new(self.inner.forget(key))
+    }
+
+    fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+        DriverFuture::new(self.inner.pull(key))
+    }
+
+    fn touch<'a>(&'a self, key: &'a str, ttl: Option<Duration>) -> DriverFuture<'a, bool> {
+        DriverFuture::new(self.inner.touch(key, ttl))
+    }
+
+    fn flush(&self) -> DriverFuture<'_, ()> {
+        DriverFuture::new(self.inner.flush())
+    }
+
+    fn many<'a>(&'a self, keys: &'a [&'a str]) -> DriverFuture<'a, Vec<Option<Bytes>>> {
+        DriverFuture::new(self.inner.many(keys))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_escaped_for_scan_patterns() {
+        assert_eq!(glob_escape("app:"), "app:");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn masters_are_read_from_cluster_nodes() {
+        let nodes = "\
+07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:30003@40003,host.example master - 0 1426238318243 3 connected 10923-16383
+e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
+aaaa 127.0.0.1:30009@40009 master,fail - 0 0 1 disconnected
+";
+        assert_eq!(
+            cluster_masters(nodes),
+            vec![
+                ("127.0.0.1".to_owned(), 30002),
+                ("127.0.0.1".to_owned(), 30003),
+                ("127.0.0.1".to_owned(), 30001),
+            ]
+        );
+    }
+}
