@@ -1,0 +1,98 @@
+//! A rate limiter for Axum/Tower that stays exact when many app instances share one Redis.
+//!
+//! [`ThrottleLayer::new(max_requests, window_secs)`](ThrottleLayer::new) limits each client
+//! on each route. Alone it counts in process memory (bounded); with
+//! [`.with_cache(cache)`](ThrottleLayer::with_cache) it counts in a [`jtc_cache::Cache`] —
+//! file, Redis or Redis Cluster — with one atomic operation per request, so every instance
+//! behind a load balancer shares one exact limit.
+//!
+//! - **Who**: the socket peer, or behind [trusted proxies](ThrottleLayer::trusted_proxies)
+//!   the rightmost untrusted `Forwarded` / `X-Forwarded-For` hop; IPv6 grouped by /64.
+//! - **What**: the matched route template, so `/users/1` … `/users/N` share a bucket.
+//! - **Headers**: `X-RateLimit-Limit` and `X-RateLimit-Remaining` on every response; on a 429
+//!   also `X-RateLimit-Reset` (Unix time) and `Retry-After` (seconds left, rounded up, at
+//!   least 1). With a global and a per-route layer, the tighter figures win.
+//! - **429 body**: JSON, translated by `Accept-Language` (`en`, `pt_BR`).
+//! - **Outages**: a [policy](StoreErrorPolicy) for when the cache is down, logged, and
+//!   recovered from by itself.
+//!
+//! # Example
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use axum::{Router, body::Body, extract::ConnectInfo, routing::get};
+//! use http::{Request, StatusCode};
+//! use jtc_throttle::ThrottleLayer;
+//! use std::net::SocketAddr;
+//! use tower::ServiceExt;
+//!
+//! let app = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }))
+//!     .layer(ThrottleLayer::new(2, 60));
+//!
+//! let request = |path: &str| {
+//!     let mut request = Request::get(path).body(Body::empty()).unwrap();
+//!     let peer: SocketAddr = "203.0.113.9:50000".parse().unwrap();
+//!     request.extensions_mut().insert(ConnectInfo(peer)); // what axum::serve adds
+//!     request
+//! };
+//! let first = app.clone().oneshot(request("/users/1")).await.unwrap();
+//! assert_eq!(first.headers()["x-ratelimit-remaining"], "1");
+//! let second = app.clone().oneshot(request("/users/2")).await.unwrap();
+//! assert_eq!(second.headers()["x-ratelimit-remaining"], "0");
+//! let third = app.clone().oneshot(request("/users/3")).await.unwrap(); // same route template
+//! assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(third.headers()["retry-after"], "60");
+//! # });
+//! ```
+//!
+//! In a server, keep the peer address available to the layer:
+//!
+//! ```no_run
+//! # async fn serve(app: axum::Router) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+//! # }
+//! ```
+
+mod future;
+mod key;
+mod lang;
+mod layer;
+mod limiter;
+mod response;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::ThrottleLayer;
+pub use limiter::Algorithm;
+pub use response::{Limited, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET};
+pub use service::{RequestInfo, Throttle};
+
+/// What a layer counting in a cache does while the cache cannot be reached.
+///
+/// Whatever the policy, the failure is logged (once, then a summary every 10 s), the cache is
+/// left alone for a second after each failure (so a dead Redis does not add its timeout to
+/// every request), and the layer goes back to the cache by itself when it answers again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorPolicy {
+    /// Count in this process's memory meanwhile: each instance enforces the limit on its own.
+    /// The default.
+    #[default]
+    FallbackToMemory,
+    /// Let every request through uncounted.
+    FailOpen,
+    /// Answer 503 Service Unavailable.
+    FailClosed,
+}
+
+impl StoreErrorPolicy {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::FallbackToMemory => "fall back to memory",
+            Self::FailOpen => "fail open",
+            Self::FailClosed => "fail closed",
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The limiting algorithms, over process memory or a shared `jtc_cache::Cache`.
+//!
+//! **Fixed window** (the default): a window of `window` starts at a client's first request;
+//! every request in it counts, rejected ones included; when it ends the count starts over.
+//! Over a cache this is one atomic [`Cache::hit`]: increment, and give a new counter its TTL,
+//! in one step.
+//!
+//! **Sliding window**: windows aligned on multiples of `window`; a request is admitted when
+//! `previous × (time left of the previous window's span) + current + 1 ≤ limit`. Rejected
+//! requests are not counted, so a client that keeps retrying gets back in as the estimate
+//! slides down. Over a cache: read the previous window, count the request (`hit`), and take
+//! the count back if the estimate says no. Admitted requests are never taken back, so at most
+//! `limit` are admitted per window, and exactly `limit` when more arrive at once.
+
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use jtc_cache::{Cache, Clock};
+
+/// Which algorithm a [`ThrottleLayer`](crate::ThrottleLayer) uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// A window starting at the client's first request; every request counts. The default,
+    /// and Laravel's behaviour.
+    #[default]
+    FixedWindow,
+    /// A sliding-window counter that does not count rejected requests.
+    SlidingWindow,
+}
+
+/// What the limiter decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decision {
+    pub(crate) allowed: bool,
+    pub(crate) limit: u64,
+    pub(crate) remaining: u64,
+    /// Until the window (or enough of it) has passed: when to retry, when the count resets.
+    pub(crate) reset_after: Duration,
+}
+
+/// The numbers a limiter works with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quota {
+    pub(crate) limit: u64,
+    pub(crate) window: Duration,
+    pub(crate) algorithm: Algorithm,
+}
+
+impl Quota {
+    fn window_ms(self) -> u64 {
+        u64::try_from(self.window.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    fn fixed(self, count: u64, reset_after: Duration) -> Decision {
+        Decision {
+            allowed: count <= self.limit,
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(count),
+            reset_after,
+        }
+    }
+
+    /// The sliding-window decision for `current` requests already counted in the window that
+    /// started `elapsed_ms` ago, after `previous` in the window before.
+    fn sliding(self, previous: u64, current: u64, elapsed_ms: u64) -> Decision {
+        let window = self.window_ms();
+        let left = window.saturating_sub(elapsed_ms);
+        let carried = previous * left / window; // floor(previous × share of its span left)
+        let estimate = carried + current;
+        if estimate < self.limit {
+            return Decision {
+                allowed: true,
+                limit: self.limit,
+                remaining: self.limit - estimate - 1,
+                reset_after: Duration::from_millis(left),
+            };
+        }
+        // Rejected: when does carried + current + 1 ≤ limit become true?
+        let wait = if current >= self.limit || previous == 0 {
+            left // not before this window ends
+        } else {
+            // previous × (window − e) / window ≤ limit − current − 1, e = elapsed + wait
+            let allowed_carry = self.limit - current - 1;
+            let needed_elapsed = window - allowed_carry * window / previous;
+            needed_elapsed.saturating_sub(elapsed_ms).max(1)
+        };
+        Decision {
+            allowed: false,
+            limit: self.limit,
+            remaining: 0,
+            reset_after: Duration::from_millis(wait),
+        }
+    }
+}
+
+/// Counters in process memory, bounded: at most `capacity` keys are kept; when full, moka's
+/// TinyLFU policy evicts the keys least likely to be seen again (one-off clients before
+/// heavy hitters). Keys untouched for two windows are reclaimed.
+pub(crate) struct MemoryStore {
+    counters: moka::sync::Cache<String, Arc<Mutex<Counter>>>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Default)]
+struct Counter {
+    /// Fixed: when the window started. Sliding: the index of the current window.
+    start: u64,
+    count: u64,
+    previous: u64,
+}
+
+impl MemoryStore {
+    pub(crate) fn new(capacity: u64, window: Duration, clock: Arc<dyn Clock>) -> Self {
+        let counters = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_idle(window.saturating_mul(2).max(Duration::from_secs(1)))
+            .build();
+        Self { counters, clock }
+    }
+
+    pub(crate) fn hit(&self, key: &str, quota: Quota) -> Decision {
+        let now = self.clock.now_ms();
+        let counter = self
+            .counters
+            .get_with_by_ref(key, || Arc::new(Mutex::new(Counter::default())));
+        let mut counter = counter.lock().unwrap_or_else(PoisonError::into_inner);
+        let window = quota.window_ms();
+        match quota.algorithm {
+            Algorithm::FixedWindow => {
+                if counter.count == 0 || now >= counter.start.saturating_add(window) {
+                    *counter = Counter {
+                        start: now,
+                        count: 0,
+                        previous: 0,
+                    };
+                }
+                counter.count += 1;
+                let reset_after = Duration::from_millis(counter.start + window - now);
+                quota.fixed(counter.count, reset_after)
+            }
+            Algorithm::SlidingWindow => {
+                let index = now / window;
+                if index != counter.start {
+                    counter.previous = if index == counter.start + 1 {
+                        counter.count
+                    } else {
+                        0
+                    };
+                    counter.count = 0;
+                    counter.start = index;
+                }
+                let decision = quota.sliding(counter.previous, counter.count, now % window);
+                if decision.allowed {
+                    counter.count += 1;
+                }
+                decision
+            }
+        }
+    }
+
+    /// How many keys are held (after pending evictions run).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> u64 {
+        self.counters.run_pending_tasks();
+        self.counters.entry_count()
+    }
+}
+
+/// Counting in a shared cache.
+pub(crate) async fn hit_cache(
+    cache: &Cache,
+    clock: &dyn Clock,
+    key: &str,
+    quota: Quota,
+) -> jtc_cache::Result<Decision> {
+    match quota.algorithm {
+        Algorithm::FixedWindow => {
+            let hit = cache.hit(key, quota.window).await?;
+            Ok(quota.fixed(hit.count.max(0).unsigned_abs(), hit.expires_in))
+        }
+        Algorithm::SlidingWindow => {
+            let window = quota.window_ms();
+            let now = clock.now_ms();
+            let index = now / window;
+            // One hash tag for both windows' keys, so a cluster keeps them on one node.
+            let current_key = format!("{{{key}}}:{index}");
+            let previous_key = format!("{{{key}}}:{}", index.wrapping_sub(1));
+            let previous: u64 = cache
+                .get::<i64>(&previous_key)
+                .await?
+                .unwrap_or(0)
+                .max(0)
+                .unsigned_abs();
+            let hit = cache
+                .hit(&current_key, quota.window.saturating_mul(2))
+                .await?;
+            let counted = hit.count.max(1).unsigned_abs();
+            let decision = quota.sliding(previous, counted - 1, now % window);
+            if !decision.allowed {
+                cache.increment(&current_key, -1).await?;
+            }
+            Ok(decision)
+        }
+    }
+}
+
+/// Logs store failures without flooding: the first at once, then one summary per interval.
+#[derive(Debug, Default)]
+pub(crate) struct FailureLog {
+    /// Unix ms before which further failures are only counted.
+    quiet_until: AtomicU64,
+    suppressed: AtomicU64,
+    /// Unix ms until which the store is not asked again (0: closed circuit).
+    open_until: AtomicU64,
+}
+
+/// How long the limiter leaves a failing store alone before asking it again.
+const RETRY_STORE_AFTER: Duration = Duration::from_secs(1);
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl FailureLog {
+    /// Whether the store should be skipped right now (it failed less than a second ago).
+    pub(crate) fn skip_store(&self, now: u64) -> bool {
+        now < self.open_until.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn failed(&self, now: u64, error: &jtc_cache::Error, policy: &str) {
+        self.open_until.store(
+            now + RETRY_STORE_AFTER.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        let quiet_until = self.quiet_until.load(Ordering::Relaxed);
+        if now < quiet_until {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self
+            .quiet_until
+            .compare_exchange(
+                quiet_until,
+                now + LOG_EVERY.as_millis() as u64,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                error = %error_chain(error),
+                policy,
+                suppressed,
+                "jtc-throttle: the rate-limit store failed; applying the store-error policy"
+            );
+        }
+    }
+
+    pub(crate) fn succeeded(&self) {
+        if self.open_until.swap(0, Ordering::Relaxed) != 0 {
+            tracing::info!(
+                "jtc-throttle: the rate-limit store answers again; back to shared counting"
+            );
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jtc_cache::ManualClock;
+
+    fn quota(limit: u64, window_ms: u64, algorithm: Algorithm) -> Quota {
+        Quota {
+            limit,
+            window: Duration::from_millis(window_ms),
+            algorithm,
+        }
+    }
+
+    #[test]
+    fn fixed_window_counts_from_the_first_request() {
+        let clock = ManualClock::new(1_000_000);
+        let store = MemoryStore::new(100, Duration::from_secs(60), Arc::new(clock.clone()));
+        let q = quota(2, 60_000, Algorithm::FixedWindow);
+        assert_eq!(store.hit("k", q).remaining, 1);
+        assert_eq!(store.hit("k", q).remaining, 0);
+        clock.advance(Duration::from_secs(58));
+        let third = store.hit("k", q);
+        assert!(!third.allowed);
+        assert_eq!(third.reset_after, Duration::from_secs(2));
+        clock.advance(Duration::from_secs(2));
+        assert!(store.hit("k", q).allowed);
+    }
+
+    #[test]
+    fn sliding_window_forgets_rejections_and_slides() {
+        let clock = ManualClock::new(60_000 * 1_000);
+        let store = MemoryStore::new(100, Duration::from_secs(60), Arc::new(clock.clone()));
+        let q = quota(10, 60_000, Algorithm::SlidingWindow);
+        for _ in 0..10 {
+            assert!(store.hit("k", q).allowed);
+        }
+        for _ in 0..50 {
+            assert!(!store.hit("k", q).allowed, "rejections are not counted");
+        }
+        // Next window, 30 s in: 10 × 0.5 = 5 carried, so 5 more fit.
+        clock.advance(Duration::from_secs(90));
+        let admitted = (0..10).filter(|_| store.hit("k", q).allowed).count();
+        assert_eq!(admitted, 5);
+    }
+
+    #[test]
+    fn sliding_retry_after_is_when_the_estimate_drops() {
+        let q = quota(10, 60_000, Algorithm::SlidingWindow);
+        // 10 carried at the start of the window, none yet in it.
+        let d = q.sliding(10, 0, 0);
+        assert!(!d.allowed);
+        assert_eq!(d.reset_after, Duration::from_millis(6_000)); // 10 × 54/60 = 9 → one fits
+        let later = q.sliding(10, 0, 6_000);
+        assert!(later.allowed);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_capacity() {
+        let store = MemoryStore::new(
+            1_000,
+            Duration::from_secs(60),
+            Arc::new(ManualClock::new(0)),
+        );
+        let q = quota(5, 60_000, Algorithm::FixedWindow);
+        for i in 0..20_000 {
+            store.hit(&format!("client-{i}"), q);
+        }
+        assert!(store.len() <= 1_000, "{}", store.len());
+    }
+}
