@@ -1,0 +1,359 @@
+//! The layer on real Routers, in process (`oneshot`): timing, headers, identity, i18n, hooks.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    body::Body,
+    routing::{get, post},
+};
+use common::{header, json, request, send};
+use http::{Response, StatusCode};
+use jtc_cache::ManualClock;
+use jtc_throttle::{Algorithm, ThrottleLayer};
+
+const PEER: &str = "203.0.113.9:50000";
+
+fn app(layer: ThrottleLayer) -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route("/users/{id}", get(|| async { "user" }))
+        .layer(layer)
+}
+
+#[tokio::test]
+async fn two_per_minute_timeline() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let app = app(ThrottleLayer::new(2, 60).clock(clock.clone()));
+
+    let first = send(&app, request("/", PEER, &[])).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header(&first, "x-ratelimit-limit"), Some("2"));
+    assert_eq!(header(&first, "x-ratelimit-remaining"), Some("1"));
+    assert_eq!(header(&first, "retry-after"), None);
+
+    let second = send(&app, request("/", PEER, &[])).await;
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(header(&second, "x-ratelimit-remaining"), Some("0"));
+
+    clock.advance(Duration::from_secs(58));
+    let third = send(&app, request("/", PEER, &[])).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&third, "retry-after"), Some("2"));
+    let now = 1_700_000_000 + 58;
+    assert_eq!(
+        header(&third, "x-ratelimit-reset"),
+        Some((now + 2).to_string().as_str())
+    );
+    assert_eq!(header(&third, "x-ratelimit-remaining"), Some("0"));
+
+    clock.advance(Duration::from_secs(2));
+    let fourth = send(&app, request("/", PEER, &[])).await;
+    assert_eq!(
+        fourth.status(),
+        StatusCode::OK,
+        "the window is over at 60 s"
+    );
+    assert_eq!(header(&fourth, "x-ratelimit-remaining"), Some("1"));
+}
+
+#[tokio::test]
+async fn three_per_second_timeline() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let app = app(ThrottleLayer::new(3, 1).clock(clock.clone()));
+    for _ in 0..3 {
+        assert_eq!(
+            send(&app, request("/", PEER, &[])).await.status(),
+            StatusCode::OK
+        );
+    }
+    clock.advance(Duration::from_millis(300));
+    let limited = send(&app, request("/", PEER, &[])).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        header(&limited, "retry-after"),
+        Some("1"),
+        "0.7 s rounds up to 1"
+    );
+    clock.advance(Duration::from_millis(700));
+    assert_eq!(
+        send(&app, request("/", PEER, &[])).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn sliding_window_lets_a_persistent_client_back_in() {
+    let clock = ManualClock::new(60_000 * 30_000_000);
+    let app = app(ThrottleLayer::new(10, 60)
+        .algorithm(Algorithm::SlidingWindow)
+        .clock(clock.clone()));
+    for _ in 0..10 {
+        assert_eq!(
+            send(&app, request("/", PEER, &[])).await.status(),
+            StatusCode::OK
+        );
+    }
+    // Retrying every second for a minute and a half: the rejected retries never count.
+    let mut admitted = 0;
+    for _ in 0..90 {
+        clock.advance(Duration::from_secs(1));
+        let response = send(&app, request("/", PEER, &[])).await;
+        if response.status() == StatusCode::OK {
+            admitted += 1;
+        } else {
+            let retry: u64 = header(&response, "retry-after").unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry));
+        }
+    }
+    // From 60 s on, the previous window's 10 weigh less each second: 30 s into the new window
+    // half of them (5) still count, so 5 retries have been let through, one every ~6 s.
+    assert_eq!(admitted, 5, "the client got back in at the sliding rate");
+}
+
+#[tokio::test]
+async fn the_route_template_is_one_bucket_and_unmatched_paths_share_one() {
+    let app = app(ThrottleLayer::new(3, 60));
+    for id in 1..=3 {
+        let response = send(&app, request(&format!("/users/{id}"), PEER, &[])).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let fourth = send(&app, request("/users/4", PEER, &[])).await;
+    assert_eq!(fourth.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(&app, request("/", PEER, &[])).await.status(),
+        StatusCode::OK,
+        "another route"
+    );
+
+    // A flood of distinct unknown paths is one bucket, not a bucket per path.
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(ThrottleLayer::new(5, 60));
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        statuses.push(
+            send(&app, request(&format!("/probe/{i}/x{i}"), PEER, &[]))
+                .await
+                .status(),
+        );
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::NOT_FOUND)
+            .count(),
+        5
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        15
+    );
+}
+
+#[tokio::test]
+async fn spoofed_forwarding_headers_from_untrusted_peers_change_nothing() {
+    let app = app(ThrottleLayer::new(2, 60));
+    for i in 0..5 {
+        let fake = format!("198.51.100.{i}");
+        let response = send(
+            &app,
+            request(
+                "/",
+                PEER,
+                &[
+                    ("x-forwarded-for", &fake),
+                    ("forwarded", &format!("for={fake}")),
+                ],
+            ),
+        )
+        .await;
+        let expected = if i < 2 {
+            StatusCode::OK
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(response.status(), expected, "request {i}");
+    }
+}
+
+#[tokio::test]
+async fn clients_behind_trusted_proxies_are_told_apart() {
+    let app = app(ThrottleLayer::new(1, 60).trusted_proxies(["10.0.0.0/8".parse().unwrap()]));
+    let via_proxy = |client: &str| {
+        let chain = format!("{client}, 10.0.0.7");
+        request("/", "10.0.0.1:443", &[("x-forwarded-for", chain.as_str())])
+    };
+    assert_eq!(
+        send(&app, via_proxy("192.0.2.1")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, via_proxy("192.0.2.2")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, via_proxy("192.0.2.1")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let forwarded = request(
+        "/",
+        "10.0.0.1:443",
+        &[("forwarded", "for=192.0.2.3;proto=https")],
+    );
+    assert_eq!(send(&app, forwarded).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ipv6_clients_rotating_inside_a_64_share_a_bucket() {
+    let app = app(ThrottleLayer::new(3, 60));
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let peer = format!("[2001:db8:aa:bb:{i:x}::{i:x}]:4000");
+        statuses.push(send(&app, request("/", &peer, &[])).await.status());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 3);
+    let other_network = send(&app, request("/", "[2001:db8:aa:cc::1]:4000", &[])).await;
+    assert_eq!(other_network.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_429_body_is_translated_json() {
+    let app = app(ThrottleLayer::new(0, 60));
+    let cases = [
+        (vec![("accept-language", "pt-BR")], "Muitas requisições"),
+        (vec![("accept-language", "pt_BR")], "Muitas requisições"),
+        (vec![("accept-language", "pt")], "Muitas requisições"),
+        (
+            vec![("accept-language", "en-US,en;q=0.9")],
+            "Too many requests",
+        ),
+        (
+            vec![("accept-language", "en;q=0.4, pt-BR;q=0.8")],
+            "Muitas requisições",
+        ),
+        (
+            vec![("accept-language", "pt-BR;q=0.1, en;q=0.8")],
+            "Too many requests",
+        ),
+        (vec![("accept-language", "de-DE")], "Too many requests"),
+        (vec![], "Too many requests"),
+    ];
+    for (headers, expected) in cases {
+        let response = send(&app, request("/", PEER, &headers)).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&response, "content-type"), Some("application/json"));
+        let body = json(response).await;
+        let message = body["error"].as_str().unwrap();
+        assert!(message.starts_with(expected), "{headers:?}: {message}");
+        assert_eq!(body["retry_after"], 60);
+    }
+    let fallback_pt = app_with_locale("pt-BR");
+    let body = json(
+        send(
+            &fallback_pt,
+            request("/", PEER, &[("accept-language", "ja")]),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        body["error"].as_str().unwrap().starts_with("Muitas"),
+        "{body}"
+    );
+}
+
+fn app_with_locale(locale: &str) -> Router {
+    app(ThrottleLayer::new(0, 60).fallback_locale(locale))
+}
+
+#[tokio::test]
+async fn per_route_and_global_layers_count_apart_and_the_tighter_figures_win() {
+    let app = Router::new()
+        .route(
+            "/login",
+            post(|| async { "token" }).layer(ThrottleLayer::new(2, 60).name("login")),
+        )
+        .route("/", get(|| async { "hello" }))
+        .layer(ThrottleLayer::new(5, 60).name("global"));
+    let login = || {
+        let mut r = request("/login", PEER, &[]);
+        *r.method_mut() = http::Method::POST;
+        r
+    };
+    let first = send(&app, login()).await;
+    assert_eq!(header(&first, "x-ratelimit-limit"), Some("2"));
+    assert_eq!(header(&first, "x-ratelimit-remaining"), Some("1"));
+    assert_eq!(send(&app, login()).await.status(), StatusCode::OK);
+    let third = send(&app, login()).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        header(&third, "x-ratelimit-limit"),
+        Some("2"),
+        "the route's limit is tighter"
+    );
+
+    let home = send(&app, request("/", PEER, &[])).await;
+    assert_eq!(header(&home, "x-ratelimit-limit"), Some("5"));
+    assert_eq!(
+        header(&home, "x-ratelimit-remaining"),
+        Some("4"),
+        "/ has its own global bucket"
+    );
+}
+
+#[tokio::test]
+async fn hooks_custom_keys_and_ietf_headers() {
+    let app = Router::new().route("/", get(|| async { "hello" })).layer(
+        ThrottleLayer::new(1, 60)
+            .ietf_headers(true)
+            .key_fn(|info| {
+                (info.headers.get("x-api-key").is_none()).then(|| info.client.to_owned())
+            })
+            .on_limited(|limited| {
+                let mut response =
+                    Response::new(Body::from(format!("slow down, {}", limited.locale)));
+                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                response
+            }),
+    );
+    let first = send(&app, request("/", PEER, &[])).await;
+    assert_eq!(
+        header(&first, "ratelimit-policy"),
+        Some("\"default\";q=1;w=60")
+    );
+    assert_eq!(header(&first, "ratelimit"), Some("\"default\";r=0;t=60"));
+    let second = send(&app, request("/", PEER, &[("accept-language", "pt-BR")])).await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        header(&second, "retry-after"),
+        Some("60"),
+        "headers are added to hook responses"
+    );
+    let body = axum::body::to_bytes(second.into_body(), 1024)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"slow down, pt_BR");
+    for _ in 0..3 {
+        let keyed = send(&app, request("/", PEER, &[("x-api-key", "k")])).await;
+        assert_eq!(keyed.status(), StatusCode::OK, "a None key is not counted");
+    }
+}
+
+#[tokio::test]
+async fn without_connect_info_every_client_shares_one_bucket() {
+    let app = app(ThrottleLayer::new(2, 60));
+    let bare = || http::Request::get("/").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, bare()).await.status(), StatusCode::OK);
+    assert_eq!(send(&app, bare()).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&app, bare()).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
