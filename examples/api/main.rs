@@ -1,1 +1,176 @@
-fn main() {}
+//! The example API: caching and rate limiting in one small Axum app.
+//!
+//! ```sh
+//! cargo run --release --example api            # file cache, no servers
+//! CACHE_DRIVER=redis cargo run --release --example api
+//! ```
+//!
+//! - `GET /users/{id}`: a user through `cache.remember` (the loader takes 300 ms on purpose,
+//!   so a cache hit is visibly faster; the `X-Cache` header says which it was)
+//! - `PUT /users/{id}`: forgets the cached user
+//! - `POST /login`: its own limit, 5 per minute per client
+//! - everything: 60 per minute per client and route, counted in the cache, so several
+//!   instances on one Redis share the limit
+//!
+//! Settings come from the environment and `.env`: `CACHE_DRIVER` and friends (see
+//! `.env.example`), `APP_ADDR` (default `127.0.0.1:3000`), `APP_LOCALE` (default `en`).
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use jtc_cache::Cache;
+use jtc_throttle::ThrottleLayer;
+use serde::{Deserialize, Serialize};
+
+const USER_TTL: Duration = Duration::from_secs(3600);
+const SLOW_LOAD: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("✗ error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    if let Err(error) = dotenvy::dotenv()
+        && !error.not_found()
+    {
+        return Err(error).context("failed to read .env");
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let cache = Cache::from_env()
+        .await
+        .context("failed to open the cache")?;
+    let address = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let locale = std::env::var("APP_LOCALE").unwrap_or_else(|_| "en".to_owned());
+
+    let app = Router::new()
+        .route("/users/{id}", get(show_user).put(forget_user))
+        .route(
+            "/login",
+            post(login).layer(
+                ThrottleLayer::new(5, 60)
+                    .name("login")
+                    .fallback_locale(&locale),
+            ),
+        )
+        .layer(
+            ThrottleLayer::new(60, 60)
+                .name("global")
+                .with_cache(cache.clone())
+                .fallback_locale(&locale),
+        )
+        .with_state(cache.clone());
+
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("failed to listen on {address}"))?;
+    let local = listener.local_addr()?;
+    println!(
+        "listening on http://{local} (cache driver: {})",
+        cache.driver().name()
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .context("the server failed")?;
+    println!("shut down");
+    Ok(())
+}
+
+/// `GET /users/{id}`: the cached user, loaded (slowly) on a miss.
+async fn show_user(State(cache): State<Cache>, Path(id): Path<u64>) -> Response {
+    let key = format!("user:{id}");
+    let cached = match cache.has(&key).await {
+        Ok(hit) => hit,
+        Err(error) => return unavailable(&error),
+    };
+    match cache.remember(&key, USER_TTL, || load_user(id)).await {
+        Ok(user) => {
+            let mut headers = HeaderMap::new();
+            let state = if cached { "hit" } else { "miss" };
+            headers.insert("x-cache", HeaderValue::from_static(state));
+            (headers, Json(user)).into_response()
+        }
+        Err(error) => unavailable(&error),
+    }
+}
+
+/// `PUT /users/{id}`: pretend to update the user, and forget the cached copy.
+async fn forget_user(State(cache): State<Cache>, Path(id): Path<u64>) -> Response {
+    match cache.forget(&format!("user:{id}")).await {
+        Ok(existed) => Json(serde_json::json!({ "id": id, "forgotten": existed })).into_response(),
+        Err(error) => unavailable(&error),
+    }
+}
+
+/// `POST /login`: a stand-in for a real login.
+async fn login() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "token": "example-token" }))
+}
+
+/// The "database": slow on purpose.
+async fn load_user(id: u64) -> User {
+    tokio::time::sleep(SLOW_LOAD).await;
+    User {
+        id,
+        name: format!("User {id}"),
+        email: format!("user{id}@example.com"),
+    }
+}
+
+fn unavailable(error: &jtc_cache::Error) -> Response {
+    tracing::error!(%error, "cache unavailable");
+    let body = Json(serde_json::json!({ "error": "cache unavailable" }));
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,152 @@
+//! The example app, started as a process the way the README starts it, driven over HTTP.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The `api` example binary `cargo test` built beside this test.
+fn example_binary() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let profile = deps.parent().and_then(|d| d.parent()).unwrap();
+    let binary = profile
+        .join("examples")
+        .join(format!("api{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test` builds examples",
+        binary.display()
+    );
+    binary
+}
+
+struct App {
+    child: Child,
+    address: String,
+}
+
+impl App {
+    fn start(dir: &std::path::Path, vars: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(example_binary())
+            .current_dir(dir)
+            .env("APP_ADDR", "127.0.0.1:0")
+            .env_remove("CACHE_DRIVER")
+            .env_remove("RUST_LOG")
+            .envs(vars.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Self { child, address }
+    }
+
+    /// One request; returns (status, headers+body text, elapsed).
+    fn request(&self, method: &str, path: &str, headers: &str) -> (u16, String, Duration) {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n{headers}Connection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, response, started.elapsed())
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn caching_and_throttling_work_end_to_end_on_the_default_file_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(dir.path(), &[]);
+
+    let (status, miss, slow) = app.request("GET", "/users/7", "");
+    assert_eq!(status, 200, "{miss}");
+    assert!(
+        miss.contains("x-cache: miss") && miss.contains("\"name\":\"User 7\""),
+        "{miss}"
+    );
+    assert!(miss.contains("x-ratelimit-limit: 60"), "{miss}");
+    let (_, hit, fast) = app.request("GET", "/users/7", "");
+    assert!(hit.contains("x-cache: hit"), "{hit}");
+    assert!(
+        slow >= Duration::from_millis(300) && fast < slow,
+        "miss {slow:?}, hit {fast:?}"
+    );
+    assert!(
+        dir.path().join("storage/framework/cache").is_dir(),
+        "the file driver by default"
+    );
+
+    let (status, forgot, _) = app.request("PUT", "/users/7", "");
+    assert_eq!(status, 200);
+    assert!(forgot.contains("\"forgotten\":true"), "{forgot}");
+    let (_, again, _) = app.request("GET", "/users/7", "");
+    assert!(again.contains("x-cache: miss"), "{again}");
+
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(app.request("POST", "/login", "Accept-Language: pt-BR\r\n"));
+    }
+    let codes: Vec<u16> = statuses.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(codes, [200, 200, 200, 200, 200, 429, 429]);
+    let limited = &statuses[5].1;
+    assert!(limited.contains("retry-after: "), "{limited}");
+    assert!(limited.contains("Muitas requisi"), "{limited}");
+}
+
+#[test]
+fn the_app_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = App::start(dir.path(), &[("CACHE_DRIVER", "array")]);
+    assert_eq!(app.request("GET", "/users/1", "").0, 200);
+    let status = Command::new("kill")
+        .args(["-TERM", &app.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    app.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
+    assert!(rest.contains("shut down"), "{rest}");
+    assert!(app.child.wait().unwrap().success());
+}
+
+#[test]
+fn a_bad_driver_is_one_line_and_a_non_zero_exit() {
+    let output = Command::new(example_binary())
+        .env("CACHE_DRIVER", "memcached")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("CACHE_DRIVER"), "{err}");
+}
