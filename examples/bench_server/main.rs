@@ -48,6 +48,10 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(address).await?;
     println!("listening on http://{} ({mode})", listener.local_addr()?);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

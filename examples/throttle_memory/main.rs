@@ -28,7 +28,9 @@ async fn drive(app: Router, clients: u32) {
     for i in 0..clients {
         let ip = Ipv4Addr::from(0x0A00_0000 + i); // 10.0.0.0 upwards
         let mut request = Request::get("/").body(Body::empty()).unwrap();
-        request.extensions_mut().insert(ConnectInfo(SocketAddr::from((ip, 40_000))));
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((ip, 40_000))));
         let response = app.clone().oneshot(request).await.unwrap();
         assert!(response.status().is_success());
     }
@@ -37,17 +39,28 @@ async fn drive(app: Router, clients: u32) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let clients: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let clients: u32 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let capacity: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let router = || Router::new().route("/", get(|| async { "ok" }));
 
     let start = rss_kib();
     drive(router(), clients).await;
     let baseline = rss_kib();
-    drive(router().layer(ThrottleLayer::new(10, 60).memory_capacity(capacity)), clients).await;
+    drive(
+        router().layer(ThrottleLayer::new(10, 60).memory_capacity(capacity)),
+        clients,
+    )
+    .await;
     let limited = rss_kib();
     println!("clients: {clients}, capacity: {capacity} keys");
     println!("RSS at start:                {:>8} KiB", start);
     println!("RSS after the plain router:  {:>8} KiB", baseline);
-    println!("RSS after the throttled one: {:>8} KiB (+{} KiB)", limited, limited.saturating_sub(baseline));
+    println!(
+        "RSS after the throttled one: {:>8} KiB (+{} KiB)",
+        limited,
+        limited.saturating_sub(baseline)
+    );
 }

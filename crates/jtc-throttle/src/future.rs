@@ -4,38 +4,103 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    sync::Arc,
+    task::{Context, Poll, ready},
 };
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::Response;
+use pin_project_lite::pin_project;
+use tower::BoxError;
 
-type Inner<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+use crate::{layer::Shared, limiter::Decision};
 
-/// Checks the limit, then runs the inner service's future or yields the 429.
-pub struct ResponseFuture<E> {
-    inner: Inner<E>,
+type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+
+pin_project! {
+    /// The response of a [`Throttle`](crate::Throttle): the inner service's (with the
+    /// rate-limit headers added), a 429 decided at once, or — when counting in a cache —
+    /// the check and the call in one boxed future.
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        kind: Kind<F, E>,
+    }
 }
 
-impl<E> ResponseFuture<E> {
-    pub(crate) fn new(
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, E> {
+        Inner {
+            #[pin]
+            future: F,
+            headers: Option<(Decision, u64, Arc<Shared>)>,
+        },
+        Ready {
+            response: Option<Response<Body>>,
+        },
+        Boxed {
+            future: Boxed<E>,
+        },
+    }
+}
+
+impl<F, E> ResponseFuture<F, E> {
+    /// The inner service's response, with this decision's headers when there is one.
+    pub(crate) fn inner(future: F, headers: Option<(Decision, u64, Arc<Shared>)>) -> Self {
+        Self {
+            kind: Kind::Inner { future, headers },
+        }
+    }
+
+    /// A response known without calling the inner service.
+    pub(crate) fn ready(response: Response<Body>) -> Self {
+        Self {
+            kind: Kind::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    /// Work that must wait (on the cache) before it knows.
+    pub(crate) fn boxed(
         future: impl Future<Output = Result<Response<Body>, E>> + Send + 'static,
     ) -> Self {
         Self {
-            inner: Box::pin(future),
+            kind: Kind::Boxed {
+                future: Box::pin(future),
+            },
         }
     }
 }
 
-impl<E> Future for ResponseFuture<E> {
+impl<F, E, B> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     type Output = Result<Response<Body>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future, headers } => {
+                let mut response = ready!(future.poll(cx))?.map(Body::new);
+                if let Some((decision, now, shared)) = headers.take() {
+                    shared.add_headers(response.headers_mut(), &decision, now);
+                }
+                Poll::Ready(Ok(response))
+            }
+            KindProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("a ResponseFuture was polled after it completed"),
+            },
+            KindProj::Boxed { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
-impl<E> fmt::Debug for ResponseFuture<E> {
+impl<F, E> fmt::Debug for ResponseFuture<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

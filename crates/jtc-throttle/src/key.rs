@@ -10,7 +10,9 @@
 //! bucket, and requests that match no route share one bucket per client.
 
 use std::{
-    net::{IpAddr, Ipv6Addr, SocketAddr},
+    fmt,
+    hash::{Hash, Hasher},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::atomic::{AtomicBool, Ordering},
 };
 
@@ -22,6 +24,57 @@ use ipnet::IpNet;
 pub(crate) const UNMATCHED_ROUTE: &str = "(unmatched)";
 /// The client part of the key when the server gives no peer address.
 pub(crate) const UNKNOWN_CLIENT: &str = "(unknown)";
+
+/// A client as the limiter counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Client {
+    V4(Ipv4Addr),
+    /// The network part of an IPv6 address and the prefix length.
+    V6(Ipv6Addr, u8),
+    /// No peer address was available.
+    Unknown,
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::V4(ip) => write!(f, "{ip}"),
+            Self::V6(network, bits) => write!(f, "{network}/{bits}"),
+            Self::Unknown => f.write_str(UNKNOWN_CLIENT),
+        }
+    }
+}
+
+/// The route part of a key: the matched template, or none. Cloning shares the template.
+#[derive(Debug, Clone)]
+pub(crate) struct Route(Option<MatchedPath>);
+
+impl Route {
+    pub(crate) fn as_str(&self) -> &str {
+        self.0.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl Hash for Route {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+/// The key of an in-process counter: cheap to build, hash and compare on every request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum MemoryKey {
+    Request(Client, Route),
+    Custom(String),
+}
 
 /// How to tell clients apart.
 #[derive(Debug, Clone)]
@@ -41,12 +94,17 @@ impl Default for Identity {
 
 impl Identity {
     /// The client part of the key for `request`.
-    pub(crate) fn client<B>(&self, request: &Request<B>) -> String {
+    pub(crate) fn client<B>(&self, request: &Request<B>) -> Client {
         let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
             warn_missing_connect_info();
-            return UNKNOWN_CLIENT.to_owned();
+            return Client::Unknown;
         };
-        let ip = self.resolve(canonical(peer.ip()), request.headers());
+        let ip = canonical(peer.ip());
+        let ip = if self.trusted_proxies.is_empty() {
+            ip
+        } else {
+            self.resolve(ip, request.headers())
+        };
         self.group(ip)
     }
 
@@ -77,26 +135,22 @@ impl Identity {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
-    /// The key text of an address: IPv4 as is, IPv6 cut to its prefix.
-    fn group(&self, ip: IpAddr) -> String {
+    /// An address as a client: IPv4 as is, IPv6 cut to its prefix.
+    fn group(&self, ip: IpAddr) -> Client {
         match ip {
-            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V4(v4) => Client::V4(v4),
             IpAddr::V6(v6) => {
-                let bits = u32::from(self.ipv6_prefix.min(128));
-                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-                let network = Ipv6Addr::from(u128::from(v6) & mask);
-                format!("{network}/{bits}")
+                let bits = self.ipv6_prefix.min(128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+                Client::V6(Ipv6Addr::from(u128::from(v6) & mask), bits)
             }
         }
     }
 }
 
 /// The matched route template, or the shared bucket for requests that matched none.
-pub(crate) fn route<B>(request: &Request<B>) -> String {
-    request.extensions().get::<MatchedPath>().map_or_else(
-        || UNMATCHED_ROUTE.to_owned(),
-        |path| path.as_str().to_owned(),
-    )
+pub(crate) fn route<B>(request: &Request<B>) -> Route {
+    Route(request.extensions().get::<MatchedPath>().cloned())
 }
 
 /// IPv4-mapped IPv6 (`::ffff:192.0.2.1`) as the IPv4 address it is.
@@ -147,7 +201,7 @@ fn parse_node(node: &str) -> Option<IpAddr> {
     }
     let (host, port) = node.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
-    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+    host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 /// Says once per process how to give the limiter the peer address.
@@ -165,6 +219,12 @@ fn warn_missing_connect_info() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Identity {
+        fn client_text<B>(&self, request: &Request<B>) -> String {
+            self.client(request).to_string()
+        }
+    }
 
     fn request(peer: &str, headers: &[(&str, &str)]) -> Request<()> {
         let mut builder = Request::builder();
@@ -192,7 +252,7 @@ mod tests {
             "203.0.113.9:5000",
             &[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")],
         );
-        assert_eq!(identity.client(&spoofed), "203.0.113.9");
+        assert_eq!(identity.client_text(&spoofed), "203.0.113.9");
     }
 
     #[test]
@@ -203,7 +263,7 @@ mod tests {
             &[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.1")],
         );
         // 6.6.6.6 was written by the client itself; 198.51.100.7 is who reached our proxy.
-        assert_eq!(identity.client(&via_two_proxies), "198.51.100.7");
+        assert_eq!(identity.client_text(&via_two_proxies), "198.51.100.7");
         let two_headers = request(
             "10.0.0.2:80",
             &[
@@ -211,7 +271,7 @@ mod tests {
                 ("x-forwarded-for", "198.51.100.8"),
             ],
         );
-        assert_eq!(identity.client(&two_headers), "198.51.100.8");
+        assert_eq!(identity.client_text(&two_headers), "198.51.100.8");
     }
 
     #[test]
@@ -227,9 +287,9 @@ mod tests {
                 ("x-forwarded-for", "9.9.9.9"),
             ],
         );
-        assert_eq!(identity.client(&r), "2001:db8:cafe::/64");
+        assert_eq!(identity.client_text(&r), "2001:db8:cafe::/64");
         let with_port = request("10.1.1.1:443", &[("forwarded", "for=\"192.0.2.43:47011\"")]);
-        assert_eq!(identity.client(&with_port), "192.0.2.43");
+        assert_eq!(identity.client_text(&with_port), "192.0.2.43");
     }
 
     #[test]
@@ -239,11 +299,11 @@ mod tests {
             "10.0.0.2:80",
             &[("x-forwarded-for", "1.1.1.1, garbage, 10.0.0.9")],
         );
-        assert_eq!(identity.client(&r), "10.0.0.9");
+        assert_eq!(identity.client_text(&r), "10.0.0.9");
         let only_proxies = request("10.0.0.2:80", &[("x-forwarded-for", "10.0.0.3")]);
-        assert_eq!(identity.client(&only_proxies), "10.0.0.3");
+        assert_eq!(identity.client_text(&only_proxies), "10.0.0.3");
         let no_header = request("10.0.0.2:80", &[]);
-        assert_eq!(identity.client(&no_header), "10.0.0.2");
+        assert_eq!(identity.client_text(&no_header), "10.0.0.2");
     }
 
     #[test]
@@ -252,22 +312,22 @@ mod tests {
         let a = request("[2001:db8:1:2:aaaa::1]:1", &[]);
         let b = request("[2001:db8:1:2:ffff::9]:1", &[]);
         let c = request("[2001:db8:1:3::1]:1", &[]);
-        assert_eq!(identity.client(&a), identity.client(&b));
-        assert_ne!(identity.client(&a), identity.client(&c));
+        assert_eq!(identity.client_text(&a), identity.client_text(&b));
+        assert_ne!(identity.client_text(&a), identity.client_text(&c));
         assert_eq!(
-            identity.client(&request("[::ffff:192.0.2.1]:1", &[])),
+            identity.client_text(&request("[::ffff:192.0.2.1]:1", &[])),
             "192.0.2.1"
         );
         let exact = Identity {
             ipv6_prefix: 128,
             ..Identity::default()
         };
-        assert_ne!(exact.client(&a), exact.client(&b));
+        assert_ne!(exact.client_text(&a), exact.client_text(&b));
         let everything = Identity {
             ipv6_prefix: 0,
             ..Identity::default()
         };
-        assert_eq!(everything.client(&a), "::/0");
+        assert_eq!(everything.client_text(&a), "::/0");
     }
 
     #[test]
@@ -276,6 +336,6 @@ mod tests {
             .header("x-forwarded-for", "1.2.3.4")
             .body(())
             .unwrap();
-        assert_eq!(Identity::default().client(&request), UNKNOWN_CLIENT);
+        assert_eq!(Identity::default().client_text(&request), UNKNOWN_CLIENT);
     }
 }

@@ -22,6 +22,8 @@ use std::{
 
 use jtc_cache::{Cache, Clock};
 
+use crate::key::MemoryKey;
+
 /// Which algorithm a [`ThrottleLayer`](crate::ThrottleLayer) uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -105,7 +107,7 @@ impl Quota {
 /// TinyLFU policy evicts the keys least likely to be seen again (one-off clients before
 /// heavy hitters). Keys untouched for two windows are reclaimed.
 pub(crate) struct MemoryStore {
-    counters: moka::sync::Cache<String, Arc<Mutex<Counter>>>,
+    counters: moka::sync::Cache<MemoryKey, Arc<Mutex<Counter>>, ahash::RandomState>,
     clock: Arc<dyn Clock>,
 }
 
@@ -122,11 +124,11 @@ impl MemoryStore {
         let counters = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .time_to_idle(window.saturating_mul(2).max(Duration::from_secs(1)))
-            .build();
+            .build_with_hasher(ahash::RandomState::new());
         Self { counters, clock }
     }
 
-    pub(crate) fn hit(&self, key: &str, quota: Quota) -> Decision {
+    pub(crate) fn hit(&self, key: &MemoryKey, quota: Quota) -> Decision {
         let now = self.clock.now_ms();
         let counter = self
             .counters
@@ -303,14 +305,15 @@ mod tests {
         let clock = ManualClock::new(1_000_000);
         let store = MemoryStore::new(100, Duration::from_secs(60), Arc::new(clock.clone()));
         let q = quota(2, 60_000, Algorithm::FixedWindow);
-        assert_eq!(store.hit("k", q).remaining, 1);
-        assert_eq!(store.hit("k", q).remaining, 0);
+        let k = MemoryKey::Custom("k".into());
+        assert_eq!(store.hit(&k, q).remaining, 1);
+        assert_eq!(store.hit(&k, q).remaining, 0);
         clock.advance(Duration::from_secs(58));
-        let third = store.hit("k", q);
+        let third = store.hit(&k, q);
         assert!(!third.allowed);
         assert_eq!(third.reset_after, Duration::from_secs(2));
         clock.advance(Duration::from_secs(2));
-        assert!(store.hit("k", q).allowed);
+        assert!(store.hit(&k, q).allowed);
     }
 
     #[test]
@@ -318,15 +321,16 @@ mod tests {
         let clock = ManualClock::new(60_000 * 1_000);
         let store = MemoryStore::new(100, Duration::from_secs(60), Arc::new(clock.clone()));
         let q = quota(10, 60_000, Algorithm::SlidingWindow);
+        let k = MemoryKey::Custom("k".into());
         for _ in 0..10 {
-            assert!(store.hit("k", q).allowed);
+            assert!(store.hit(&k, q).allowed);
         }
         for _ in 0..50 {
-            assert!(!store.hit("k", q).allowed, "rejections are not counted");
+            assert!(!store.hit(&k, q).allowed, "rejections are not counted");
         }
         // Next window, 30 s in: 10 × 0.5 = 5 carried, so 5 more fit.
         clock.advance(Duration::from_secs(90));
-        let admitted = (0..10).filter(|_| store.hit("k", q).allowed).count();
+        let admitted = (0..10).filter(|_| store.hit(&k, q).allowed).count();
         assert_eq!(admitted, 5);
     }
 
@@ -350,7 +354,7 @@ mod tests {
         );
         let q = quota(5, 60_000, Algorithm::FixedWindow);
         for i in 0..20_000 {
-            store.hit(&format!("client-{i}"), q);
+            store.hit(&MemoryKey::Custom(format!("client-{i}")), q);
         }
         assert!(store.len() <= 1_000, "{}", store.len());
     }

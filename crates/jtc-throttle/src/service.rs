@@ -14,7 +14,8 @@ use tower::{BoxError, Service};
 use crate::{
     StoreErrorPolicy,
     future::ResponseFuture,
-    key, lang,
+    key::{self, MemoryKey},
+    lang,
     layer::Shared,
     limiter::{self, Decision},
     response,
@@ -73,38 +74,36 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The clone goes back into `self`; the service that was polled ready serves this call.
+        let shared = &self.shared;
+        let now = shared.config.clock.now_ms();
+        let Some(key) = shared.memory_key(&request) else {
+            return ResponseFuture::inner(self.inner.call(request), None);
+        };
+        if shared.config.cache.is_none() {
+            // Counting in memory decides at once: no clone of the inner service, no box.
+            let decision = shared.memory.hit(&key, shared.config.quota);
+            return self.respond(request, decision, now);
+        }
+        // Counting in a cache waits for it before calling the inner service, so the service
+        // that was polled ready moves into the future and a clone stays behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        ResponseFuture::new(async move {
-            let now = shared.config.clock.now_ms();
-            let Some(key) = shared.key(&request) else {
-                return inner.call(request).await.map(|r| r.map(Body::new));
-            };
+        let shared = Arc::clone(shared);
+        ResponseFuture::boxed(async move {
             match shared.decide(&key, now).await {
                 Outcome::Decided(decision) if decision.allowed => {
                     let mut response = inner.call(request).await?.map(Body::new);
                     shared.add_headers(response.headers_mut(), &decision, now);
                     Ok(response)
                 }
-                Outcome::Decided(decision) => {
-                    let locale = shared.locale(request.headers());
-                    let limited = response::limited(&decision, now, locale);
-                    let mut response = match &shared.config.on_limited {
-                        Some(hook) => hook(&limited),
-                        None => response::too_many_requests(&limited),
-                    };
-                    shared.add_headers(response.headers_mut(), &decision, now);
-                    Ok(response)
-                }
+                Outcome::Decided(decision) => Ok(shared.limited(request.headers(), &decision, now)),
                 Outcome::Uncounted => inner.call(request).await.map(|r| r.map(Body::new)),
                 Outcome::Unavailable => Ok(response::service_unavailable(
                     shared.locale(request.headers()),
@@ -114,33 +113,64 @@ where
     }
 }
 
+impl<S> Throttle<S> {
+    fn respond<ReqBody>(
+        &mut self,
+        request: Request<ReqBody>,
+        decision: Decision,
+        now: u64,
+    ) -> ResponseFuture<S::Future, S::Error>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        if decision.allowed {
+            let headers = Some((decision, now, Arc::clone(&self.shared)));
+            ResponseFuture::inner(self.inner.call(request), headers)
+        } else {
+            ResponseFuture::ready(self.shared.limited(request.headers(), &decision, now))
+        }
+    }
+}
+
 impl Shared {
-    /// The counter key of a request, or `None` when a custom key lets it through.
-    fn key<B>(&self, request: &Request<B>) -> Option<String> {
+    /// What a request is counted under, or `None` when a custom key lets it through.
+    fn memory_key<B>(&self, request: &Request<B>) -> Option<MemoryKey> {
         let client = self.config.identity.client(request);
         let route = key::route(request);
         let Some(key_fn) = &self.config.key_fn else {
-            return Some(format!("{}{client}:{route}", self.prefix));
+            return Some(MemoryKey::Request(client, route));
         };
+        let client = client.to_string();
         let info = RequestInfo {
             client: &client,
-            route: &route,
+            route: route.as_str(),
             method: request.method(),
             uri: request.uri(),
             headers: request.headers(),
             extensions: request.extensions(),
         };
-        key_fn(&info).map(|custom| format!("{}{custom}", self.prefix))
+        key_fn(&info).map(MemoryKey::Custom)
     }
 
-    async fn decide(&self, key: &str, now: u64) -> Outcome {
+    /// The key of a counter in the cache: `throttle:<name>:<client>:<route>`.
+    fn cache_key(&self, key: &MemoryKey) -> String {
+        match key {
+            MemoryKey::Request(client, route) => {
+                format!("{}{client}:{}", self.prefix, route.as_str())
+            }
+            MemoryKey::Custom(custom) => format!("{}{custom}", self.prefix),
+        }
+    }
+
+    async fn decide(&self, key: &MemoryKey, now: u64) -> Outcome {
         let quota = self.config.quota;
         let Some(cache) = &self.config.cache else {
             return Outcome::Decided(self.memory.hit(key, quota));
         };
         let policy = self.config.on_store_error;
         if !self.failures.skip_store(now) {
-            match limiter::hit_cache(cache, &*self.config.clock, key, quota).await {
+            match limiter::hit_cache(cache, &*self.config.clock, &self.cache_key(key), quota).await
+            {
                 Ok(decision) => {
                     self.failures.succeeded();
                     return Outcome::Decided(decision);
@@ -155,7 +185,18 @@ impl Shared {
         }
     }
 
-    fn add_headers(&self, headers: &mut HeaderMap, decision: &Decision, now: u64) {
+    /// The 429 for a rejected request: the hook's or the translated JSON, with headers.
+    fn limited(&self, headers: &HeaderMap, decision: &Decision, now: u64) -> Response<Body> {
+        let limited = response::limited(decision, now, self.locale(headers));
+        let mut response = match &self.config.on_limited {
+            Some(hook) => hook(&limited),
+            None => response::too_many_requests(&limited),
+        };
+        self.add_headers(response.headers_mut(), decision, now);
+        response
+    }
+
+    pub(crate) fn add_headers(&self, headers: &mut HeaderMap, decision: &Decision, now: u64) {
         let config = &self.config;
         response::add_headers(
             headers,
