@@ -76,11 +76,7 @@ impl Shared {
             .unwrap_or_else(|| format!("{}per{}ms", quota.limit, quota.window.as_millis()));
         Self {
             prefix: format!("throttle:{name}:"),
-            memory: MemoryStore::new(
-                config.memory_capacity,
-                quota.window,
-                Arc::clone(&config.clock),
-            ),
+            memory: MemoryStore::new(config.memory_capacity, Arc::clone(&config.clock)),
             failures: FailureLog::default(),
             config,
         }
@@ -202,7 +198,8 @@ impl ThrottleLayer {
     }
 
     /// How many client keys the in-process counters hold at most (also the fallback store's
-    /// size). Past it, the keys least likely to come back are evicted. Default: 100,000.
+    /// size). When full, finished windows are dropped first, then the lightest counters.
+    /// Default: 100,000.
     pub fn memory_capacity(self, keys: u64) -> Self {
         self.with(|c| c.memory_capacity = keys.max(1))
     }

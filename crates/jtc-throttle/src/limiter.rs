@@ -14,11 +14,13 @@
 
 use std::{
     sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
+
+use dashmap::DashMap;
 
 use jtc_cache::{Cache, Clock};
 
@@ -103,15 +105,23 @@ impl Quota {
     }
 }
 
-/// Counters in process memory, bounded: at most `capacity` keys are kept; when full, moka's
-/// TinyLFU policy evicts the keys least likely to be seen again (one-off clients before
-/// heavy hitters). Keys untouched for two windows are reclaimed.
+/// Counters in process memory, bounded.
+///
+/// A sharded map (DashMap with aHash) holds one small counter per key; each request updates
+/// its counter under the shard lock, so counting is exact. Memory is bounded two ways:
+/// counters whose window is over are swept out (at most once per window, on the request path),
+/// and when `capacity` keys are held, a sweep first drops the finished windows and then, if
+/// still full, the lightest counters (one request, then two, ...) until a tenth is free —
+/// one-off clients go before the clients the limiter is actually holding back.
 pub(crate) struct MemoryStore {
-    counters: moka::sync::Cache<MemoryKey, Arc<Mutex<Counter>>, ahash::RandomState>,
+    counters: DashMap<MemoryKey, Counter, ahash::RandomState>,
+    held: AtomicUsize,
+    capacity: usize,
+    next_sweep: AtomicU64,
     clock: Arc<dyn Clock>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Counter {
     /// Fixed: when the window started. Sliding: the index of the current window.
     start: u64,
@@ -119,60 +129,108 @@ struct Counter {
     previous: u64,
 }
 
-impl MemoryStore {
-    pub(crate) fn new(capacity: u64, window: Duration, clock: Arc<dyn Clock>) -> Self {
-        let counters = moka::sync::Cache::builder()
-            .max_capacity(capacity)
-            .time_to_idle(window.saturating_mul(2).max(Duration::from_secs(1)))
-            .build_with_hasher(ahash::RandomState::new());
-        Self { counters, clock }
+impl Counter {
+    /// Whether this counter still matters at `now`.
+    fn is_live(&self, now: u64, quota: Quota) -> bool {
+        let window = quota.window_ms();
+        match quota.algorithm {
+            Algorithm::FixedWindow => now < self.start.saturating_add(window),
+            Algorithm::SlidingWindow => now / window <= self.start + 1,
+        }
     }
 
-    pub(crate) fn hit(&self, key: &MemoryKey, quota: Quota) -> Decision {
-        let now = self.clock.now_ms();
-        let counter = self
-            .counters
-            .get_with_by_ref(key, || Arc::new(Mutex::new(Counter::default())));
-        let mut counter = counter.lock().unwrap_or_else(PoisonError::into_inner);
+    fn hit(&mut self, now: u64, quota: Quota) -> Decision {
         let window = quota.window_ms();
         match quota.algorithm {
             Algorithm::FixedWindow => {
-                if counter.count == 0 || now >= counter.start.saturating_add(window) {
-                    *counter = Counter {
+                if self.count == 0 || now >= self.start.saturating_add(window) {
+                    *self = Self {
                         start: now,
                         count: 0,
                         previous: 0,
                     };
                 }
-                counter.count += 1;
-                let reset_after = Duration::from_millis(counter.start + window - now);
-                quota.fixed(counter.count, reset_after)
+                self.count += 1;
+                let reset_after = Duration::from_millis(self.start + window - now);
+                quota.fixed(self.count, reset_after)
             }
             Algorithm::SlidingWindow => {
                 let index = now / window;
-                if index != counter.start {
-                    counter.previous = if index == counter.start + 1 {
-                        counter.count
+                if index != self.start {
+                    self.previous = if index == self.start + 1 {
+                        self.count
                     } else {
                         0
                     };
-                    counter.count = 0;
-                    counter.start = index;
+                    self.count = 0;
+                    self.start = index;
                 }
-                let decision = quota.sliding(counter.previous, counter.count, now % window);
+                let decision = quota.sliding(self.previous, self.count, now % window);
                 if decision.allowed {
-                    counter.count += 1;
+                    self.count += 1;
                 }
                 decision
             }
         }
     }
+}
 
-    /// How many keys are held (after pending evictions run).
+impl MemoryStore {
+    pub(crate) fn new(capacity: u64, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            counters: DashMap::default(),
+            held: AtomicUsize::new(0),
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
+            next_sweep: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    pub(crate) fn hit(&self, key: &MemoryKey, quota: Quota) -> Decision {
+        let now = self.clock.now_ms();
+        if let Some(mut counter) = self.counters.get_mut(key) {
+            return counter.hit(now, quota);
+        }
+        self.maybe_sweep(now, quota);
+        let mut counter = self.counters.entry(key.clone()).or_insert_with(|| {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            Counter::default()
+        });
+        counter.hit(now, quota)
+    }
+
+    /// Sweeps when a window has passed since the last sweep, or when the store is full.
+    fn maybe_sweep(&self, now: u64, quota: Quota) {
+        let full = self.held.load(Ordering::Relaxed) >= self.capacity;
+        let due = now >= self.next_sweep.load(Ordering::Relaxed);
+        if !full && !due {
+            return;
+        }
+        self.next_sweep
+            .store(now.saturating_add(quota.window_ms()), Ordering::Relaxed);
+        self.retain(|counter| counter.is_live(now, quota));
+        let target = self.capacity - self.capacity / 10;
+        let mut lightest = 1;
+        while self.held.load(Ordering::Relaxed) > target && lightest < u64::MAX / 2 {
+            self.retain(|counter| counter.count > lightest);
+            lightest *= 2;
+        }
+    }
+
+    fn retain(&self, keep: impl Fn(&Counter) -> bool) {
+        self.counters.retain(|_, counter| {
+            let kept = keep(counter);
+            if !kept {
+                self.held.fetch_sub(1, Ordering::Relaxed);
+            }
+            kept
+        });
+    }
+
+    /// How many keys are held.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> u64 {
-        self.counters.run_pending_tasks();
-        self.counters.entry_count()
+    pub(crate) fn len(&self) -> usize {
+        self.counters.len()
     }
 }
 
@@ -303,7 +361,7 @@ mod tests {
     #[test]
     fn fixed_window_counts_from_the_first_request() {
         let clock = ManualClock::new(1_000_000);
-        let store = MemoryStore::new(100, Duration::from_secs(60), Arc::new(clock.clone()));
+        let store = MemoryStore::new(100, Arc::new(clock.clone()));
         let q = quota(2, 60_000, Algorithm::FixedWindow);
         let k = MemoryKey::Custom("k".into());
         assert_eq!(store.hit(&k, q).remaining, 1);
@@ -319,7 +377,7 @@ mod tests {
     #[test]
     fn sliding_window_forgets_rejections_and_slides() {
         let clock = ManualClock::new(60_000 * 1_000);
-        let store = MemoryStore::new(100, Duration::from_secs(60), Arc::new(clock.clone()));
+        let store = MemoryStore::new(100, Arc::new(clock.clone()));
         let q = quota(10, 60_000, Algorithm::SlidingWindow);
         let k = MemoryKey::Custom("k".into());
         for _ in 0..10 {
@@ -346,12 +404,43 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded_by_capacity() {
-        let store = MemoryStore::new(
-            1_000,
-            Duration::from_secs(60),
-            Arc::new(ManualClock::new(0)),
+    fn finished_windows_are_swept_out() {
+        let clock = ManualClock::new(0);
+        let store = MemoryStore::new(1_000_000, Arc::new(clock.clone()));
+        let q = quota(5, 60_000, Algorithm::FixedWindow);
+        for i in 0..10_000 {
+            store.hit(&MemoryKey::Custom(format!("client-{i}")), q);
+        }
+        assert_eq!(store.len(), 10_000);
+        clock.advance(Duration::from_secs(61));
+        store.hit(&MemoryKey::Custom("late".into()), q);
+        assert_eq!(
+            store.len(),
+            1,
+            "the next new client sweeps the finished windows"
         );
+    }
+
+    #[test]
+    fn a_full_store_keeps_the_clients_it_is_holding_back() {
+        let store = MemoryStore::new(1_000, Arc::new(ManualClock::new(0)));
+        let q = quota(5, 60_000, Algorithm::FixedWindow);
+        let heavy = MemoryKey::Custom("heavy".into());
+        for _ in 0..10 {
+            store.hit(&heavy, q);
+        }
+        for i in 0..5_000 {
+            store.hit(&MemoryKey::Custom(format!("once-{i}")), q);
+        }
+        assert!(
+            !store.hit(&heavy, q).allowed,
+            "the heavy client is still limited"
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_by_capacity() {
+        let store = MemoryStore::new(1_000, Arc::new(ManualClock::new(0)));
         let q = quota(5, 60_000, Algorithm::FixedWindow);
         for i in 0..20_000 {
             store.hit(&MemoryKey::Custom(format!("client-{i}")), q);
