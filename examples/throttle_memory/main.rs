@@ -24,7 +24,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn drive(app: Router, clients: u32) {
+async fn drive(app: &Router, clients: u32) {
     for i in 0..clients {
         let ip = Ipv4Addr::from(0x0A00_0000 + i); // 10.0.0.0 upwards
         let mut request = Request::get("/").body(Body::empty()).unwrap();
@@ -47,17 +47,17 @@ async fn main() {
     let router = || Router::new().route("/", get(|| async { "ok" }));
 
     let start = rss_kib();
-    drive(router(), clients).await;
+    let plain = router();
+    drive(&plain, clients).await;
     let baseline = rss_kib();
-    drive(
-        router().layer(ThrottleLayer::new(10, 60).memory_capacity(capacity)),
-        clients,
-    )
-    .await;
+    // Keep the throttled router (and so its counters) alive while measuring.
+    let throttled = router().layer(ThrottleLayer::new(10, 60).memory_capacity(capacity));
+    drive(&throttled, clients).await;
     let limited = rss_kib();
+    drop((plain, throttled));
     println!("clients: {clients}, capacity: {capacity} keys");
-    println!("RSS at start:                {:>8} KiB", start);
-    println!("RSS after the plain router:  {:>8} KiB", baseline);
+    println!("RSS at start:                {start:>8} KiB");
+    println!("RSS after the plain router:  {baseline:>8} KiB");
     println!(
         "RSS after the throttled one: {:>8} KiB (+{} KiB)",
         limited,
