@@ -19,11 +19,13 @@ use jtc_throttle::ThrottleLayer;
 const QUOTA: u64 = 100_000_000;
 
 fn main() -> anyhow::Result<()> {
+    // The runtime is the same in every mode: two workers, as many as the benchmark machine
+    // has cores (wrk and, in redis mode, redis-server share them).
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "plain".to_owned());
     let address = args.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(serve(&mode, &address))
