@@ -103,11 +103,15 @@ pub(crate) fn add_headers(
     if existing.is_some_and(|remaining| remaining <= decision.remaining) {
         return;
     }
+    headers.reserve(2);
     headers.insert(X_RATELIMIT_LIMIT, number(decision.limit));
     headers.insert(X_RATELIMIT_REMAINING, number(decision.remaining));
     if decision.allowed {
-        headers.remove(X_RATELIMIT_RESET);
-        headers.remove(header::RETRY_AFTER);
+        if existing.is_some() {
+            // A looser limiter's rejection figures would contradict ours.
+            headers.remove(X_RATELIMIT_RESET);
+            headers.remove(header::RETRY_AFTER);
+        }
     } else {
         let retry = retry_after_secs(decision.reset_after);
         headers.insert(X_RATELIMIT_RESET, number(now_ms / 1000 + retry));
