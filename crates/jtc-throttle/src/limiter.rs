@@ -323,7 +323,10 @@ impl FailureLog {
     }
 
     pub(crate) fn succeeded(&self) {
-        if self.open_until.swap(0, Ordering::Relaxed) != 0 {
+        // A plain load on the hot path; the write happens once per recovery.
+        if self.open_until.load(Ordering::Relaxed) != 0
+            && self.open_until.swap(0, Ordering::Relaxed) != 0
+        {
             tracing::info!(
                 "jtc-throttle: the rate-limit store answers again; back to shared counting"
             );
