@@ -103,7 +103,6 @@ pub(crate) fn add_headers(
     if existing.is_some_and(|remaining| remaining <= decision.remaining) {
         return;
     }
-    headers.reserve(2);
     headers.insert(X_RATELIMIT_LIMIT, number(decision.limit));
     headers.insert(X_RATELIMIT_REMAINING, number(decision.remaining));
     if decision.allowed {
