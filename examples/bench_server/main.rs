@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example bench_server -- MODE 127.0.0.1:8080`
 //!
-//! Every limiter gets the same quota, 100,000,000 requests a minute per client: far above
+//! Every limiter gets the same quota, 8,000,000 requests a minute per client: far above
 //! what one run sends, so each limiter does its full work on every request and none rejects,
 //! with header values of a realistic width.
 
@@ -16,7 +16,7 @@ use jtc_cache::{Cache, RedisDriver};
 use jtc_throttle::ThrottleLayer;
 
 /// Requests per minute per client for every limiter.
-const QUOTA: u64 = 100_000_000;
+const QUOTA: u64 = 8_000_000;
 
 fn main() -> anyhow::Result<()> {
     // The runtime is the same in every mode: two workers, as many as the benchmark machine

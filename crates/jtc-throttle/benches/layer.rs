@@ -10,7 +10,7 @@ use http::Request;
 use jtc_throttle::ThrottleLayer;
 use tower::ServiceExt;
 
-const QUOTA: u64 = 100_000_000;
+const QUOTA: u64 = 8_000_000;
 
 fn request() -> Request<Body> {
     let mut request = Request::get("/").body(Body::empty()).unwrap();

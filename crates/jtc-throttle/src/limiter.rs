@@ -114,11 +114,83 @@ impl Quota {
 /// still full, the lightest counters (one request, then two, ...) until a tenth is free —
 /// one-off clients go before the clients the limiter is actually holding back.
 pub(crate) struct MemoryStore {
-    counters: DashMap<MemoryKey, Counter, ahash::RandomState>,
+    counters: DashMap<MemoryKey, Slot, ahash::RandomState>,
     held: AtomicUsize,
     capacity: usize,
     next_sweep: AtomicU64,
+    /// Clock reading at creation: packed fixed-window starts count from here.
+    epoch: u64,
     clock: Arc<dyn Clock>,
+}
+
+/// One key's state. A fixed window with a limit below [`PACKED_LIMIT`] lives in `packed`
+/// (window start and count in one word), updated by compare-and-swap under the map's shared
+/// read lock, so concurrent requests of one client do not queue on a write lock. Everything
+/// else lives in `counter`, updated under the map's write lock.
+#[derive(Debug, Default)]
+struct Slot {
+    packed: AtomicU64,
+    counter: Counter,
+}
+
+const COUNT_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// Limits from here on use the locked counter: a packed count saturates at 2^24 − 1.
+const PACKED_LIMIT: u64 = 1 << (COUNT_BITS - 1);
+
+impl Slot {
+    /// Start (ms since the store's epoch) and count of a packed fixed window.
+    fn unpack(&self) -> (u64, u64) {
+        let word = self.packed.load(Ordering::Acquire);
+        (word >> COUNT_BITS, word & COUNT_MASK)
+    }
+
+    fn is_live(&self, now: u64, epoch: u64, quota: Quota) -> bool {
+        if packs(quota) {
+            let (start, count) = self.unpack();
+            count > 0 && now.saturating_sub(epoch) < start.saturating_add(quota.window_ms())
+        } else {
+            self.counter.is_live(now, quota)
+        }
+    }
+
+    fn count(&self, quota: Quota) -> u64 {
+        if packs(quota) {
+            self.unpack().1
+        } else {
+            self.counter.count
+        }
+    }
+
+    /// A fixed-window hit on the packed word: one compare-and-swap, retried on contention.
+    fn hit_packed(&self, now: u64, epoch: u64, quota: Quota) -> Decision {
+        let window = quota.window_ms();
+        let relative = now.saturating_sub(epoch).min(u64::MAX >> COUNT_BITS);
+        let mut word = self.packed.load(Ordering::Acquire);
+        loop {
+            let (start, count) = (word >> COUNT_BITS, word & COUNT_MASK);
+            let (start, count) = if count == 0 || relative >= start.saturating_add(window) {
+                (relative, 1)
+            } else {
+                (start, (count + 1).min(COUNT_MASK))
+            };
+            let next = (start << COUNT_BITS) | count;
+            match self
+                .packed
+                .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    let reset_after = Duration::from_millis(start + window - relative);
+                    return quota.fixed(count, reset_after);
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+}
+
+fn packs(quota: Quota) -> bool {
+    quota.algorithm == Algorithm::FixedWindow && quota.limit < PACKED_LIMIT
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -182,21 +254,32 @@ impl MemoryStore {
             held: AtomicUsize::new(0),
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
             next_sweep: AtomicU64::new(0),
+            epoch: clock.now_ms(),
             clock,
         }
     }
 
     pub(crate) fn hit(&self, key: &MemoryKey, quota: Quota) -> Decision {
         let now = self.clock.now_ms();
-        if let Some(mut counter) = self.counters.get_mut(key) {
-            return counter.hit(now, quota);
+        if packs(quota) {
+            if let Some(slot) = self.counters.get(key) {
+                return slot.hit_packed(now, self.epoch, quota);
+            }
+        } else if let Some(mut slot) = self.counters.get_mut(key) {
+            return slot.counter.hit(now, quota);
         }
         self.maybe_sweep(now, quota);
-        let mut counter = self.counters.entry(key.clone()).or_insert_with(|| {
+        let slot = self.counters.entry(key.clone()).or_insert_with(|| {
             self.held.fetch_add(1, Ordering::Relaxed);
-            Counter::default()
+            Slot::default()
         });
-        counter.hit(now, quota)
+        if packs(quota) {
+            let slot = slot.downgrade();
+            slot.hit_packed(now, self.epoch, quota)
+        } else {
+            let mut slot = slot;
+            slot.counter.hit(now, quota)
+        }
     }
 
     /// Sweeps when a window has passed since the last sweep, or when the store is full.
@@ -208,18 +291,18 @@ impl MemoryStore {
         }
         self.next_sweep
             .store(now.saturating_add(quota.window_ms()), Ordering::Relaxed);
-        self.retain(|counter| counter.is_live(now, quota));
+        self.retain(|slot| slot.is_live(now, self.epoch, quota));
         let target = self.capacity - self.capacity / 10;
         let mut lightest = 1;
         while self.held.load(Ordering::Relaxed) > target && lightest < u64::MAX / 2 {
-            self.retain(|counter| counter.count > lightest);
+            self.retain(|slot| slot.count(quota) > lightest);
             lightest *= 2;
         }
     }
 
-    fn retain(&self, keep: impl Fn(&Counter) -> bool) {
-        self.counters.retain(|_, counter| {
-            let kept = keep(counter);
+    fn retain(&self, keep: impl Fn(&Slot) -> bool) {
+        self.counters.retain(|_, slot| {
+            let kept = keep(slot);
             if !kept {
                 self.held.fetch_sub(1, Ordering::Relaxed);
             }
@@ -375,6 +458,39 @@ mod tests {
         assert_eq!(third.reset_after, Duration::from_secs(2));
         clock.advance(Duration::from_secs(2));
         assert!(store.hit(&k, q).allowed);
+    }
+
+    #[test]
+    fn large_limits_count_exactly_in_the_locked_counter() {
+        let clock = ManualClock::new(5_000);
+        let store = MemoryStore::new(100, Arc::new(clock.clone()));
+        let q = quota(PACKED_LIMIT, 60_000, Algorithm::FixedWindow);
+        assert!(!packs(q));
+        let k = MemoryKey::Custom("k".into());
+        assert_eq!(store.hit(&k, q).remaining, PACKED_LIMIT - 1);
+        assert_eq!(store.hit(&k, q).remaining, PACKED_LIMIT - 2);
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(store.hit(&k, q).remaining, PACKED_LIMIT - 1, "a new window");
+    }
+
+    #[test]
+    fn packed_counters_are_exact_across_threads() {
+        let store = Arc::new(MemoryStore::new(100, Arc::new(ManualClock::new(1_000))));
+        let q = quota(1_000, 60_000, Algorithm::FixedWindow);
+        assert!(packs(q));
+        let allowed: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = Arc::clone(&store);
+                    scope.spawn(move || {
+                        let k = MemoryKey::Custom("k".into());
+                        (0..2_000).filter(|_| store.hit(&k, q).allowed).count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(allowed, 1_000);
     }
 
     #[test]
