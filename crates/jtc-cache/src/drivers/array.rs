@@ -346,16 +346,23 @@ impl ArrayDriver {
         }
     }
 
+    /// The entry of a counter, locked; a missing key gets an expired placeholder, which
+    /// reads as absent. Looks up without allocating the key when it exists.
     #[inline]
-    fn increment_now(&self, key: &str, by: i64) -> Result<i64> {
-        let mut entry = match self.inner.map.get_mut(key) {
+    fn counter_entry(&self, key: &str) -> dashmap::mapref::one::RefMut<'_, String, Entry> {
+        match self.inner.map.get_mut(key) {
             Some(entry) => entry,
             None => self
                 .inner
                 .map
                 .entry(key.to_owned())
                 .or_insert_with(Entry::vacant),
-        };
+        }
+    }
+
+    #[inline]
+    fn increment_now(&self, key: &str, by: i64) -> Result<i64> {
+        let mut entry = self.counter_entry(key);
         let next = if entry.is_live_at(&*self.inner.clock) {
             entry.value.incremented(key, by)?
         } else {
@@ -370,14 +377,7 @@ impl ArrayDriver {
     #[inline]
     fn hit_now(&self, key: &str, window: Duration) -> Result<Hit> {
         let now = self.now();
-        let mut entry = match self.inner.map.get_mut(key) {
-            Some(entry) => entry,
-            None => self
-                .inner
-                .map
-                .entry(key.to_owned())
-                .or_insert_with(Entry::vacant),
-        };
+        let mut entry = self.counter_entry(key);
         let (count, expires_at) = match entry.expires_at {
             Some(at) if now < at => (entry.value.incremented(key, 1)?, at),
             // A live counter without a TTL gets the window too.
