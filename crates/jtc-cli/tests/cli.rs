@@ -281,3 +281,44 @@ fn a_bad_redis_setting_names_the_variable() {
     );
     assert_one_line_failure(&output, "REDIS_PORT");
 }
+
+#[test]
+fn cache_test_passes_over_tls_and_refuses_an_untrusted_server() {
+    let (server, ca) = jtc_test_support::RedisServer::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("rediss://localhost:{}/0", server.port());
+    let ca = ca.display().to_string();
+    let trusted = jtc(
+        dir.path(),
+        &["cache", "test"],
+        &[
+            ("CACHE_DRIVER", "redis"),
+            ("REDIS_URL", &url),
+            ("SSL_CERT_FILE", &ca),
+        ],
+    );
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
+    assert!(stdout(&trusted).contains("✓ Cache is working correctly!"));
+    let config = jtc(
+        dir.path(),
+        &["cache", "config"],
+        &[("CACHE_DRIVER", "redis"), ("REDIS_URL", &url)],
+    );
+    assert!(
+        stdout(&config).contains("TLS") && stdout(&config).contains("yes"),
+        "{}",
+        stdout(&config)
+    );
+
+    // Without the CA the server's certificate is not trusted: a clear one-line refusal.
+    let untrusted = jtc(
+        dir.path(),
+        &["cache", "test"],
+        &[
+            ("CACHE_DRIVER", "redis"),
+            ("REDIS_URL", &url),
+            ("SSL_CERT_FILE", "/dev/null"),
+        ],
+    );
+    assert_one_line_failure(&untrusted, "certificate");
+}

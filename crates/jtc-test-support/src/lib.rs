@@ -26,6 +26,7 @@ pub struct RedisServer {
     port: u16,
     args: Vec<String>,
     dir: tempfile::TempDir,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -42,9 +43,45 @@ impl RedisServer {
             port: free_port(),
             args: extra.iter().map(|a| (*a).to_owned()).collect(),
             dir,
+            tls: false,
         };
         server.launch();
         server
+    }
+
+    /// Starts a server that speaks only TLS, with a certificate for `localhost` and
+    /// `127.0.0.1` signed by a throw-away CA made with `openssl`. Returns the server and the
+    /// CA certificate's path, for clients to trust (`SSL_CERT_FILE`).
+    pub fn start_tls() -> (Self, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("a temporary folder for redis-server");
+        let certs = make_certificates(dir.path());
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let port = free_port();
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &path("server.crt"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut server = Self {
+            child: None,
+            port,
+            args,
+            dir,
+            tls: true,
+        };
+        server.launch();
+        (server, certs)
     }
 
     /// The port it listens on.
@@ -97,8 +134,13 @@ impl RedisServer {
     }
 
     fn launch(&mut self) {
+        let port = if self.tls {
+            Vec::new()
+        } else {
+            vec!["--port".to_owned(), self.port.to_string()]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+            .args(port)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--dir", &self.dir.path().display().to_string()])
@@ -121,7 +163,12 @@ impl RedisServer {
     fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            if ping(self.port) {
+            let ready = if self.tls {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                ping(self.port)
+            };
+            if ready {
                 return;
             }
             if let Some(child) = self.child.as_mut()
@@ -209,6 +256,76 @@ impl RedisCluster {
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
+}
+
+/// Writes `ca.crt`, `server.crt` and `server.key` (for `localhost` and `127.0.0.1`) into
+/// `dir` with `openssl`; returns the CA certificate's path.
+fn make_certificates(dir: &std::path::Path) -> std::path::PathBuf {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        match status {
+            Ok(status) => assert!(status.success(), "openssl {args:?} failed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("openssl is not on PATH; install it with `apt-get install openssl`")
+            }
+            Err(e) => panic!("could not run openssl: {e}"),
+        }
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=jtc test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    dir.join("ca.crt")
 }
 
 /// One server shared by every test of a test binary; tests keep apart by key prefix.
