@@ -41,7 +41,7 @@ impl Subject {
     fn slack(&self) -> Duration {
         match self.clock {
             Some(_) => Duration::ZERO,
-            None => Duration::from_millis(150),
+            None => Duration::from_millis(250),
         }
     }
 
@@ -49,7 +49,7 @@ impl Subject {
     fn long_time(&self) -> Duration {
         match self.clock {
             Some(_) => Duration::from_secs(10 * 365 * 24 * 3600),
-            None => Duration::from_millis(1_300),
+            None => Duration::from_millis(1_500),
         }
     }
 }
