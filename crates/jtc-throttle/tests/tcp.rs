@@ -133,3 +133,41 @@ async fn a_redis_outage_follows_the_policy_and_recovers() {
     assert_eq!(ok + limited, 10);
     assert!(ok <= 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_in_the_middle_of_a_burst_never_yields_a_500() {
+    let mut server = RedisServer::start();
+    let config = RedisConfig::from_url(server.url())
+        .prefix("midburst:")
+        .command_timeout(Duration::from_millis(200));
+    let cache = Cache::new(RedisDriver::from_config(&config).await.unwrap());
+    let address = serve(app(ThrottleLayer::new(50, 60).with_cache(cache))).await;
+
+    // 400 requests in flight while the server is killed under them.
+    let load = tokio::spawn(async move { burst(&[address], "/", 400).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    server.stop();
+    let (ok, limited, other) = load.await.unwrap();
+    assert_eq!(other, 0, "only 200s and 429s ({ok} ok, {limited} limited)");
+    assert_eq!(ok + limited, 400);
+    // Counted in Redis before the kill and in memory after: never more than the two limits.
+    assert!(ok <= 100, "{ok} admitted");
+
+    server.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = get_status(address, "/").await;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::TOO_MANY_REQUESTS,
+            "{status}"
+        );
+        if server.cli(&["KEYS", "midburst:*"]).contains("midburst:") {
+            break; // counting in Redis again
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the layer did not return to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
