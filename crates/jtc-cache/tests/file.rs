@@ -15,13 +15,19 @@ use jtc_cache::{Cache, CacheDriver, FileDriver, ManualClock};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-async fn subject() -> Subject {
-    let dir = tempfile::tempdir().unwrap();
+/// A file driver in `dir/cache` on a clock the test moves.
+fn driver_on_manual_clock(dir: &Path) -> (FileDriver, ManualClock) {
     let clock = ManualClock::starting_now();
-    let driver = FileDriver::builder(dir.path().join("cache"))
+    let driver = FileDriver::builder(dir.join("cache"))
         .clock(clock.clone())
         .build()
         .unwrap();
+    (driver, clock)
+}
+
+async fn subject() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let (driver, clock) = driver_on_manual_clock(dir.path());
     Subject {
         cache: Cache::new(driver),
         clock: Some(clock),
@@ -171,11 +177,7 @@ async fn flush_and_prune_leave_foreign_files_alone() {
 #[tokio::test]
 async fn prune_removes_expired_entries_and_stale_temp_files_only() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::starting_now();
-    let driver = FileDriver::builder(dir.path().join("cache"))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (driver, clock) = driver_on_manual_clock(dir.path());
     let cache = Cache::new(driver.clone());
     for i in 0..30 {
         let ttl = if i % 3 == 0 {

@@ -369,15 +369,6 @@ pub fn redis_cli(port: u16, args: &[String]) -> String {
     }
 }
 
-/// Whether `redis-server` can be started here; for tests that check the message itself.
-pub fn redis_server_available() -> bool {
-    Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -9,6 +9,7 @@ use std::{
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Extensions, HeaderMap, Method, Request, Response, Uri, header};
+use jtc_cache::Cache;
 use tower::{BoxError, Service};
 
 use crate::{
@@ -86,18 +87,18 @@ where
         let Some(key) = shared.memory_key(&request) else {
             return ResponseFuture::inner(self.inner.call(request), None);
         };
-        if shared.config.cache.is_none() {
+        let Some(cache) = shared.config.cache.clone() else {
             // Counting in memory decides at once: no clone of the inner service, no box.
             let decision = shared.memory.hit(&key, shared.config.quota);
             return self.respond(request, decision, now);
-        }
+        };
         // Counting in a cache waits for it before calling the inner service, so the service
         // that was polled ready moves into the future and a clone stays behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(shared);
         ResponseFuture::boxed(async move {
-            match shared.decide(&key, now).await {
+            match shared.decide(&cache, &key, now).await {
                 Outcome::Decided(decision) if decision.allowed => {
                     let mut response = inner.call(request).await?.map(Body::new);
                     shared.add_headers(response.headers_mut(), &decision, now);
@@ -162,11 +163,9 @@ impl Shared {
         }
     }
 
-    async fn decide(&self, key: &MemoryKey, now: u64) -> Outcome {
+    /// The decision of a layer counting in `cache`, with the store-error policy applied.
+    async fn decide(&self, cache: &Cache, key: &MemoryKey, now: u64) -> Outcome {
         let quota = self.config.quota;
-        let Some(cache) = &self.config.cache else {
-            return Outcome::Decided(self.memory.hit(key, quota));
-        };
         let policy = self.config.on_store_error;
         if !self.failures.skip_store(now) {
             match limiter::hit_cache(cache, &*self.config.clock, &self.cache_key(key), quota).await
