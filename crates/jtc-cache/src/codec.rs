@@ -9,6 +9,11 @@
 //!   value. The format byte records the [`Codec`] and its version, so a reader always knows
 //!   how an entry was written, whatever codec it is configured with.
 //!
+//! Large values may also be compressed (LZ4, the `compression` feature): the format byte then
+//! carries [`COMPRESSED`] and the body is the compressed serialized value, prefixed by its
+//! decompressed length. Readers decompress transparently; a declared length beyond what LZ4
+//! could produce from the stored bytes is rejected before anything is allocated.
+//!
 //! Values are data, never code: nothing here can run anything while decoding.
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -19,6 +24,10 @@ const MAGIC: &[u8; 3] = b"jtc";
 const HEADER_LEN: usize = MAGIC.len() + 1;
 const FORMAT_MSGPACK_V1: u8 = 1;
 const FORMAT_JSON_V1: u8 = 2;
+/// Flag on the format byte: the body is LZ4-compressed.
+const COMPRESSED: u8 = 0x80;
+/// LZ4 cannot expand data by more than this factor (a literal run of 255 bytes per byte).
+const LZ4_MAX_RATIO: usize = 255;
 
 /// The serde format used to store values that are not plain integers.
 ///
@@ -69,9 +78,14 @@ impl Codec {
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     if let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) {
         let (&format, body) = body.split_first().ok_or("truncated header")?;
-        return match format {
-            FORMAT_MSGPACK_V1 => rmp_serde::from_slice(body).map_err(|e| e.to_string()),
-            FORMAT_JSON_V1 => serde_json::from_slice(body).map_err(|e| e.to_string()),
+        let body = if format & COMPRESSED == 0 {
+            std::borrow::Cow::Borrowed(body)
+        } else {
+            std::borrow::Cow::Owned(decompress(body)?)
+        };
+        return match format & !COMPRESSED {
+            FORMAT_MSGPACK_V1 => rmp_serde::from_slice(&body).map_err(|e| e.to_string()),
+            FORMAT_JSON_V1 => serde_json::from_slice(&body).map_err(|e| e.to_string()),
             other => Err(format!("unknown value format {other}")),
         };
     }
@@ -79,6 +93,54 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         Some(n) => T::deserialize(IntegerDeserializer(n)).map_err(|e| e.to_string()),
         None => Err("neither an integer nor a jtc header".to_owned()),
     }
+}
+
+/// Compresses an encoded value whose size is above `threshold`, when that makes it smaller.
+/// Counters and values already compressed are returned as they are.
+#[cfg(feature = "compression")]
+pub(crate) fn compress(encoded: Vec<u8>, threshold: usize) -> Vec<u8> {
+    if encoded.len() <= threshold || encoded.len() <= HEADER_LEN || !encoded.starts_with(MAGIC) {
+        return encoded;
+    }
+    let format = encoded[MAGIC.len()];
+    if format & COMPRESSED != 0 {
+        return encoded;
+    }
+    let body = &encoded[HEADER_LEN..];
+    let Ok(length) = u32::try_from(body.len()) else {
+        return encoded;
+    };
+    let packed = lz4_flex::block::compress(body);
+    if packed.len() + 4 >= body.len() {
+        return encoded;
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + 4 + packed.len());
+    out.extend_from_slice(MAGIC);
+    out.push(format | COMPRESSED);
+    out.extend_from_slice(&length.to_le_bytes());
+    out.extend_from_slice(&packed);
+    out
+}
+
+#[cfg(feature = "compression")]
+fn decompress(body: &[u8]) -> Result<Vec<u8>, String> {
+    let (length, packed) = body
+        .split_first_chunk::<4>()
+        .ok_or("truncated compressed value")?;
+    let length = usize::try_from(u32::from_le_bytes(*length)).map_err(|e| e.to_string())?;
+    if length > packed.len().saturating_mul(LZ4_MAX_RATIO) {
+        return Err(format!(
+            "compressed value claims {length} bytes from {} stored bytes",
+            packed.len()
+        ));
+    }
+    lz4_flex::block::decompress(packed, length).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "compression"))]
+fn decompress(_body: &[u8]) -> Result<Vec<u8>, String> {
+    let _ = LZ4_MAX_RATIO;
+    Err("the value is compressed and this build lacks the `compression` feature".to_owned())
 }
 
 /// The integer in a stored counter: ASCII decimal, optional leading `-`, fitting `i64`.
@@ -248,5 +310,61 @@ mod tests {
         ] {
             assert_eq!(parse_integer(bad), None, "{bad:?}");
         }
+    }
+
+    #[cfg(feature = "compression")]
+    #[test]
+    fn large_values_compress_and_read_back_transparently() {
+        let text = "the same sentence, again and again. ".repeat(100);
+        for codec in [Codec::MessagePack, Codec::Json] {
+            let plain = codec.encode("k", &text).unwrap();
+            let packed = compress(plain.clone(), 1024);
+            assert!(
+                packed.len() * 4 < plain.len(),
+                "{} vs {}",
+                packed.len(),
+                plain.len()
+            );
+            assert_eq!(packed[MAGIC.len()] & COMPRESSED, COMPRESSED);
+            assert_eq!(decode::<String>(&packed).unwrap(), text);
+            // Below the threshold, or a counter: untouched.
+            assert_eq!(compress(plain.clone(), plain.len()), plain);
+            assert_eq!(compress(b"12345".to_vec(), 0), b"12345");
+        }
+    }
+
+    /// Random bytes as one MessagePack binary, not an array of small integers.
+    #[cfg(feature = "compression")]
+    fn serde_bytes_like(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| char::from(b'!' + b % 90)).collect()
+    }
+
+    #[cfg(feature = "compression")]
+    #[test]
+    fn incompressible_values_stay_as_they_are() {
+        let mut noise = vec![0u8; 4096];
+        blake3::Hasher::new().finalize_xof().fill(&mut noise);
+        let plain = Codec::MessagePack
+            .encode("k", &serde_bytes_like(&noise))
+            .unwrap();
+        assert_eq!(compress(plain.clone(), 16), plain);
+    }
+
+    #[cfg(feature = "compression")]
+    #[test]
+    fn damaged_compressed_values_are_errors_not_allocations() {
+        let text = "abc".repeat(2000);
+        let packed = compress(Codec::MessagePack.encode("k", &text).unwrap(), 0);
+        // A length far beyond what the stored bytes could expand to.
+        let mut bomb = packed.clone();
+        bomb[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode::<String>(&bomb).unwrap_err().contains("claims"));
+        // Truncated and flipped bodies fail cleanly.
+        assert!(decode::<String>(&packed[..packed.len() - 3]).is_err());
+        assert!(decode::<String>(&packed[..HEADER_LEN + 2]).is_err());
+        let mut flipped = packed;
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        let _ = decode::<String>(&flipped);
     }
 }

@@ -34,7 +34,7 @@ use crate::Result;
 /// - Counters are stored as the plain decimal text of an `i64` (`b"42"`), the same bytes the
 ///   default codec writes for an integer value, so `put` then `increment` works and the Redis
 ///   driver can use `INCRBY`.
-/// - `increment`, `add`, `hit` and `pull` are atomic with respect to every other operation on
+/// - `increment`, `add`, `hit`, `forget_if` and `pull` are atomic with respect to every other operation on
 ///   the same key, from any task (and, for shared backends, any process).
 ///
 /// # Example
@@ -68,6 +68,9 @@ use crate::Result;
 ///         self.inner.hit(key, window)
 ///     }
 ///     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> { self.inner.forget(key) }
+///     fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
+///         self.inner.forget_if(key, expected)
+///     }
 ///     fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> { self.inner.pull(key) }
 ///     fn touch<'a>(&'a self, key: &'a str, ttl: Option<Duration>) -> DriverFuture<'a, bool> {
 ///         self.inner.touch(key, ttl)
@@ -118,6 +121,11 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     /// Removes the key; returns whether a live entry was there.
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool>;
 
+    /// Removes the key only if it holds exactly `expected`, in one atomic step; returns whether
+    /// it removed it. This is how a lock's owner releases it without releasing a lock that
+    /// expired and was taken by someone else in the meantime.
+    fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool>;
+
     /// Removes the key and returns what it held, in one atomic step.
     fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>>;
 
@@ -151,6 +159,15 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
             }
             Ok(())
         })
+    }
+
+    /// Whether other processes can see this driver's entries (a shared folder, a server).
+    ///
+    /// When they can, [`Cache::remember`](crate::Cache::remember) guards its loader with a
+    /// short lock in the backend, so concurrent misses across app instances load once. An
+    /// in-process driver returns `false` and saves those round trips.
+    fn shared(&self) -> bool {
+        true
     }
 
     /// Removes expired entries that nobody has read since they expired; returns how many.

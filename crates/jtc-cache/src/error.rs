@@ -86,6 +86,23 @@ pub enum Error {
     #[error("a background file task of the cache failed")]
     Task(#[source] tokio::task::JoinError),
 
+    /// [`Lock::acquire_timeout`](crate::Lock::acquire_timeout) waited its whole time and the
+    /// lock stayed taken.
+    #[error("lock {name:?} was still taken after waiting {waited:?}")]
+    LockTimeout {
+        /// The lock's name.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+
+    /// A lock was asked for with a zero TTL, which would expire before anyone held it.
+    #[error("lock {name:?} needs a TTL above zero (Cache::lock_forever makes a lock without one)")]
+    ZeroLockTtl {
+        /// The lock's name.
+        name: String,
+    },
+
     /// The closure given to [`Cache::try_remember`](crate::Cache::try_remember) failed.
     ///
     /// Nothing was stored.
@@ -106,4 +123,16 @@ impl Error {
             source,
         }
     }
+}
+
+/// An error and its causes on one line, for log fields.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }

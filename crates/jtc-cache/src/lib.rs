@@ -57,8 +57,14 @@ mod config;
 mod driver;
 mod drivers;
 mod error;
+mod events;
+mod keys;
+mod lock;
+mod tags;
 
-pub use cache::Cache;
+pub use cache::{
+    Cache, DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_FILL_LOCK_HOLD, DEFAULT_FILL_LOCK_WAIT,
+};
 pub use clock::{Clock, ManualClock, MonotonicClock, SystemClock};
 pub use codec::Codec;
 pub use config::{CacheConfig, DEFAULT_FILE_PATH, DriverKind};
@@ -70,3 +76,6 @@ pub use drivers::{
     file::{FileDriver, FileDriverBuilder},
 };
 pub use error::{Error, Result};
+pub use events::{CacheEvent, CacheStats, EventKind};
+pub use lock::{Lock, LockGuard};
+pub use tags::TaggedCache;

@@ -274,6 +274,14 @@ impl CacheDriver for ArrayDriver {
         DriverFuture::ready(Ok(self.forget_now(key)))
     }
 
+    fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
+        let now = self.now();
+        let removed = self.inner.map.remove_if(key, |_, entry| {
+            entry.is_live(now) && entry.value.to_bytes().as_ref() == expected
+        });
+        DriverFuture::ready(Ok(removed.is_some()))
+    }
+
     #[inline]
     fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
         DriverFuture::ready(Ok(self.pull_now(key)))
@@ -291,6 +299,10 @@ impl CacheDriver for ArrayDriver {
 
     fn prune(&self) -> DriverFuture<'_, u64> {
         DriverFuture::ready(Ok(self.sweep()))
+    }
+
+    fn shared(&self) -> bool {
+        false
     }
 }
 

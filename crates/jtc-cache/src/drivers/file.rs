@@ -501,6 +501,19 @@ impl CacheDriver for FileDriver {
         })
     }
 
+    fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
+        let expected = expected.to_vec();
+        self.run(key, move |inner, entry| {
+            inner.locked(entry, |live| {
+                let matches = live.is_some_and(|(_, value)| value.as_ref() == expected);
+                if matches {
+                    remove_file(&entry.path)?;
+                }
+                Ok(matches)
+            })
+        })
+    }
+
     fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
         self.run(key, |inner, entry| {
             inner.locked(entry, |live| {

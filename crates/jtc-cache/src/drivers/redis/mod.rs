@@ -61,6 +61,12 @@ redis.call('PERSIST', KEYS[1])
 return 1
 ";
 
+/// Delete a key only if it holds the expected value: a lock's owner releasing it.
+const FORGET_IF_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// A cache driver on a Redis server or a Redis Cluster.
 ///
 /// Cheap to clone: clones share the connection.
@@ -84,6 +90,7 @@ struct Inner {
     command_timeout: Duration,
     hit: Script,
     persist: Script,
+    forget_if: Script,
     /// Where the driver connects, passwords masked: for `Debug` and logs.
     target: String,
 }
@@ -161,6 +168,7 @@ impl RedisDriver {
                 command_timeout: config.command_timeout,
                 hit: Script::new(HIT_SCRIPT),
                 persist: Script::new(PERSIST_SCRIPT),
+                forget_if: Script::new(FORGET_IF_SCRIPT),
                 target: config.target(),
             }),
         })
@@ -224,7 +232,7 @@ impl Inner {
         operation: &'static str,
         script: &Script,
         key: &str,
-        arg: u64,
+        arg: impl redis::ToRedisArgs + Send,
     ) -> Result<T> {
         let key = self.key(key);
         self.within(operation, |connection| async move {
@@ -292,6 +300,13 @@ impl Inner {
     async fn forget(&self, key: &str) -> Result<bool> {
         let removed: i64 = self
             .query("forget", redis::cmd("UNLINK").arg(self.key(key)).clone())
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn forget_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
+        let removed: i64 = self
+            .run_script("forget_if", &self.forget_if, key, expected)
             .await?;
         Ok(removed > 0)
     }
@@ -484,6 +499,10 @@ impl CacheDriver for RedisDriver {
 
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
         DriverFuture::new(self.inner.forget(key))
+    }
+
+    fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
+        DriverFuture::new(self.inner.forget_if(key, expected))
     }
 
     fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {

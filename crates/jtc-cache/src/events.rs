@@ -1,0 +1,241 @@
+//! What a cache reports about itself: counters ([`CacheStats`]) and events ([`CacheEvent`]).
+
+use std::{
+    cell::Cell,
+    fmt,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+};
+
+use serde::{Deserialize, Serialize};
+
+/// What happened, as told to listeners registered with [`Cache::on`](crate::Cache::on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A read found a live value.
+    Hit,
+    /// A read found nothing (or an entry that no longer decodes).
+    Miss,
+    /// A value was stored (`put`, `add` that stored, `remember` on a miss, `increment`, ...).
+    Written,
+    /// `forget` or `pull` removed a live entry.
+    Forgotten,
+    /// The whole cache was flushed (`key` is empty), or one tag (`key` is the tag).
+    Flushed,
+    /// A lock was acquired (`key` is the lock's name).
+    LockAcquired,
+    /// A lock was released by its owner or forced open (`key` is the lock's name).
+    LockReleased,
+}
+
+/// One event: what happened and to which key.
+///
+/// Listeners run in the task that caused the event, so keep them short: bump a metric, or send
+/// the event into a channel and do the work elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheEvent<'a> {
+    /// What happened.
+    pub kind: EventKind,
+    /// The key as the caller gave it (for tagged entries, the key without its tags; for locks,
+    /// the lock's name; empty for a full flush).
+    pub key: &'a str,
+}
+
+/// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+///
+/// Counts are for this process, since the `Cache` was created, across all its clones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// Reads that found a live value.
+    pub hits: u64,
+    /// Reads that found nothing.
+    pub misses: u64,
+    /// Values stored, counters changed.
+    pub writes: u64,
+    /// Entries removed by `forget`/`pull`, and flushes.
+    pub deletes: u64,
+    /// Operations that returned an error from the backend.
+    pub errors: u64,
+}
+
+impl CacheStats {
+    /// Hits over reads, or `None` before the first read.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let reads = self.hits + self.misses;
+        #[allow(clippy::cast_precision_loss)]
+        (reads > 0).then(|| self.hits as f64 / reads as f64)
+    }
+}
+
+type Listener = Arc<dyn Fn(&CacheEvent<'_>) + Send + Sync>;
+
+const HITS: usize = 0;
+const MISSES: usize = 1;
+const WRITES: usize = 2;
+const DELETES: usize = 3;
+const ERRORS: usize = 4;
+
+/// Counter stripes: threads spread over them so that counting on the hot path does not make
+/// every core fight over one cache line.
+const STRIPES: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe([AtomicU64; 5]);
+
+/// The counters and listeners of one cache, shared by its clones.
+pub(crate) struct Observer {
+    stripes: [Stripe; STRIPES],
+    listeners: RwLock<Arc<[Listener]>>,
+    has_listeners: AtomicBool,
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        Self {
+            stripes: Default::default(),
+            listeners: RwLock::new(Arc::from(Vec::new())),
+            has_listeners: AtomicBool::new(false),
+        }
+    }
+}
+
+impl fmt::Debug for Observer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observer")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// This thread's stripe, assigned round robin on first use.
+#[inline]
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|stripe| {
+        let mut index = stripe.get();
+        if index == usize::MAX {
+            index = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            stripe.set(index);
+        }
+        index
+    })
+}
+
+impl Observer {
+    /// Counts `kind` (when `count` is set) and tells the listeners.
+    #[inline]
+    pub(crate) fn event(&self, count: bool, kind: EventKind, key: &str) {
+        if count {
+            let counter = match kind {
+                EventKind::Hit => HITS,
+                EventKind::Miss => MISSES,
+                EventKind::Written => WRITES,
+                EventKind::Forgotten | EventKind::Flushed => DELETES,
+                EventKind::LockAcquired | EventKind::LockReleased => usize::MAX,
+            };
+            if counter != usize::MAX {
+                self.add(counter);
+            }
+        }
+        if self.has_listeners.load(Ordering::Relaxed) {
+            self.notify(&CacheEvent { kind, key });
+        }
+    }
+
+    #[inline]
+    pub(crate) fn error(&self, count: bool) {
+        if count {
+            self.add(ERRORS);
+        }
+    }
+
+    #[inline]
+    fn add(&self, counter: usize) {
+        self.stripes[stripe()].0[counter].fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn notify(&self, event: &CacheEvent<'_>) {
+        // Clone the list out of the lock: a listener may register another listener.
+        let listeners = Arc::clone(&self.listeners.read().unwrap_or_else(|e| e.into_inner()));
+        for listener in listeners.iter() {
+            listener(event);
+        }
+    }
+
+    pub(crate) fn listen(&self, listener: Listener) {
+        let mut listeners = self.listeners.write().unwrap_or_else(|e| e.into_inner());
+        let mut list = listeners.to_vec();
+        list.push(listener);
+        *listeners = Arc::from(list);
+        self.has_listeners.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let sum = |counter: usize| {
+            self.stripes
+                .iter()
+                .map(|s| s.0[counter].load(Ordering::Relaxed))
+                .sum()
+        };
+        CacheStats {
+            hits: sum(HITS),
+            misses: sum(MISSES),
+            writes: sum(WRITES),
+            deletes: sum(DELETES),
+            errors: sum(ERRORS),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        let observer = Arc::new(Observer::default());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let observer = Arc::clone(&observer);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        observer.event(true, EventKind::Hit, "k");
+                        observer.event(true, EventKind::LockAcquired, "k");
+                    }
+                    observer.error(true);
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let stats = observer.stats();
+        assert_eq!((stats.hits, stats.errors, stats.misses), (8000, 8, 0));
+        assert_eq!(stats.hit_ratio(), Some(1.0));
+        assert_eq!(CacheStats::default().hit_ratio(), None);
+    }
+
+    #[test]
+    fn disabled_counting_still_notifies() {
+        let observer = Observer::default();
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&seen);
+        observer.listen(Arc::new(move |event| {
+            assert_eq!(event.key, "k");
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        observer.event(false, EventKind::Miss, "k");
+        assert_eq!(seen.load(Ordering::Relaxed), 1);
+        assert_eq!(observer.stats(), CacheStats::default());
+    }
+}

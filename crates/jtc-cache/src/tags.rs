@@ -1,0 +1,205 @@
+//! Tags: entries grouped so that one call invalidates the group.
+//!
+//! Each tag has a version: a random token stored under the tag's own key, with no expiry. A
+//! tagged entry is stored under a key derived from the versions of all its tags, so flushing a
+//! tag is one write (a new version), whatever the number of entries. The old entries are then
+//! unreachable and expire by their TTL. Nothing is kept per entry, so nothing grows without
+//! bound, and no operation touches two keys at once, so it works on Redis Cluster.
+
+use std::{fmt, future::Future, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use serde::{Serialize, de::DeserializeOwned};
+use tracing::Instrument;
+
+use crate::{Cache, EventKind, Result, cache::span, keys};
+
+/// A view of a [`Cache`] whose entries belong to a set of tags; made by [`Cache::tags`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use jtc_cache::{ArrayDriver, Cache};
+/// use std::time::Duration;
+///
+/// let cache = Cache::new(ArrayDriver::new());
+/// let ttl = Duration::from_secs(600);
+/// cache.tags(&["users", "posts"]).put("user:1:posts", &vec![10, 11], ttl).await?;
+/// cache.tags(&["posts"]).put("latest", &vec![11], ttl).await?;
+///
+/// cache.tags(&["users"]).flush().await?;     // invalidates everything tagged "users"
+/// assert_eq!(cache.tags(&["users", "posts"]).get::<Vec<u32>>("user:1:posts").await?, None);
+/// assert_eq!(cache.tags(&["posts"]).get::<Vec<u32>>("latest").await?, Some(vec![11]));
+/// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+/// ```
+///
+/// The set of tags is part of an entry's address: read an entry through the same tags it was
+/// written with (in any order). Tagged entries should have a TTL: a flushed entry written with
+/// [`forever`](Self::forever) is unreachable but stays in the backend until a full flush.
+#[derive(Clone)]
+pub struct TaggedCache {
+    cache: Cache,
+    /// Sorted, without duplicates.
+    tags: Arc<[String]>,
+}
+
+impl fmt::Debug for TaggedCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaggedCache")
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// A view of this cache for entries tagged with every tag in `tags`.
+    pub fn tags<S: AsRef<str>>(&self, tags: &[S]) -> TaggedCache {
+        let mut tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_owned()).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        TaggedCache {
+            cache: self.clone(),
+            tags: Arc::from(tags),
+        }
+    }
+}
+
+impl TaggedCache {
+    /// The tags of this view, sorted.
+    pub fn tag_names(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// The value at `key` under these tags; see [`Cache::get`].
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let at = self.entry_key(key).await?;
+        self.cache.read(&at, key).instrument(span("get", key)).await
+    }
+
+    /// Whether a live entry exists at `key` under these tags.
+    pub async fn has(&self, key: &str) -> Result<bool> {
+        let at = self.entry_key(key).await?;
+        let driver = &self.cache.inner.driver;
+        Ok(self.cache.observed(driver.get(&at).await)?.is_some())
+    }
+
+    /// Stores `value` for `ttl` under these tags; see [`Cache::put`].
+    pub async fn put<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
+        let at = self.entry_key(key).await?;
+        self.cache
+            .write(&at, key, value, Some(ttl))
+            .instrument(span("put", key))
+            .await
+    }
+
+    /// Stores `value` with no expiry under these tags. See the note on the type about
+    /// flushed entries without a TTL.
+    pub async fn forever<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        let at = self.entry_key(key).await?;
+        self.cache.write(&at, key, value, None).await
+    }
+
+    /// Stores `value` only if `key` holds no live entry under these tags; see [`Cache::add`].
+    pub async fn add<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let at = self.entry_key(key).await?;
+        self.cache.add_at(&at, key, value, ttl).await
+    }
+
+    /// The value at `key` under these tags, or `load`'s, stored for `ttl`; see
+    /// [`Cache::remember`].
+    pub async fn remember<T, F, Fut>(&self, key: &str, ttl: Duration, load: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let at = self.entry_key(key).await?;
+        self.cache
+            .remember_at(&at, key, Some(ttl), || async {
+                Ok::<_, std::convert::Infallible>(load().await)
+            })
+            .instrument(span("remember", key))
+            .await
+    }
+
+    /// Adds `by` to the counter at `key` under these tags; see [`Cache::increment`].
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64> {
+        let at = self.entry_key(key).await?;
+        self.cache.increment_at(&at, key, by).await
+    }
+
+    /// Removes `key` under these tags; returns whether a live entry was there.
+    pub async fn forget(&self, key: &str) -> Result<bool> {
+        let at = self.entry_key(key).await?;
+        self.cache.forget_at(&at, key).await
+    }
+
+    /// Invalidates every entry carrying any of these tags, whatever other tags it has: one
+    /// write per tag, however many entries there are. Entries of other tags stay.
+    pub async fn flush(&self) -> Result<()> {
+        let driver = &self.cache.inner.driver;
+        for tag in self.tags.iter() {
+            let version = Bytes::from(keys::token());
+            let at = keys::internal("tag", tag);
+            self.cache.observed(driver.put(&at, version, None).await)?;
+            self.cache.event(EventKind::Flushed, tag);
+        }
+        Ok(())
+    }
+
+    /// The storage key of `key` under the current versions of these tags.
+    async fn entry_key(&self, key: &str) -> Result<String> {
+        let driver = &self.cache.inner.driver;
+        let tag_keys: Vec<String> = self.tags.iter().map(|t| keys::internal("tag", t)).collect();
+        let refs: Vec<&str> = tag_keys.iter().map(String::as_str).collect();
+        let mut versions = self.cache.observed(driver.many(&refs).await)?;
+        for (version, at) in versions.iter_mut().zip(&refs) {
+            if version.is_none() {
+                *version = Some(self.new_version(at).await?);
+            }
+        }
+        let mut namespace = blake3::Hasher::new();
+        for (tag, version) in self.tags.iter().zip(&versions) {
+            let version = version.as_deref().unwrap_or_default();
+            namespace.update(&(tag.len() as u64).to_le_bytes());
+            namespace.update(tag.as_bytes());
+            namespace.update(&(version.len() as u64).to_le_bytes());
+            namespace.update(version);
+        }
+        let namespace = namespace.finalize().to_hex();
+        Ok(keys::internal(
+            "tagged",
+            &format!("{}:{key}", &namespace[..32]),
+        ))
+    }
+
+    /// Gives a tag its first version; if another caller just did, uses theirs.
+    async fn new_version(&self, at: &str) -> Result<Bytes> {
+        let driver = &self.cache.inner.driver;
+        let version = Bytes::from(keys::token());
+        if self
+            .cache
+            .observed(driver.add(at, version.clone(), None).await)?
+        {
+            return Ok(version);
+        }
+        match self.cache.observed(driver.get(at).await)? {
+            Some(theirs) => Ok(theirs),
+            // Flushed between the two calls: ours is as good as any.
+            None => {
+                self.cache
+                    .observed(driver.put(at, version.clone(), None).await)?;
+                Ok(version)
+            }
+        }
+    }
+}
