@@ -161,15 +161,6 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
         })
     }
 
-    /// Whether other processes can see this driver's entries (a shared folder, a server).
-    ///
-    /// When they can, [`Cache::remember`](crate::Cache::remember) guards its loader with a
-    /// short lock in the backend, so concurrent misses across app instances load once. An
-    /// in-process driver returns `false` and saves those round trips.
-    fn shared(&self) -> bool {
-        true
-    }
-
     /// Removes expired entries that nobody has read since they expired; returns how many.
     ///
     /// Backends that expire entries by themselves (Redis) return 0.

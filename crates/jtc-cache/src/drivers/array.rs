@@ -300,10 +300,6 @@ impl CacheDriver for ArrayDriver {
     fn prune(&self) -> DriverFuture<'_, u64> {
         DriverFuture::ready(Ok(self.sweep()))
     }
-
-    fn shared(&self) -> bool {
-        false
-    }
 }
 
 /// The operations, answered at once; the trait wraps them in ready futures.
