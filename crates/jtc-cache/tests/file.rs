@@ -5,6 +5,7 @@ mod conformance;
 
 use std::{
     fs,
+    io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant, SystemTime},
@@ -287,7 +288,7 @@ fn worker_increments() {
     };
     let dir = PathBuf::from(dir);
     let count: usize = std::env::var(WORKER_COUNT).unwrap().parse().unwrap();
-    let hits = std::env::var(WORKER_MODE).is_ok_and(|m| m == "hit");
+    let mode = std::env::var(WORKER_MODE).unwrap_or_default();
     let cache = Cache::new(driver_in(&dir));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !dir.join("go").exists() {
@@ -296,13 +297,42 @@ fn worker_increments() {
     }
     runtime.block_on(async {
         for _ in 0..count {
-            if hits {
-                cache.hit("hits", MINUTE).await.unwrap();
-            } else {
-                cache.increment("n", 1).await.unwrap();
+            match mode.as_str() {
+                "hit" => drop(cache.hit("hits", MINUTE).await.unwrap()),
+                "increment" => drop(cache.increment("n", 1).await.unwrap()),
+                "lock" => locked_read_modify_write(&cache).await,
+                "remember" => {
+                    let loads = dir.join("loads");
+                    let value: i64 = cache
+                        .remember("report", MINUTE, || async move {
+                            let mut log = fs::OpenOptions::new()
+                                .create(true)
+                                .append(true)
+                                .open(loads)
+                                .unwrap();
+                            writeln!(log, "{}", std::process::id()).unwrap();
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            42
+                        })
+                        .await
+                        .unwrap();
+                    assert_eq!(value, 42);
+                }
+                other => panic!("unknown worker mode {other:?}"),
             }
         }
     });
+}
+
+/// Reads, waits, writes back one more: loses updates unless the lock keeps every other
+/// process out while it runs.
+async fn locked_read_modify_write(cache: &Cache) {
+    let lock = cache.lock("critical", MINUTE);
+    let guard = lock.acquire_timeout(Duration::from_secs(60)).await.unwrap();
+    let total = cache.get::<i64>("total").await.unwrap().unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    cache.put("total", &(total + 1), MINUTE).await.unwrap();
+    assert!(guard.release().await.unwrap());
 }
 
 fn run_workers(dir: &Path, processes: usize, each: usize, mode: &str) {
@@ -328,6 +358,27 @@ fn run_workers(dir: &Path, processes: usize, each: usize, mode: &str) {
     for mut child in children {
         assert!(child.wait().unwrap().success(), "a worker process failed");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_exclude_other_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (processes, each) = (6, 40);
+    run_workers(dir.path(), processes, each, "lock");
+    let cache = Cache::new(driver_in(dir.path()));
+    assert_eq!(
+        cache.get::<i64>("total").await.unwrap(),
+        Some((processes * each) as i64),
+        "a lost update means two processes held the lock at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remember_loads_once_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    run_workers(dir.path(), 6, 1, "remember");
+    let loads = fs::read_to_string(dir.path().join("loads")).unwrap();
+    assert_eq!(loads.lines().count(), 1, "loaded by: {loads}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
