@@ -9,6 +9,7 @@
 //!   so a cache hit is visibly faster; the `X-Cache` header says which it was)
 //! - `PUT /users/{id}`: forgets the cached user
 //! - `POST /login`: its own limit, 5 per minute per client
+//! - `GET /_cache/stats`: this instance's cache counters as JSON (`jtc cache stats --url`)
 //! - everything: 60 per minute per client and route, counted in the cache, so several
 //!   instances on one Redis share the limit
 //!
@@ -71,6 +72,7 @@ async fn run() -> anyhow::Result<()> {
 
     let app = Router::new()
         .route("/users/{id}", get(show_user).put(forget_user))
+        .route("/_cache/stats", get(cache_stats))
         .route(
             "/login",
             post(login).layer(
@@ -104,6 +106,12 @@ async fn run() -> anyhow::Result<()> {
     .context("the server failed")?;
     println!("shut down");
     Ok(())
+}
+
+/// `GET /_cache/stats`: hits, misses, writes, deletes and errors of this instance's cache.
+/// Counters are no secret, but keep such endpoints off the public internet all the same.
+async fn cache_stats(State(cache): State<Cache>) -> Json<jtc_cache::CacheStats> {
+    Json(cache.stats())
 }
 
 /// `GET /users/{id}`: the cached user, loaded (slowly) on a miss.

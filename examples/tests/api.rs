@@ -119,6 +119,27 @@ fn caching_and_throttling_work_end_to_end_on_the_default_file_driver() {
 }
 
 #[test]
+fn the_stats_endpoint_counts_this_instances_cache_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(dir.path(), &[("CACHE_DRIVER", "array")]);
+    app.request("GET", "/users/3", "");
+    app.request("GET", "/users/3", "");
+    let (status, response, _) = app.request("GET", "/_cache/stats", "");
+    assert_eq!(status, 200, "{response}");
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(body).unwrap();
+    let count = |name: &str| {
+        stats[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} in {body}"))
+    };
+    assert!(count("hits") >= 1 && count("misses") >= 1, "{body}");
+    // The user stored once, plus one rate-limit hit per request (the layer counts in the cache).
+    assert!(count("writes") >= 4, "{body}");
+    assert_eq!(count("errors"), 0, "{body}");
+}
+
+#[test]
 fn the_app_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut app = App::start(dir.path(), &[("CACHE_DRIVER", "array")]);

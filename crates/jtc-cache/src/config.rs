@@ -2,7 +2,7 @@
 
 use std::{fmt, path::PathBuf, str::FromStr};
 
-use crate::{ArrayDriver, Cache, Error, FileDriver, Result};
+use crate::{ArrayDriver, Cache, DEFAULT_COMPRESSION_THRESHOLD, Error, FileDriver, Result};
 #[cfg(feature = "redis")]
 use crate::{RedisConfig, RedisDriver};
 
@@ -87,6 +87,9 @@ pub struct CacheConfig {
     pub driver: DriverKind,
     /// The file driver's folder (`CACHE_FILE_PATH`). Default: `storage/framework/cache`.
     pub file_path: PathBuf,
+    /// Values whose encoded size is above this many bytes are stored LZ4-compressed
+    /// (`CACHE_COMPRESSION_THRESHOLD`; `off` or `none` turns compression off). Default: 1024.
+    pub compress_above: Option<usize>,
     /// The Redis driver's settings (`REDIS_*`). Default: [`RedisConfig::default`].
     #[cfg(feature = "redis")]
     pub redis: RedisConfig,
@@ -97,6 +100,7 @@ impl Default for CacheConfig {
         Self {
             driver: DriverKind::default(),
             file_path: PathBuf::from(DEFAULT_FILE_PATH),
+            compress_above: Some(DEFAULT_COMPRESSION_THRESHOLD),
             #[cfg(feature = "redis")]
             redis: RedisConfig::default(),
         }
@@ -123,6 +127,9 @@ impl CacheConfig {
         if let Some(path) = var("CACHE_FILE_PATH") {
             config.file_path = PathBuf::from(path);
         }
+        if let Some(threshold) = var("CACHE_COMPRESSION_THRESHOLD") {
+            config.compress_above = parse_threshold(&threshold)?;
+        }
         #[cfg(feature = "redis")]
         if config.driver == DriverKind::Redis {
             config.redis = RedisConfig::from_lookup(&var)?;
@@ -132,6 +139,14 @@ impl CacheConfig {
 
     /// Creates the configured driver and returns a [`Cache`] over it.
     pub async fn build(&self) -> Result<Cache> {
+        let cache = self.build_driver().await?;
+        Ok(match self.compress_above {
+            Some(bytes) => cache.compress_above(bytes),
+            None => cache.without_compression(),
+        })
+    }
+
+    async fn build_driver(&self) -> Result<Cache> {
         Ok(match self.driver {
             DriverKind::File => Cache::new(FileDriver::new(&self.file_path)?),
             DriverKind::Array => Cache::new(ArrayDriver::new()),
@@ -157,8 +172,28 @@ impl CacheConfig {
             DriverKind::Redis => rows.extend(self.redis.describe()),
             _ => {}
         }
+        let compression = match self.compress_above {
+            Some(_) if !cfg!(feature = "compression") => {
+                "off (built without `compression`)".to_owned()
+            }
+            Some(bytes) => format!("lz4 above {bytes} bytes"),
+            None => "off".to_owned(),
+        };
+        rows.push(("Compression", compression));
         rows
     }
+}
+
+fn parse_threshold(value: &str) -> Result<Option<usize>> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") || value.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| Error::Config {
+        variable: "CACHE_COMPRESSION_THRESHOLD",
+        value: value.to_owned(),
+        reason: "expected a size in bytes (e.g. 1024), or `off`".to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -195,5 +230,18 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("file, array, redis"), "{err}");
+    }
+
+    #[test]
+    fn compression_threshold_is_a_size_or_off() {
+        assert_eq!(config(&[]).unwrap().compress_above, Some(1024));
+        let set = |v| config(&[("CACHE_COMPRESSION_THRESHOLD", v)]);
+        assert_eq!(set("4096").unwrap().compress_above, Some(4096));
+        assert_eq!(set("OFF").unwrap().compress_above, None);
+        let err = set("1kb").unwrap_err().to_string();
+        assert!(
+            err.contains("CACHE_COMPRESSION_THRESHOLD") && err.contains("`off`"),
+            "{err}"
+        );
     }
 }

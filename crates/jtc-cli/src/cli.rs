@@ -39,4 +39,12 @@ pub(crate) enum CacheCommand {
     },
     /// Remove expired entries that nobody has read since (file driver).
     Prune,
+    /// Show cache counters: a running app's (from its stats endpoint, with --url) or those of
+    /// a round trip this command makes on the configured cache.
+    Stats {
+        /// An app's stats endpoint returning `Cache::stats()` as JSON, e.g.
+        /// http://127.0.0.1:3000/_cache/stats (plain http).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }

@@ -322,3 +322,89 @@ fn cache_test_passes_over_tls_and_refuses_an_untrusted_server() {
     );
     assert_one_line_failure(&untrusted, "certificate");
 }
+
+/// Serves `body` with `status` to every request on a real TCP port, like an app's stats
+/// endpoint; returns the URL.
+fn serve_once_per_request(status: &'static str, body: String) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    format!("http://{address}/_cache/stats")
+}
+
+#[test]
+fn stats_prints_this_process_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = jtc(dir.path(), &["cache", "stats"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("this process, file driver"), "{out}");
+    for row in [
+        "Hits      ┆ 1",
+        "Misses    ┆ 1",
+        "Writes    ┆ 1",
+        "Deletes   ┆ 1",
+        "Errors    ┆ 0",
+        "50.0%",
+    ] {
+        assert!(out.contains(row), "{row} in {out}");
+    }
+}
+
+#[test]
+fn stats_reads_a_running_apps_endpoint() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let stats = runtime.block_on(async {
+        let cache = jtc_cache::Cache::new(jtc_cache::ArrayDriver::new());
+        for i in 0..3 {
+            cache
+                .put(&format!("k{i}"), &i, std::time::Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        for key in ["k0", "k1", "k2", "nope"] {
+            cache.get::<i32>(key).await.unwrap();
+        }
+        cache.stats()
+    });
+    let url = serve_once_per_request("200 OK", serde_json::to_string(&stats).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let output = jtc(dir.path(), &["cache", "stats", "--url", &url], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains(&url), "{out}");
+    for row in ["Hits      ┆ 3", "Misses    ┆ 1", "Writes    ┆ 3", "75.0%"] {
+        assert!(out.contains(row), "{row} in {out}");
+    }
+}
+
+#[test]
+fn stats_from_a_wrong_endpoint_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_stats = serve_once_per_request("200 OK", r#"{"users":[]}"#.to_owned());
+    let output = jtc(dir.path(), &["cache", "stats", "--url", &not_stats], &[]);
+    assert_one_line_failure(&output, "did not return cache stats");
+    let missing = serve_once_per_request("404 Not Found", String::new());
+    let output = jtc(dir.path(), &["cache", "stats", "--url", &missing], &[]);
+    assert_one_line_failure(&output, "answered 404 Not Found");
+    let output = jtc(
+        dir.path(),
+        &["cache", "stats", "--url", "http://127.0.0.1:1/"],
+        &[],
+    );
+    assert_one_line_failure(&output, "failed to reach");
+}

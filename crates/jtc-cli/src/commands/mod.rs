@@ -5,6 +5,7 @@ mod config;
 mod forget;
 mod get;
 mod prune;
+mod stats;
 mod test;
 
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         CacheCommand::Forget { key } => forget::run(&config, &key).await,
         CacheCommand::Get { key } => get::run(&config, &key).await,
         CacheCommand::Prune => prune::run(&config).await,
+        CacheCommand::Stats { url } => stats::run(&config, url.as_deref()).await,
     }
 }
 
