@@ -88,7 +88,7 @@ fn profile(id: u64) -> Profile {
             "Writes about Rust, caching and HTTP. Member since {}.",
             2000 + id % 25
         ),
-        active: id % 3 != 0,
+        active: !id.is_multiple_of(3),
     }
 }
 
