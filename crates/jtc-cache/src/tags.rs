@@ -79,7 +79,14 @@ impl TaggedCache {
     pub async fn has(&self, key: &str) -> Result<bool> {
         let at = self.entry_key(key).await?;
         let driver = &self.cache.inner.driver;
-        Ok(self.cache.observed(driver.get(&at).await)?.is_some())
+        let found = self.cache.observed(driver.get(&at).await)?.is_some();
+        let kind = if found {
+            EventKind::Hit
+        } else {
+            EventKind::Miss
+        };
+        self.cache.event(kind, key);
+        Ok(found)
     }
 
     /// Stores `value` for `ttl` under these tags; see [`Cache::put`].

@@ -272,3 +272,59 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Commands the server ran since the last `CONFIG RESETSTAT`, as (name, calls), without the
+/// test's own `CONFIG` and `INFO`.
+fn commands_run(server: &RedisServer) -> Vec<(String, u64)> {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    let mut run: Vec<(String, u64)> = stats
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            let calls = rest.split(',').next()?.parse().ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .filter(|(name, _)| !["config|resetstat", "info"].contains(&name.as_str()))
+        .collect();
+    run.sort();
+    run
+}
+
+#[tokio::test]
+async fn remember_costs_one_get_per_hit_and_five_commands_per_guarded_miss() {
+    let server = RedisServer::start();
+    let cache = connect(&server, &unique_prefix("cost")).await;
+    // Load the release script once, so the counts below are the steady state.
+    let warm = cache
+        .lock("warm", MINUTE)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    warm.release().await.unwrap();
+
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let _: i32 = cache.remember("k", MINUTE, || async { 1 }).await.unwrap();
+    let expected = [("del", 1), ("evalsha", 1), ("get", 3), ("set", 2)];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(n, c)| ((*n).to_owned(), *c))
+        .collect();
+    // get (miss), SET NX (fill lock), get (re-check), SET (value), EVALSHA → DEL (release).
+    assert_eq!(commands_run(&server), expected);
+
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    for _ in 0..10 {
+        let _: i32 = cache.remember("k", MINUTE, || async { 2 }).await.unwrap();
+    }
+    assert_eq!(commands_run(&server), [("get".to_owned(), 10)]);
+
+    let unguarded = cache.clone().without_stampede_protection();
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let _: i32 = unguarded
+        .remember("u", MINUTE, || async { 3 })
+        .await
+        .unwrap();
+    let expected = [("get".to_owned(), 2), ("set".to_owned(), 1)];
+    assert_eq!(commands_run(&server), expected);
+}
