@@ -163,6 +163,12 @@ impl Cache {
     /// is. Readers decompress whatever they find, whatever this setting: it only decides how
     /// this cache writes. Needs the `compression` feature (on by default); without it this
     /// does nothing.
+    ///
+    /// ```
+    /// use jtc_cache::{ArrayDriver, Cache};
+    ///
+    /// let cache = Cache::new(ArrayDriver::new()).compress_above(4096); // or .without_compression()
+    /// ```
     #[must_use]
     pub fn compress_above(self, bytes: usize) -> Self {
         self.with_settings(|s| s.compress_above = Some(bytes))
@@ -187,6 +193,15 @@ impl Cache {
     ///
     /// On by default (10 s / 10 s). The lock costs two extra backend operations per miss
     /// (nanoseconds in memory, a round trip each on Redis) and nothing per hit.
+    ///
+    /// ```
+    /// use jtc_cache::{ArrayDriver, Cache};
+    /// use std::time::Duration;
+    ///
+    /// let cache = Cache::new(ArrayDriver::new())
+    ///     .stampede_protection(Duration::from_secs(5), Duration::from_secs(2));
+    /// let cache = cache.without_stampede_protection(); // or turn it off
+    /// ```
     #[must_use]
     pub fn stampede_protection(self, hold: Duration, wait: Duration) -> Self {
         self.with_settings(|s| s.fill_lock = Some(FillLock { hold, wait }))
