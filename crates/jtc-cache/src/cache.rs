@@ -16,6 +16,9 @@ use crate::{
 /// Values whose encoded size is above this many bytes are compressed, by default.
 pub const DEFAULT_COMPRESSION_THRESHOLD: usize = 1024;
 
+/// The largest value a cache stores by default, in bytes as stored (encoded, compressed).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+
 /// How long a [`Cache::remember`] miss holds its cross-process fill lock, by default.
 pub const DEFAULT_FILL_LOCK_HOLD: Duration = Duration::from_secs(10);
 
@@ -77,6 +80,7 @@ pub(crate) struct Inner {
 struct Settings {
     codec: Codec,
     compress_above: Option<usize>,
+    max_value: usize,
     count: bool,
     fill_lock: Option<FillLock>,
 }
@@ -92,6 +96,7 @@ impl Default for Settings {
         Self {
             codec: Codec::default(),
             compress_above: cfg!(feature = "compression").then_some(DEFAULT_COMPRESSION_THRESHOLD),
+            max_value: DEFAULT_MAX_VALUE_BYTES,
             count: true,
             fill_lock: Some(FillLock {
                 hold: DEFAULT_FILL_LOCK_HOLD,
@@ -178,6 +183,15 @@ impl Cache {
     #[must_use]
     pub fn without_compression(self) -> Self {
         self.with_settings(|s| s.compress_above = None)
+    }
+
+    /// Refuses to store values larger than `bytes` as stored (after encoding and
+    /// compression) with [`Error::ValueTooLarge`]; default [`DEFAULT_MAX_VALUE_BYTES`]
+    /// (64 MiB). A cache is no place for huge blobs: every read copies the whole value, and
+    /// Redis refuses strings over 512 MB.
+    #[must_use]
+    pub fn max_value_size(self, bytes: usize) -> Self {
+        self.with_settings(|s| s.max_value = bytes)
     }
 
     /// Turns the [`stats`](Self::stats) counters on (the default) or off. Listeners registered
@@ -277,13 +291,13 @@ impl Cache {
 
     /// The value at `key`, or `None` when it is missing, expired or undecodable as `T`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.read(&at, key).instrument(span("get", key)).await
     }
 
     /// Whether a live entry exists at `key`.
     pub async fn has(&self, key: &str) -> Result<bool> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         let found = self.observed(self.inner.driver.get(&at).await)?.is_some();
         self.event(
             if found {
@@ -303,7 +317,7 @@ impl Cache {
         value: &T,
         ttl: Duration,
     ) -> Result<()> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.write(&at, key, value, Some(ttl))
             .instrument(span("put", key))
             .await
@@ -311,7 +325,7 @@ impl Cache {
 
     /// Stores `value` with no expiry.
     pub async fn forever<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.write(&at, key, value, None)
             .instrument(span("forever", key))
             .await
@@ -325,7 +339,7 @@ impl Cache {
         value: &T,
         ttl: Duration,
     ) -> Result<bool> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.add_at(&at, key, value, ttl)
             .instrument(span("add", key))
             .await
@@ -344,7 +358,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.remember_at(&at, key, Some(ttl), infallible(load))
             .instrument(span("remember", key))
             .await
@@ -357,7 +371,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.remember_at(&at, key, None, infallible(load))
             .instrument(span("remember", key))
             .await
@@ -372,7 +386,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.remember_at(&at, key, Some(ttl), load)
             .instrument(span("remember", key))
             .await
@@ -415,7 +429,7 @@ impl Cache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.flexible_at(&at, key, fresh, stale.max(fresh), load)
             .instrument(span("flexible", key))
             .await
@@ -426,7 +440,7 @@ impl Cache {
     /// A missing or expired key starts from 0 (and never expires); an existing key keeps its
     /// TTL. A stored value that is not an integer is [`Error::NotAnInteger`] and stays as it was.
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.increment_at(&at, key, by)
             .instrument(span("increment", key))
             .await
@@ -443,7 +457,7 @@ impl Cache {
     /// Counts one hit on a rate-limit counter: adds one, giving a new counter `window` as its
     /// TTL in the same atomic step, and returns the count and the time left in the window.
     pub async fn hit(&self, key: &str, window: Duration) -> Result<Hit> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         let hit = self.observed(self.inner.driver.hit(&at, window).await)?;
         self.event(EventKind::Written, key);
         Ok(hit)
@@ -451,7 +465,7 @@ impl Cache {
 
     /// Removes `key`; returns whether a live entry was there.
     pub async fn forget(&self, key: &str) -> Result<bool> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         self.forget_at(&at, key)
             .instrument(span("forget", key))
             .await
@@ -459,7 +473,7 @@ impl Cache {
 
     /// Removes `key` and returns its value, atomically.
     pub async fn pull<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         let bytes = self.observed(self.inner.driver.pull(&at).await)?;
         let value = bytes.and_then(|bytes| {
             self.event(EventKind::Forgotten, key);
@@ -478,7 +492,7 @@ impl Cache {
 
     /// Gives the live entry at `key` a new `ttl` (zero removes it); returns whether it was live.
     pub async fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
-        let at = keys::entry(key);
+        let at = keys::entry(key)?;
         let live = self.observed(self.inner.driver.touch(&at, Some(ttl)).await)?;
         if live {
             self.event(EventKind::Written, key);
@@ -488,7 +502,10 @@ impl Cache {
 
     /// The values of several keys, in order; `None` for each miss.
     pub async fn many<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<Vec<Option<T>>> {
-        let stored_keys: Vec<_> = keys.iter().map(|key| keys::entry(key)).collect();
+        let stored_keys = keys
+            .iter()
+            .map(|key| keys::entry(key))
+            .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&str> = stored_keys.iter().map(AsRef::as_ref).collect();
         let stored = self.observed(self.inner.driver.many(&refs).await)?;
         let mut values = Vec::with_capacity(stored.len());
@@ -508,7 +525,7 @@ impl Cache {
         }
         let encoded = entries
             .iter()
-            .map(|(key, value)| Ok((keys::entry(key), self.encode(key, value)?)))
+            .map(|(key, value)| Ok((keys::entry(key)?, self.encode(key, value)?)))
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<(&str, Bytes)> = encoded
             .iter()
@@ -562,10 +579,18 @@ impl Cache {
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Bytes> {
         let encoded = self.inner.settings.codec.encode(key, value)?;
         #[cfg(feature = "compression")]
+        #[allow(clippy::let_and_return)]
         let encoded = match self.inner.settings.compress_above {
             Some(threshold) => crate::codec::compress(encoded, threshold),
             None => encoded,
         };
+        if encoded.len() > self.inner.settings.max_value {
+            return Err(Error::ValueTooLarge {
+                key: key.to_owned(),
+                size: encoded.len(),
+                limit: self.inner.settings.max_value,
+            });
+        }
         Ok(Bytes::from(encoded))
     }
 

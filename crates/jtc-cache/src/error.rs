@@ -51,6 +51,29 @@ pub enum Error {
         key: String,
     },
 
+    /// A key (or lock name) is longer than [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES).
+    #[error("a cache key of {length} bytes is longer than the limit of {limit} bytes")]
+    KeyTooLong {
+        /// The key's length in bytes (the key itself is not repeated: it is too long to log).
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// A value is larger, as stored, than the cache's limit
+    /// ([`Cache::max_value_size`](crate::Cache::max_value_size)). Nothing was stored.
+    #[error(
+        "the value for cache key {key:?} is {size} bytes as stored, over the limit of {limit} bytes"
+    )]
+    ValueTooLarge {
+        /// The key the value was meant for.
+        key: String,
+        /// The value's size as it would be stored.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+
     /// A configuration value is missing or wrong.
     #[error("invalid {variable}={value:?}: {reason}")]
     Config {

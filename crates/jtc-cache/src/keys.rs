@@ -8,14 +8,36 @@
 
 use std::borrow::Cow;
 
-/// The storage key of a user's key.
+use crate::{Error, Result};
+
+/// The longest key (and lock name) the cache accepts, in bytes of UTF-8.
+///
+/// Far above any real key (the conformance suite uses 10 kB keys), low enough that a key
+/// built from unbounded input (a whole request body, say) is refused with a clear error
+/// instead of being hashed and shipped to the backend on every call.
+pub const MAX_KEY_BYTES: usize = 64 * 1024;
+
+/// The storage key of a user's key; an error for a key over [`MAX_KEY_BYTES`].
 #[inline]
-pub(crate) fn entry(key: &str) -> Cow<'_, str> {
-    if key.as_bytes().first() == Some(&0) {
+pub(crate) fn entry(key: &str) -> Result<Cow<'_, str>> {
+    check(key)?;
+    Ok(if key.as_bytes().first() == Some(&0) {
         Cow::Owned(format!("\0{key}"))
     } else {
         Cow::Borrowed(key)
+    })
+}
+
+/// Refuses a key or name over [`MAX_KEY_BYTES`].
+#[inline]
+pub(crate) fn check(key: &str) -> Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::KeyTooLong {
+            length: key.len(),
+            limit: MAX_KEY_BYTES,
+        });
     }
+    Ok(())
 }
 
 /// The storage key of the cache's own record of `kind` about `name`.
@@ -60,12 +82,20 @@ mod tests {
 
     #[test]
     fn user_keys_never_meet_internal_keys() {
+        let entry = |key| entry(key).unwrap();
         assert_eq!(entry("lock:a"), "lock:a");
         assert!(matches!(entry("plain"), Cow::Borrowed(_)));
         let sneaky = "\0lock:a";
         assert_ne!(entry(sneaky), internal("lock", "a"));
         assert_eq!(entry(sneaky), "\0\0lock:a");
         assert_eq!(internal("lock", "a"), "\0lock:a");
+    }
+
+    #[test]
+    fn keys_over_the_limit_are_refused() {
+        assert!(entry(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        let err = entry(&"k".repeat(MAX_KEY_BYTES + 1)).unwrap_err();
+        assert!(matches!(err, Error::KeyTooLong { length, .. } if length == MAX_KEY_BYTES + 1));
     }
 
     #[test]

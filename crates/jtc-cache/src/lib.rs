@@ -64,6 +64,7 @@ mod tags;
 
 pub use cache::{
     Cache, DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_FILL_LOCK_HOLD, DEFAULT_FILL_LOCK_WAIT,
+    DEFAULT_MAX_VALUE_BYTES,
 };
 pub use clock::{Clock, ManualClock, MonotonicClock, SystemClock};
 pub use codec::Codec;
@@ -77,5 +78,6 @@ pub use drivers::{
 };
 pub use error::{Error, Result};
 pub use events::{CacheEvent, CacheStats, EventKind};
+pub use keys::MAX_KEY_BYTES;
 pub use lock::{Lock, LockGuard};
 pub use tags::TaggedCache;

@@ -113,6 +113,7 @@ impl Lock {
 
     /// Takes the lock if it is free; `None` if someone holds it.
     pub async fn try_acquire(&self) -> Result<Option<LockGuard>> {
+        keys::check(&self.name)?;
         if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
             return Err(Error::ZeroLockTtl {
                 name: self.name.to_string(),

@@ -165,6 +165,10 @@ impl TaggedCache {
 
     /// The storage key of `key` under the current versions of these tags.
     async fn entry_key(&self, key: &str) -> Result<String> {
+        keys::check(key)?;
+        for tag in self.tags.iter() {
+            keys::check(tag)?;
+        }
         let driver = &self.cache.inner.driver;
         let tag_keys: Vec<String> = self.tags.iter().map(|t| keys::internal("tag", t)).collect();
         let refs: Vec<&str> = tag_keys.iter().map(String::as_str).collect();

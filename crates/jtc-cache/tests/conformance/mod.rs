@@ -124,6 +124,7 @@ macro_rules! conformance_tests {
             stats_count_every_operation,
             listeners_see_every_kind_of_event,
             large_values_are_compressed_transparently,
+            oversized_keys_and_values_are_refused_and_change_nothing,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1190,4 +1191,49 @@ impl CacheDriver for Counting {
         self.count();
         self.inner.many(keys)
     }
+}
+
+pub async fn oversized_keys_and_values_are_refused_and_change_nothing(s: &Subject) {
+    let huge_key = "k".repeat(1024 * 1024);
+    let err = s.cache.put(&huge_key, &1, MINUTE).await.unwrap_err();
+    assert!(matches!(err, Error::KeyTooLong { length, .. } if length == huge_key.len()));
+    assert!(
+        err.to_string().len() < 200,
+        "the key is not repeated: {err}"
+    );
+    assert!(s.cache.get::<i32>(&huge_key).await.is_err());
+    assert!(s.cache.increment(&huge_key, 1).await.is_err());
+    assert!(s.cache.lock(&huge_key, MINUTE).try_acquire().await.is_err());
+    assert!(
+        s.cache
+            .tags(&[huge_key.as_str()])
+            .get::<i32>("k")
+            .await
+            .is_err()
+    );
+    let longest = "k".repeat(jtc_cache::MAX_KEY_BYTES);
+    s.cache.put(&longest, &1, MINUTE).await.unwrap();
+    assert_eq!(s.cache.get::<i32>(&longest).await.unwrap(), Some(1));
+
+    let small = s.cache.clone().max_value_size(10_000).without_compression();
+    small.put("v", &"kept", MINUTE).await.unwrap();
+    let err = small
+        .put("v", &"x".repeat(20_000), MINUTE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ValueTooLarge { key, size, limit: 10_000 } if key == "v" && *size > 20_000),
+        "{err:?}"
+    );
+    assert_eq!(
+        small.get::<String>("v").await.unwrap().as_deref(),
+        Some("kept")
+    );
+    assert!(
+        !small
+            .add("w", &"x".repeat(20_000), MINUTE)
+            .await
+            .is_ok_and(|stored| stored)
+    );
+    assert!(!small.has("w").await.unwrap());
 }
