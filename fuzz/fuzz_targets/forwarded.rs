@@ -1,0 +1,70 @@
+//! Arbitrary `X-Forwarded-For` and `Forwarded` headers behind a trusted proxy: the client the
+//! layer settles on is an address (or an IPv6 prefix), never a panic.
+
+#![no_main]
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{Mutex, OnceLock},
+};
+
+use arbitrary::Arbitrary;
+use axum::{Router, body::Body, extract::ConnectInfo, routing::get};
+use http::{HeaderValue, Request};
+use jtc_throttle::ThrottleLayer;
+use libfuzzer_sys::fuzz_target;
+use tower::ServiceExt;
+
+#[derive(Debug, Arbitrary)]
+struct Input {
+    forwarded_for: Vec<u8>,
+    forwarded: Vec<u8>,
+    peer_v6: bool,
+}
+
+struct World {
+    runtime: tokio::runtime::Runtime,
+    app: Router,
+}
+
+static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let layer = ThrottleLayer::new(1_000_000, 3600)
+            .trusted_proxies(["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()])
+            .memory_capacity(10_000)
+            .key_fn(|info| {
+                SEEN.lock().unwrap().push(info.client.to_owned());
+                Some(info.client.to_owned())
+            });
+        World {
+            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+            app: Router::new().route("/", get(|| async { "ok" })).layer(layer),
+        }
+    })
+}
+
+fuzz_target!(|input: Input| {
+    let world = world();
+    let mut request = Request::get("/").body(Body::empty()).unwrap();
+    if let Ok(value) = HeaderValue::from_bytes(&input.forwarded_for) {
+        request.headers_mut().insert("x-forwarded-for", value);
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&input.forwarded) {
+        request.headers_mut().insert(http::header::FORWARDED, value);
+    }
+    let peer: SocketAddr = if input.peer_v6 { "[fd00::1]:443" } else { "10.0.0.1:443" }
+        .parse()
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    world.runtime.block_on(async {
+        let response = world.app.clone().oneshot(request).await.unwrap();
+        assert!(response.status().is_success());
+    });
+    for client in SEEN.lock().unwrap().drain(..) {
+        let address = client.split('/').next().unwrap();
+        assert!(address.parse::<IpAddr>().is_ok(), "client {client:?} is not an address");
+    }
+});
