@@ -9,12 +9,15 @@
 //!   so a cache hit is visibly faster; the `X-Cache` header says which it was)
 //! - `PUT /users/{id}`: forgets the cached user
 //! - `POST /login`: its own limit, 5 per minute per client
+//! - `POST /notes/{id}` stores the request body for an hour (201 once stored, 503 if the cache
+//!   cannot take it); `GET /notes/{id}` reads it back — what `scripts/soak` checks for lost writes
 //! - `GET /_cache/stats`: this instance's cache counters as JSON (`jtc cache stats --url`)
 //! - everything: 60 per minute per client and route, counted in the cache, so several
 //!   instances on one Redis share the limit
 //!
 //! Settings come from the environment and `.env`: `CACHE_DRIVER` and friends (see
-//! `.env.example`), `APP_ADDR` (default `127.0.0.1:3000`), `APP_LOCALE` (default `en`).
+//! `.env.example`), `APP_ADDR` (default `127.0.0.1:3000`), `APP_LOCALE` (default `en`),
+//! `APP_RATE_LIMIT` (requests per minute per client and route, default 60).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -32,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 const USER_TTL: Duration = Duration::from_secs(3600);
 const SLOW_LOAD: Duration = Duration::from_millis(300);
+const NOTE_TTL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct User {
@@ -69,9 +73,16 @@ async fn run() -> anyhow::Result<()> {
         .context("failed to open the cache")?;
     let address = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let locale = std::env::var("APP_LOCALE").unwrap_or_else(|_| "en".to_owned());
+    let per_minute: u64 = match std::env::var("APP_RATE_LIMIT") {
+        Ok(value) => value.trim().parse().with_context(|| {
+            format!("invalid APP_RATE_LIMIT={value:?}: expected requests per minute")
+        })?,
+        Err(_) => 60,
+    };
 
     let app = Router::new()
         .route("/users/{id}", get(show_user).put(forget_user))
+        .route("/notes/{id}", get(read_note).post(store_note))
         .route("/_cache/stats", get(cache_stats))
         .route(
             "/login",
@@ -82,7 +93,7 @@ async fn run() -> anyhow::Result<()> {
             ),
         )
         .layer(
-            ThrottleLayer::new(60, 60)
+            ThrottleLayer::new(per_minute, 60)
                 .name("global")
                 .with_cache(cache.clone())
                 .fallback_locale(&locale),
@@ -136,6 +147,23 @@ async fn show_user(State(cache): State<Cache>, Path(id): Path<u64>) -> Response 
 async fn forget_user(State(cache): State<Cache>, Path(id): Path<u64>) -> Response {
     match cache.forget(&format!("user:{id}")).await {
         Ok(existed) => Json(serde_json::json!({ "id": id, "forgotten": existed })).into_response(),
+        Err(error) => unavailable(&error),
+    }
+}
+
+/// `POST /notes/{id}`: stores the body; 201 only once the cache has it.
+async fn store_note(State(cache): State<Cache>, Path(id): Path<u64>, body: String) -> Response {
+    match cache.put(&format!("note:{id}"), &body, NOTE_TTL).await {
+        Ok(()) => StatusCode::CREATED.into_response(),
+        Err(error) => unavailable(&error),
+    }
+}
+
+/// `GET /notes/{id}`: the stored body, or 404.
+async fn read_note(State(cache): State<Cache>, Path(id): Path<u64>) -> Response {
+    match cache.get::<String>(&format!("note:{id}")).await {
+        Ok(Some(note)) => note.into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(error) => unavailable(&error),
     }
 }

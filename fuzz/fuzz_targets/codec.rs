@@ -19,7 +19,11 @@ enum Shape {
     Text(String),
     Pair(Box<Shape>, Box<Shape>),
     List(Vec<Shape>),
-    Named { id: u64, tags: Vec<String>, note: Option<String> },
+    Named {
+        id: u64,
+        tags: Vec<String>,
+        note: Option<String>,
+    },
     Map(BTreeMap<String, u8>),
     Bytes(Vec<u8>),
 }
@@ -29,12 +33,20 @@ enum Input {
     /// Bytes as some other writer stored them.
     Raw(Vec<u8>),
     /// A value written by this cache with the given codec and compression threshold.
-    Value { shape: Shape, json: bool, compress_above: u16 },
+    Value {
+        shape: Shape,
+        json: bool,
+        compress_above: u16,
+    },
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().build().unwrap())
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    })
 }
 
 fuzz_target!(|input: Input| {
@@ -44,16 +56,30 @@ fuzz_target!(|input: Input| {
         let ttl = Duration::from_secs(60);
         match input {
             Input::Raw(bytes) => {
-                cache.driver().put("k", Bytes::from(bytes), Some(ttl)).await.unwrap();
+                cache
+                    .driver()
+                    .put("k", Bytes::from(bytes), Some(ttl))
+                    .await
+                    .unwrap();
                 let _ = cache.get::<Shape>("k").await.unwrap();
                 let _ = cache.get::<serde_json::Value>("k").await.unwrap();
                 let _ = cache.get::<String>("k").await.unwrap();
                 let _ = cache.get::<i64>("k").await.unwrap();
                 let _ = cache.get::<Vec<u8>>("k").await.unwrap();
             }
-            Input::Value { shape, json, compress_above } => {
-                let codec = if json { Codec::Json } else { Codec::MessagePack };
-                let cache = cache.with_codec(codec).compress_above(usize::from(compress_above));
+            Input::Value {
+                shape,
+                json,
+                compress_above,
+            } => {
+                let codec = if json {
+                    Codec::Json
+                } else {
+                    Codec::MessagePack
+                };
+                let cache = cache
+                    .with_codec(codec)
+                    .compress_above(usize::from(compress_above));
                 cache.put("k", &shape, ttl).await.unwrap();
                 assert_eq!(cache.get::<Shape>("k").await.unwrap(), Some(shape));
             }

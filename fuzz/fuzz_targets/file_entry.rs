@@ -19,7 +19,9 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         World {
-            runtime: tokio::runtime::Builder::new_current_thread().build().unwrap(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
             driver: FileDriver::new(dir.path()).unwrap(),
             _dir: dir,
         }

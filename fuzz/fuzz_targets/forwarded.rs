@@ -40,8 +40,13 @@ fn world() -> &'static World {
                 Some(info.client.to_owned())
             });
         World {
-            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-            app: Router::new().route("/", get(|| async { "ok" })).layer(layer),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            app: Router::new()
+                .route("/", get(|| async { "ok" }))
+                .layer(layer),
         }
     })
 }
@@ -55,9 +60,13 @@ fuzz_target!(|input: Input| {
     if let Ok(value) = HeaderValue::from_bytes(&input.forwarded) {
         request.headers_mut().insert(http::header::FORWARDED, value);
     }
-    let peer: SocketAddr = if input.peer_v6 { "[fd00::1]:443" } else { "10.0.0.1:443" }
-        .parse()
-        .unwrap();
+    let peer: SocketAddr = if input.peer_v6 {
+        "[fd00::1]:443"
+    } else {
+        "10.0.0.1:443"
+    }
+    .parse()
+    .unwrap();
     request.extensions_mut().insert(ConnectInfo(peer));
     world.runtime.block_on(async {
         let response = world.app.clone().oneshot(request).await.unwrap();
@@ -65,6 +74,9 @@ fuzz_target!(|input: Input| {
     });
     for client in SEEN.lock().unwrap().drain(..) {
         let address = client.split('/').next().unwrap();
-        assert!(address.parse::<IpAddr>().is_ok(), "client {client:?} is not an address");
+        assert!(
+            address.parse::<IpAddr>().is_ok(),
+            "client {client:?} is not an address"
+        );
     }
 });

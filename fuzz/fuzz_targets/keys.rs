@@ -21,7 +21,9 @@ fn world() -> &'static World {
         let dir = tempfile::tempdir().unwrap();
         let driver = FileDriver::new(dir.path()).unwrap();
         World {
-            runtime: tokio::runtime::Builder::new_current_thread().build().unwrap(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
             cache: Cache::new(driver.clone()),
             driver,
             dir,
@@ -42,7 +44,10 @@ fuzz_target!(|keys: (String, String)| {
     world.runtime.block_on(async {
         let ttl = Duration::from_secs(60);
         world.cache.put(&a, &b, ttl).await.unwrap();
-        assert_eq!(world.cache.get::<String>(&a).await.unwrap().as_deref(), Some(b.as_str()));
+        assert_eq!(
+            world.cache.get::<String>(&a).await.unwrap().as_deref(),
+            Some(b.as_str())
+        );
         assert!(world.cache.forget(&a).await.unwrap());
     });
 });
