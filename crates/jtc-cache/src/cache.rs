@@ -16,7 +16,7 @@ use crate::{
 /// Values whose encoded size is above this many bytes are compressed, by default.
 pub const DEFAULT_COMPRESSION_THRESHOLD: usize = 1024;
 
-/// The largest value a cache stores by default, in bytes as stored (encoded, compressed).
+/// The largest value a cache stores by default, in bytes once encoded (before compression).
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long a [`Cache::remember`] miss holds its cross-process fill lock, by default.
@@ -185,9 +185,9 @@ impl Cache {
         self.with_settings(|s| s.compress_above = None)
     }
 
-    /// Refuses to store values larger than `bytes` as stored (after encoding and
-    /// compression) with [`Error::ValueTooLarge`]; default [`DEFAULT_MAX_VALUE_BYTES`]
-    /// (64 MiB). A cache is no place for huge blobs: every read copies the whole value, and
+    /// Refuses to store values larger than `bytes` once encoded (before compression: what a
+    /// reader holds in memory) with [`Error::ValueTooLarge`]; default
+    /// [`DEFAULT_MAX_VALUE_BYTES`] (64 MiB). A cache is no place for huge blobs: every read copies the whole value, and
     /// Redis refuses strings over 512 MB.
     #[must_use]
     pub fn max_value_size(self, bytes: usize) -> Self {
@@ -578,12 +578,8 @@ impl Cache {
 
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Bytes> {
         let encoded = self.inner.settings.codec.encode(key, value)?;
-        #[cfg(feature = "compression")]
-        #[allow(clippy::let_and_return)]
-        let encoded = match self.inner.settings.compress_above {
-            Some(threshold) => crate::codec::compress(encoded, threshold),
-            None => encoded,
-        };
+        // The limit is on the encoded size, before compression: that is what every reader
+        // holds in memory, however well the value compresses.
         if encoded.len() > self.inner.settings.max_value {
             return Err(Error::ValueTooLarge {
                 key: key.to_owned(),
@@ -591,6 +587,12 @@ impl Cache {
                 limit: self.inner.settings.max_value,
             });
         }
+        #[cfg(feature = "compression")]
+        #[allow(clippy::let_and_return)]
+        let encoded = match self.inner.settings.compress_above {
+            Some(threshold) => crate::codec::compress(encoded, threshold),
+            None => encoded,
+        };
         Ok(Bytes::from(encoded))
     }
 

@@ -28,6 +28,9 @@ const FORMAT_JSON_V1: u8 = 2;
 const COMPRESSED: u8 = 0x80;
 /// LZ4 cannot expand data by more than this factor (a literal run of 255 bytes per byte).
 const LZ4_MAX_RATIO: usize = 255;
+/// No decompressed value is larger than this, whatever its header claims: well above any
+/// value a cache writes (64 MiB by default), far below what would hurt a process.
+const MAX_DECOMPRESSED: usize = 1 << 30;
 
 /// The serde format used to store values that are not plain integers.
 ///
@@ -128,7 +131,7 @@ fn decompress(body: &[u8]) -> Result<Vec<u8>, String> {
         .split_first_chunk::<4>()
         .ok_or("truncated compressed value")?;
     let length = usize::try_from(u32::from_le_bytes(*length)).map_err(|e| e.to_string())?;
-    if length > packed.len().saturating_mul(LZ4_MAX_RATIO) {
+    if length > packed.len().saturating_mul(LZ4_MAX_RATIO) || length > MAX_DECOMPRESSED {
         return Err(format!(
             "compressed value claims {length} bytes from {} stored bytes",
             packed.len()
@@ -139,7 +142,7 @@ fn decompress(body: &[u8]) -> Result<Vec<u8>, String> {
 
 #[cfg(not(feature = "compression"))]
 fn decompress(_body: &[u8]) -> Result<Vec<u8>, String> {
-    let _ = LZ4_MAX_RATIO;
+    let _ = (LZ4_MAX_RATIO, MAX_DECOMPRESSED);
     Err("the value is compressed and this build lacks the `compression` feature".to_owned())
 }
 

@@ -60,7 +60,7 @@ pub enum Error {
         limit: usize,
     },
 
-    /// A value is larger, as stored, than the cache's limit
+    /// A value is larger, once encoded, than the cache's limit
     /// ([`Cache::max_value_size`](crate::Cache::max_value_size)). Nothing was stored.
     #[error(
         "the value for cache key {key:?} is {size} bytes as stored, over the limit of {limit} bytes"
@@ -68,7 +68,7 @@ pub enum Error {
     ValueTooLarge {
         /// The key the value was meant for.
         key: String,
-        /// The value's size as it would be stored.
+        /// The value's encoded size.
         size: usize,
         /// The limit.
         limit: usize,

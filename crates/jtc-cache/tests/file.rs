@@ -469,3 +469,22 @@ fn worker_writes_big_values() {
         }
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_512_mb_value_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(driver_in(dir.path()));
+    cache.put("big", &"small", MINUTE).await.unwrap();
+    // Compresses to almost nothing: the limit still holds, since readers would hold it all.
+    let huge = "x".repeat(512 * 1024 * 1024);
+    let err = cache.put("big", &huge, MINUTE).await.unwrap_err();
+    drop(huge);
+    assert!(
+        matches!(err, jtc_cache::Error::ValueTooLarge { size, .. } if size > 512 * 1024 * 1024),
+        "{err:?}"
+    );
+    assert_eq!(
+        cache.get::<String>("big").await.unwrap().as_deref(),
+        Some("small")
+    );
+}

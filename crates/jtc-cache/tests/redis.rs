@@ -328,3 +328,23 @@ async fn remember_costs_one_get_per_hit_and_five_commands_per_guarded_miss() {
     let expected = [("get".to_owned(), 2), ("set".to_owned(), 1)];
     assert_eq!(commands_run(&server), expected);
 }
+
+#[tokio::test]
+async fn redis_errors_inside_a_script_are_errors_not_panics() {
+    let server = shared_server();
+    let prefix = unique_prefix("wrongtype");
+    let cache = connect(server, &prefix).await;
+    // A key of another type under our prefix: INCR fails inside the hit script.
+    server.cli(&["RPUSH", &format!("{prefix}list"), "a"]);
+    let err = cache.hit("list", MINUTE).await.unwrap_err();
+    assert!(
+        error_chain(&err).contains("WRONGTYPE"),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(cache.increment("list", 1).await.is_err());
+    assert!(cache.get::<String>("list").await.is_err());
+    // The connection is fine afterwards.
+    cache.put("ok", &1, MINUTE).await.unwrap();
+    assert_eq!(cache.get::<i32>("ok").await.unwrap(), Some(1));
+}
