@@ -62,6 +62,7 @@ async fn run() -> anyhow::Result<()> {
         return Err(error).context("failed to read .env");
     }
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -184,7 +185,14 @@ async fn load_user(id: u64) -> User {
 }
 
 fn unavailable(error: &jtc_cache::Error) -> Response {
-    tracing::error!(%error, "cache unavailable");
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(error = %reason, "cache unavailable");
     let body = Json(serde_json::json!({ "error": "cache unavailable" }));
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
