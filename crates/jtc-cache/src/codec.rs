@@ -28,6 +28,13 @@ const FORMAT_JSON_V1: u8 = 2;
 const COMPRESSED: u8 = 0x80;
 /// LZ4 cannot expand data by more than this factor (a literal run of 255 bytes per byte).
 const LZ4_MAX_RATIO: usize = 255;
+/// How deeply nested (arrays, maps, enum wrappers) a stored value may be when read. Both
+/// decoders stop there with an error instead of recursing on: a crafted entry cannot overflow
+/// the stack. (`serde_json` has the same limit built in.)
+const MAX_READ_DEPTH: usize = 128;
+/// How deeply nested a value may be when written: below [`MAX_READ_DEPTH`] with a margin, so
+/// whatever is written can be read back.
+const MAX_WRITE_DEPTH: usize = 120;
 /// No decompressed value is larger than this, whatever its header claims: well above any
 /// value a cache writes (64 MiB by default), far below what would hurt a process.
 const MAX_DECOMPRESSED: usize = 1 << 30;
@@ -62,12 +69,18 @@ impl Codec {
                 if let Some(n) = msgpack_integer(&body) {
                     return Ok(format_integer(n));
                 }
+                if msgpack_deeper_than(&body, MAX_WRITE_DEPTH) {
+                    return Err(encode_error(too_deep().into()));
+                }
                 Ok(with_header(FORMAT_MSGPACK_V1, &body))
             }
             Self::Json => {
                 let body = serde_json::to_vec(value).map_err(|e| encode_error(e.into()))?;
                 if parse_integer(&body).is_some() {
                     return Ok(body);
+                }
+                if json_deeper_than(&body, MAX_WRITE_DEPTH) {
+                    return Err(encode_error(too_deep().into()));
                 }
                 Ok(with_header(FORMAT_JSON_V1, &body))
             }
@@ -87,7 +100,11 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
             std::borrow::Cow::Owned(decompress(body)?)
         };
         return match format & !COMPRESSED {
-            FORMAT_MSGPACK_V1 => rmp_serde::from_slice(&body).map_err(|e| e.to_string()),
+            FORMAT_MSGPACK_V1 => {
+                let mut decoder = rmp_serde::Deserializer::from_read_ref(body.as_ref());
+                decoder.set_max_depth(MAX_READ_DEPTH);
+                T::deserialize(&mut decoder).map_err(|e| e.to_string())
+            }
             FORMAT_JSON_V1 => serde_json::from_slice(&body).map_err(|e| e.to_string()),
             other => Err(format!("unknown value format {other}")),
         };
@@ -144,6 +161,106 @@ fn decompress(body: &[u8]) -> Result<Vec<u8>, String> {
 fn decompress(_body: &[u8]) -> Result<Vec<u8>, String> {
     let _ = (LZ4_MAX_RATIO, MAX_DECOMPRESSED);
     Err("the value is compressed and this build lacks the `compression` feature".to_owned())
+}
+
+fn too_deep() -> String {
+    format!(
+        "the value is nested more than {MAX_WRITE_DEPTH} levels deep (arrays, maps, enum \
+         variants); the cache reads at most {MAX_READ_DEPTH}, so it could never be read back"
+    )
+}
+
+/// Whether a MessagePack buffer nests containers more than `limit` deep. Walks the markers
+/// without recursion; a malformed buffer is left for the decoder to reject.
+fn msgpack_deeper_than(mut bytes: &[u8], limit: usize) -> bool {
+    // Items still to read in each open container; the outermost "container" holds one value.
+    let mut open: Vec<u64> = Vec::new();
+    let mut left: u64 = 1;
+    loop {
+        while left == 0 {
+            match open.pop() {
+                Some(outer) => left = outer,
+                None => return false,
+            }
+        }
+        let Some((&marker, rest)) = bytes.split_first() else {
+            return false;
+        };
+        left -= 1;
+        let be = |n: usize| -> Option<u64> {
+            let raw = rest.get(..n)?;
+            Some(raw.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+        };
+        // (length of the header after the marker, payload bytes to skip, child items)
+        let (header, payload, children): (usize, u64, u64) = match marker {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0, 0),
+            0x80..=0x8f => (0, 0, 2 * u64::from(marker & 0x0f)),
+            0x90..=0x9f => (0, 0, u64::from(marker & 0x0f)),
+            0xa0..=0xbf => (0, u64::from(marker & 0x1f), 0),
+            0xc4 | 0xd9 => (1, be(1).unwrap_or(u64::MAX), 0),
+            0xc5 | 0xda => (2, be(2).unwrap_or(u64::MAX), 0),
+            0xc6 | 0xdb => (4, be(4).unwrap_or(u64::MAX), 0),
+            0xc7 => (1, be(1).map_or(u64::MAX, |n| n + 1), 0),
+            0xc8 => (2, be(2).map_or(u64::MAX, |n| n + 1), 0),
+            0xc9 => (4, be(4).map_or(u64::MAX, |n| n + 1), 0),
+            0xca | 0xce | 0xd2 => (0, 4, 0),
+            0xcb | 0xcf | 0xd3 => (0, 8, 0),
+            0xcc | 0xd0 => (0, 1, 0),
+            0xcd | 0xd1 => (0, 2, 0),
+            0xd4 => (0, 2, 0),
+            0xd5 => (0, 3, 0),
+            0xd6 => (0, 5, 0),
+            0xd7 => (0, 9, 0),
+            0xd8 => (0, 17, 0),
+            0xdc => (2, 0, be(2).unwrap_or(0)),
+            0xdd => (4, 0, be(4).unwrap_or(0)),
+            0xde => (2, 0, be(2).map_or(0, |n| 2 * n)),
+            0xdf => (4, 0, be(4).map_or(0, |n| 2 * n)),
+            0xc1 => return false,
+        };
+        let skip = u64::try_from(header)
+            .unwrap_or(u64::MAX)
+            .saturating_add(payload);
+        let Some(rest) = usize::try_from(skip).ok().and_then(|skip| rest.get(skip..)) else {
+            return false;
+        };
+        bytes = rest;
+        if children > 0 {
+            open.push(left);
+            left = children;
+            if open.len() > limit {
+                return true;
+            }
+        }
+    }
+}
+
+/// Whether a JSON text nests arrays and objects more than `limit` deep.
+fn json_deeper_than(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The integer in a stored counter: ASCII decimal, optional leading `-`, fitting `i64`.
@@ -369,5 +486,83 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 0xff;
         let _ = decode::<String>(&flipped);
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Nest {
+        Leaf,
+        Pair(Box<Nest>, Box<Nest>),
+        List(Vec<Nest>),
+        Map(std::collections::BTreeMap<String, Nest>),
+    }
+
+    fn nested(depth: usize, wrap: impl Fn(Nest) -> Nest) -> Nest {
+        (0..depth).fold(Nest::Leaf, |inner, _| wrap(inner))
+    }
+
+    #[test]
+    fn values_too_deep_to_read_back_are_refused_when_written() {
+        let shapes: [fn(Nest) -> Nest; 3] = [
+            |n| Nest::Pair(Box::new(n), Box::new(Nest::Leaf)),
+            |n| Nest::List(vec![n]),
+            |n| Nest::Map([("k".to_owned(), n)].into()),
+        ];
+        for codec in [Codec::MessagePack, Codec::Json] {
+            for wrap in shapes {
+                for depth in [1, 10, 30, 59, 60, 61, 100, 119, 120, 121, 200, 400] {
+                    let value = nested(depth, wrap);
+                    match codec.encode("k", &value) {
+                        Ok(bytes) => assert_eq!(
+                            decode::<Nest>(&bytes).as_ref(),
+                            Ok(&value),
+                            "{codec:?} at depth {depth}: written, so it must read back"
+                        ),
+                        Err(err) => assert!(
+                            matches!(&err, Error::Encode { source, .. } if source.to_string().contains("nested")),
+                            "{err:?}"
+                        ),
+                    }
+                }
+            }
+            assert!(
+                codec
+                    .encode("k", &nested(10, |n| Nest::List(vec![n])))
+                    .is_ok()
+            );
+            assert!(
+                codec
+                    .encode("k", &nested(500, |n| Nest::List(vec![n])))
+                    .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn crafted_deep_entries_are_errors_not_stack_overflows() {
+        for depth in [200, 100_000] {
+            let mut msgpack = b"jtc\x01".to_vec();
+            msgpack.extend(std::iter::repeat_n(0x91, depth));
+            msgpack.push(0xc0);
+            assert!(decode::<Nest>(&msgpack).is_err());
+            assert!(decode::<serde_json::Value>(&msgpack).is_err());
+            let mut json = b"jtc\x02".to_vec();
+            json.extend(std::iter::repeat_n(b'[', depth));
+            assert!(decode::<serde_json::Value>(&json).is_err());
+        }
+    }
+
+    #[test]
+    fn the_depth_walkers_read_every_marker() {
+        let value = serde_json::json!({
+            "s": "x".repeat(300), "n": [1, -1, 300, -300, 70000, -70000, 5_000_000_000u64,
+            -5_000_000_000i64, 1.5, true, null], "deep": [[[[["in"]]]]], "o": {"a": {"b": []}}
+        });
+        let body = rmp_serde::to_vec_named(&value).unwrap();
+        assert!(!msgpack_deeper_than(&body, 7));
+        assert!(msgpack_deeper_than(&body, 5));
+        let json = serde_json::to_vec(&value).unwrap();
+        assert!(!json_deeper_than(&json, 6));
+        assert!(json_deeper_than(&json, 5));
+        assert!(!json_deeper_than(br#"{"a":"[[[[[[\"]]"}"#, 1));
     }
 }

@@ -89,6 +89,30 @@ proptest! {
         });
     }
 
+    /// Regression (found by the `codec` fuzz target): a value nested deeper than the decoder
+    /// reads was written and then silently unreadable. Now it is refused when written.
+    #[test]
+    fn a_written_value_always_reads_back(depth in 0usize..300, json in any::<bool>(), pairs in any::<bool>()) {
+        let value = (0..depth).fold(Node::Leaf, |inner, _| {
+            if pairs {
+                Node::Pair(Box::new(inner), Box::new(Node::Leaf))
+            } else {
+                Node::List(vec![inner])
+            }
+        });
+        block_on(async {
+            let codec = if json { Codec::Json } else { Codec::MessagePack };
+            let cache = Cache::new(ArrayDriver::new()).with_codec(codec);
+            match cache.put("v", &value, TTL).await {
+                Ok(()) => assert_eq!(cache.get::<Node>("v").await.unwrap(), Some(value)),
+                Err(err) => {
+                    assert!(matches!(err, jtc_cache::Error::Encode { .. }), "{err:?}");
+                    assert!(!cache.has("v").await.unwrap());
+                }
+            }
+        });
+    }
+
     #[test]
     fn any_stored_integer_is_a_counter(start in any::<i64>(), by in any::<i64>()) {
         block_on(async {
