@@ -170,67 +170,69 @@ fn too_deep() -> String {
     )
 }
 
-/// Whether a MessagePack buffer nests containers more than `limit` deep. Walks the markers
-/// without recursion; a malformed buffer is left for the decoder to reject.
-fn msgpack_deeper_than(mut bytes: &[u8], limit: usize) -> bool {
+/// Whether a MessagePack buffer nests containers more than `limit` deep (`limit` at most
+/// [`MAX_WRITE_DEPTH`]). Walks the markers without recursion or allocation; a malformed
+/// buffer is left for the decoder to reject.
+fn msgpack_deeper_than(bytes: &[u8], limit: usize) -> bool {
     // Items still to read in each open container; the outermost "container" holds one value.
-    let mut open: Vec<u64> = Vec::new();
+    let mut open = [0u64; MAX_WRITE_DEPTH + 1];
+    let mut depth = 0usize;
     let mut left: u64 = 1;
+    let mut at = 0usize;
+    let big_endian = |from: usize, n: usize| -> Option<u64> {
+        let raw = bytes.get(from..from + n)?;
+        Some(raw.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+    };
     loop {
         while left == 0 {
-            match open.pop() {
-                Some(outer) => left = outer,
-                None => return false,
+            if depth == 0 {
+                return false;
             }
+            depth -= 1;
+            left = open[depth];
         }
-        let Some((&marker, rest)) = bytes.split_first() else {
+        let Some(&marker) = bytes.get(at) else {
             return false;
         };
         left -= 1;
-        let be = |n: usize| -> Option<u64> {
-            let raw = rest.get(..n)?;
-            Some(raw.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-        };
-        // (length of the header after the marker, payload bytes to skip, child items)
-        let (header, payload, children): (usize, u64, u64) = match marker {
-            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0, 0),
-            0x80..=0x8f => (0, 0, 2 * u64::from(marker & 0x0f)),
-            0x90..=0x9f => (0, 0, u64::from(marker & 0x0f)),
-            0xa0..=0xbf => (0, u64::from(marker & 0x1f), 0),
-            0xc4 | 0xd9 => (1, be(1).unwrap_or(u64::MAX), 0),
-            0xc5 | 0xda => (2, be(2).unwrap_or(u64::MAX), 0),
-            0xc6 | 0xdb => (4, be(4).unwrap_or(u64::MAX), 0),
-            0xc7 => (1, be(1).map_or(u64::MAX, |n| n + 1), 0),
-            0xc8 => (2, be(2).map_or(u64::MAX, |n| n + 1), 0),
-            0xc9 => (4, be(4).map_or(u64::MAX, |n| n + 1), 0),
-            0xca | 0xce | 0xd2 => (0, 4, 0),
-            0xcb | 0xcf | 0xd3 => (0, 8, 0),
-            0xcc | 0xd0 => (0, 1, 0),
-            0xcd | 0xd1 => (0, 2, 0),
-            0xd4 => (0, 2, 0),
-            0xd5 => (0, 3, 0),
-            0xd6 => (0, 5, 0),
-            0xd7 => (0, 9, 0),
-            0xd8 => (0, 17, 0),
-            0xdc => (2, 0, be(2).unwrap_or(0)),
-            0xdd => (4, 0, be(4).unwrap_or(0)),
-            0xde => (2, 0, be(2).map_or(0, |n| 2 * n)),
-            0xdf => (4, 0, be(4).map_or(0, |n| 2 * n)),
+        at += 1;
+        // Payload bytes to skip, and child items, after the marker.
+        let (skip, children): (Option<u64>, u64) = match marker {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => continue,
+            0xa0..=0xbf => (Some(u64::from(marker & 0x1f)), 0),
+            0x80..=0x8f => (Some(0), 2 * u64::from(marker & 0x0f)),
+            0x90..=0x9f => (Some(0), u64::from(marker & 0x0f)),
+            0xc4 | 0xd9 => (big_endian(at, 1).map(|n| 1 + n), 0),
+            0xc5 | 0xda => (big_endian(at, 2).map(|n| 2 + n), 0),
+            0xc6 | 0xdb => (big_endian(at, 4).map(|n| 4 + n), 0),
+            0xc7 => (big_endian(at, 1).map(|n| 2 + n), 0),
+            0xc8 => (big_endian(at, 2).map(|n| 3 + n), 0),
+            0xc9 => (big_endian(at, 4).map(|n| 5 + n), 0),
+            0xcc | 0xd0 => (Some(1), 0),
+            0xcd | 0xd1 | 0xd4 => (Some(2), 0),
+            0xd5 => (Some(3), 0),
+            0xca | 0xce | 0xd2 => (Some(4), 0),
+            0xd6 => (Some(5), 0),
+            0xcb | 0xcf | 0xd3 => (Some(8), 0),
+            0xd7 => (Some(9), 0),
+            0xd8 => (Some(17), 0),
+            0xdc => (Some(2), big_endian(at, 2).unwrap_or(0)),
+            0xdd => (Some(4), big_endian(at, 4).unwrap_or(0)),
+            0xde => (Some(2), big_endian(at, 2).map_or(0, |n| 2 * n)),
+            0xdf => (Some(4), big_endian(at, 4).map_or(0, |n| 2 * n)),
             0xc1 => return false,
         };
-        let skip = u64::try_from(header)
-            .unwrap_or(u64::MAX)
-            .saturating_add(payload);
-        let Some(rest) = usize::try_from(skip).ok().and_then(|skip| rest.get(skip..)) else {
-            return false;
-        };
-        bytes = rest;
+        match skip.and_then(|skip| usize::try_from(skip).ok()) {
+            Some(skip) if skip <= bytes.len() - at => at += skip,
+            _ => return false,
+        }
         if children > 0 {
-            open.push(left);
-            left = children;
-            if open.len() > limit {
+            if depth == limit {
                 return true;
             }
+            open[depth] = left;
+            depth += 1;
+            left = children;
         }
     }
 }
