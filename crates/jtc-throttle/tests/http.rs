@@ -357,3 +357,26 @@ async fn without_connect_info_every_client_shares_one_bucket() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test]
+async fn a_hundred_thousand_distinct_paths_are_one_bucket() {
+    // Matched and unmatched: a scanner walking 100,000 paths gets the one limit, and the
+    // limiter's memory does not grow per path.
+    let app = Router::new()
+        .route("/users/{id}", get(|| async { "user" }))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(ThrottleLayer::new(1_000, 60).memory_capacity(16));
+    let mut admitted = 0;
+    for i in 0..100_000u32 {
+        let path = if i % 2 == 0 {
+            format!("/users/{i}")
+        } else {
+            format!("/scan/{i}/{}", "x".repeat((i % 50) as usize))
+        };
+        if send(&app, request(&path, PEER, &[])).await.status() != StatusCode::TOO_MANY_REQUESTS {
+            admitted += 1;
+        }
+    }
+    // One bucket for /users/{id}, one for everything unmatched.
+    assert_eq!(admitted, 2_000);
+}
