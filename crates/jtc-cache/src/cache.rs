@@ -966,7 +966,7 @@ impl Cache {
 }
 
 /// Adapts an infallible loader to the fallible shape the fill path takes.
-fn infallible<T, F, Fut>(load: F) -> impl FnOnce() -> InfallibleFuture<Fut>
+pub(crate) fn infallible<T, F, Fut>(load: F) -> impl FnOnce() -> InfallibleFuture<Fut>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
@@ -976,7 +976,7 @@ where
 
 pin_project_lite::pin_project! {
     /// A loader's future whose output is wrapped in `Ok`.
-    struct InfallibleFuture<Fut> {
+    pub(crate) struct InfallibleFuture<Fut> {
         #[pin]
         inner: Fut,
     }

@@ -134,17 +134,15 @@ impl Observer {
     /// Counts `kind` (when `count` is set) and tells the listeners.
     #[inline]
     pub(crate) fn event(&self, count: bool, kind: EventKind, key: &str) {
-        if count {
-            let counter = match kind {
-                EventKind::Hit => HITS,
-                EventKind::Miss => MISSES,
-                EventKind::Written => WRITES,
-                EventKind::Forgotten | EventKind::Flushed => DELETES,
-                EventKind::LockAcquired | EventKind::LockReleased => usize::MAX,
-            };
-            if counter != usize::MAX {
-                self.add(counter);
-            }
+        let counter = match kind {
+            EventKind::Hit => Some(HITS),
+            EventKind::Miss => Some(MISSES),
+            EventKind::Written => Some(WRITES),
+            EventKind::Forgotten | EventKind::Flushed => Some(DELETES),
+            EventKind::LockAcquired | EventKind::LockReleased => None,
+        };
+        if let Some(counter) = counter.filter(|_| count) {
+            self.add(counter);
         }
         if self.has_listeners.load(Ordering::Relaxed) {
             self.notify(&CacheEvent { kind, key });

@@ -12,7 +12,11 @@ use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
-use crate::{Cache, EventKind, Result, cache::span, keys};
+use crate::{
+    Cache, EventKind, Result,
+    cache::{infallible, span},
+    keys,
+};
 
 /// A view of a [`Cache`] whose entries belong to a set of tags; made by [`Cache::tags`].
 ///
@@ -131,9 +135,7 @@ impl TaggedCache {
     {
         let at = self.entry_key(key).await?;
         self.cache
-            .remember_at(&at, key, Some(ttl), || async {
-                Ok::<_, std::convert::Infallible>(load().await)
-            })
+            .remember_at(&at, key, Some(ttl), infallible(load))
             .instrument(span("remember", key))
             .await
     }
