@@ -298,16 +298,7 @@ impl Cache {
     /// Whether a live entry exists at `key`.
     pub async fn has(&self, key: &str) -> Result<bool> {
         let at = keys::entry(key)?;
-        let found = self.observed(self.inner.driver.get(&at).await)?.is_some();
-        self.event(
-            if found {
-                EventKind::Hit
-            } else {
-                EventKind::Miss
-            },
-            key,
-        );
-        Ok(found)
+        self.has_at(&at, key).await
     }
 
     /// Stores `value` for `ttl`. A zero `ttl` removes the key instead.
@@ -479,14 +470,7 @@ impl Cache {
             self.event(EventKind::Forgotten, key);
             self.decode_logged(key, &bytes)
         });
-        self.event(
-            if value.is_some() {
-                EventKind::Hit
-            } else {
-                EventKind::Miss
-            },
-            key,
-        );
+        self.read_event(value.is_some(), key);
         Ok(value)
     }
 
@@ -566,6 +550,23 @@ impl Cache {
         self.inner
             .observer
             .event(self.inner.settings.count, kind, key);
+    }
+
+    /// A read's event: a hit when it found a value, else a miss.
+    #[inline]
+    fn read_event(&self, found: bool, key: &str) {
+        let kind = if found {
+            EventKind::Hit
+        } else {
+            EventKind::Miss
+        };
+        self.event(kind, key);
+    }
+
+    pub(crate) async fn has_at(&self, at: &str, key: &str) -> Result<bool> {
+        let found = self.observed(self.inner.driver.get(at).await)?.is_some();
+        self.read_event(found, key);
+        Ok(found)
     }
 
     #[inline]
@@ -935,16 +936,14 @@ impl Cache {
         bytes: Option<Bytes>,
     ) -> Result<Option<T>> {
         let Some(bytes) = bytes else {
-            self.event(EventKind::Miss, key);
+            self.read_event(false, key);
             return Ok(None);
         };
         let value = self.decode_logged(key, &bytes);
         if value.is_none() {
             self.observed(self.inner.driver.forget(at).await)?;
-            self.event(EventKind::Miss, key);
-        } else {
-            self.event(EventKind::Hit, key);
         }
+        self.read_event(value.is_some(), key);
         Ok(value)
     }
 

@@ -82,15 +82,7 @@ impl TaggedCache {
     /// Whether a live entry exists at `key` under these tags.
     pub async fn has(&self, key: &str) -> Result<bool> {
         let at = self.entry_key(key).await?;
-        let driver = &self.cache.inner.driver;
-        let found = self.cache.observed(driver.get(&at).await)?.is_some();
-        let kind = if found {
-            EventKind::Hit
-        } else {
-            EventKind::Miss
-        };
-        self.cache.event(kind, key);
-        Ok(found)
+        self.cache.has_at(&at, key).await
     }
 
     /// Stores `value` for `ttl` under these tags; see [`Cache::put`].
