@@ -8,9 +8,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
+use crate::ErrorKind;
 use crate::{
-    CacheConfig, CacheDriver, CacheEvent, CacheStats, Codec, Error, EventKind, Hit, Result,
-    codec::decode, events::Observer, keys,
+    CacheConfig, CacheDriver, CacheEvent, CacheStats, Codec, EventKind, Hit, Result, codec::decode,
+    events::Observer, keys,
 };
 
 /// Values whose encoded size is above this many bytes are compressed, by default.
@@ -186,9 +187,9 @@ impl Cache {
     }
 
     /// Refuses to store values larger than `bytes` once encoded (before compression: what a
-    /// reader holds in memory) with [`Error::ValueTooLarge`]; default
-    /// [`DEFAULT_MAX_VALUE_BYTES`] (64 MiB). A cache is no place for huge blobs: every read copies the whole value, and
-    /// Redis refuses strings over 512 MB.
+    /// reader holds in memory) with [`ErrorKind::ValueTooLarge`]; default
+    /// [`DEFAULT_MAX_VALUE_BYTES`] (64 MiB). A cache is no place for huge blobs: every read
+    /// copies the whole value, and Redis refuses strings over 512 MB.
     #[must_use]
     pub fn max_value_size(self, bytes: usize) -> Self {
         self.with_settings(|s| s.max_value = bytes)
@@ -369,7 +370,7 @@ impl Cache {
     }
 
     /// Like [`remember`](Self::remember), for a loader that can fail. A failure is returned as
-    /// [`Error::Loader`] and nothing is stored; a concurrent caller then tries its own loader.
+    /// [`ErrorKind::Loader`] and nothing is stored; a concurrent caller then tries its own loader.
     pub async fn try_remember<T, E, F, Fut>(&self, key: &str, ttl: Duration, load: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned,
@@ -429,7 +430,8 @@ impl Cache {
     /// Adds `by` to the integer at `key` and returns the new value, atomically.
     ///
     /// A missing or expired key starts from 0 (and never expires); an existing key keeps its
-    /// TTL. A stored value that is not an integer is [`Error::NotAnInteger`] and stays as it was.
+    /// TTL. A stored value that is not an integer is [`ErrorKind::NotAnInteger`] and stays as
+    /// it was.
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64> {
         let at = keys::entry(key)?;
         self.increment_at(&at, key, by)
@@ -439,7 +441,7 @@ impl Cache {
 
     /// Subtracts `by` from the integer at `key`; see [`increment`](Self::increment).
     pub async fn decrement(&self, key: &str, by: i64) -> Result<i64> {
-        let by = by.checked_neg().ok_or_else(|| Error::Overflow {
+        let by = by.checked_neg().ok_or_else(|| ErrorKind::Overflow {
             key: key.to_owned(),
         })?;
         self.increment(key, by).await
@@ -582,11 +584,12 @@ impl Cache {
         // The limit is on the encoded size, before compression: that is what every reader
         // holds in memory, however well the value compresses.
         if encoded.len() > self.inner.settings.max_value {
-            return Err(Error::ValueTooLarge {
+            return Err(ErrorKind::ValueTooLarge {
                 key: key.to_owned(),
                 size: encoded.len(),
                 limit: self.inner.settings.max_value,
-            });
+            }
+            .into());
         }
         #[cfg(feature = "compression")]
         #[allow(clippy::let_and_return)]
@@ -694,9 +697,13 @@ impl Cache {
         self.inner
             .flights
             .remove_if(at, |_, cell| Arc::ptr_eq(cell, &flight));
-        decode(&computed?).map_err(|reason| Error::Encode {
-            key: key.to_owned(),
-            source: format!("the value does not decode back into its own type: {reason}").into(),
+        decode(&computed?).map_err(|reason| {
+            ErrorKind::Encode {
+                key: key.to_owned(),
+                source: format!("the value does not decode back into its own type: {reason}")
+                    .into(),
+            }
+            .into()
         })
     }
 
@@ -743,7 +750,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let value = load().await.map_err(|e| Error::Loader {
+        let value = load().await.map_err(|e| ErrorKind::Loader {
             key: key.to_owned(),
             source: e.into(),
         })?;

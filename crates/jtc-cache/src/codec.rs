@@ -18,6 +18,7 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::ErrorKind;
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 3] = b"jtc";
@@ -59,9 +60,12 @@ pub enum Codec {
 impl Codec {
     /// Encodes `value` into the stored bytes.
     pub(crate) fn encode<T: Serialize + ?Sized>(self, key: &str, value: &T) -> Result<Vec<u8>> {
-        let encode_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Encode {
-            key: key.to_owned(),
-            source,
+        let encode_error = |source: Box<dyn std::error::Error + Send + Sync>| -> Error {
+            ErrorKind::Encode {
+                key: key.to_owned(),
+                source,
+            }
+            .into()
         };
         match self {
             Self::MessagePack => {
@@ -282,13 +286,16 @@ pub(crate) fn format_integer(n: i64) -> Vec<u8> {
 /// The value of a counter after adding `by` to its stored form (`None`: a new counter).
 pub(crate) fn incremented(key: &str, stored: Option<&[u8]>, by: i64) -> Result<i64> {
     let current = match stored {
-        Some(bytes) => parse_integer(bytes).ok_or_else(|| Error::NotAnInteger {
+        Some(bytes) => parse_integer(bytes).ok_or_else(|| ErrorKind::NotAnInteger {
             key: key.to_owned(),
         })?,
         None => 0,
     };
-    current.checked_add(by).ok_or_else(|| Error::Overflow {
-        key: key.to_owned(),
+    current.checked_add(by).ok_or_else(|| {
+        ErrorKind::Overflow {
+            key: key.to_owned(),
+        }
+        .into()
     })
 }
 
@@ -520,7 +527,7 @@ mod tests {
                             "{codec:?} at depth {depth}: written, so it must read back"
                         ),
                         Err(err) => assert!(
-                            matches!(&err, Error::Encode { source, .. } if source.to_string().contains("nested")),
+                            matches!(err.kind(), ErrorKind::Encode { source, .. } if source.to_string().contains("nested")),
                             "{err:?}"
                         ),
                     }

@@ -2,6 +2,7 @@
 
 use std::{fmt, path::PathBuf, str::FromStr};
 
+use crate::ErrorKind;
 use crate::{ArrayDriver, Cache, DEFAULT_COMPRESSION_THRESHOLD, Error, FileDriver, Result};
 #[cfg(feature = "redis")]
 use crate::{RedisConfig, RedisDriver};
@@ -50,14 +51,15 @@ impl FromStr for DriverKind {
             "file" => Ok(Self::File),
             "array" => Ok(Self::Array),
             "redis" => Ok(Self::Redis),
-            _ => Err(Error::Config {
+            _ => Err(ErrorKind::Config {
                 variable: "CACHE_DRIVER",
                 value: value.to_owned(),
                 reason: format!(
                     "unknown cache driver; expected one of: {}",
                     Self::NAMES.join(", ")
                 ),
-            }),
+            }
+            .into()),
         }
     }
 }
@@ -110,7 +112,7 @@ impl Default for CacheConfig {
 impl CacheConfig {
     /// Reads `CACHE_DRIVER`, `CACHE_FILE_PATH` and the `REDIS_*` variables (see
     /// `RedisConfig`) from the process environment. Unset or empty
-    /// variables take their defaults; a wrong value is an [`Error::Config`] naming the
+    /// variables take their defaults; a wrong value is an [`ErrorKind::Config`] naming the
     /// variable and what it accepts. The library never reads a `.env` file itself.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
@@ -154,11 +156,12 @@ impl CacheConfig {
             DriverKind::Redis => Cache::new(RedisDriver::from_config(&self.redis).await?),
             #[cfg(not(feature = "redis"))]
             DriverKind::Redis => {
-                return Err(Error::Config {
+                return Err(ErrorKind::Config {
                     variable: "CACHE_DRIVER",
                     value: "redis".to_owned(),
                     reason: "jtc-cache was built without its `redis` feature".to_owned(),
-                });
+                }
+                .into());
             }
         })
     }
@@ -189,10 +192,13 @@ fn parse_threshold(value: &str) -> Result<Option<usize>> {
     if value.eq_ignore_ascii_case("off") || value.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
-    value.parse().map(Some).map_err(|_| Error::Config {
-        variable: "CACHE_COMPRESSION_THRESHOLD",
-        value: value.to_owned(),
-        reason: "expected a size in bytes (e.g. 1024), or `off`".to_owned(),
+    value.parse().map(Some).map_err(|_| {
+        ErrorKind::Config {
+            variable: "CACHE_COMPRESSION_THRESHOLD",
+            value: value.to_owned(),
+            reason: "expected a size in bytes (e.g. 1024), or `off`".to_owned(),
+        }
+        .into()
     })
 }
 

@@ -107,8 +107,9 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     /// Adds `by` to the integer at `key` and returns the new value.
     ///
     /// A missing or expired key starts from 0 and never expires; an existing key keeps its
-    /// TTL. A value that is not an integer is an [`Error::NotAnInteger`](crate::Error) and is
-    /// left unchanged, as is a counter that would overflow.
+    /// TTL. A value that is not an integer is an
+    /// [`ErrorKind::NotAnInteger`](crate::ErrorKind::NotAnInteger) and is left unchanged, as is
+    /// a counter that would overflow.
     fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64>;
 
     /// Adds one to the counter at `key`, starting a window of `window` if the counter is new,

@@ -1,18 +1,76 @@
 //! The one error type of this crate.
 
-use std::{path::PathBuf, time::Duration};
+use std::{fmt, path::PathBuf, time::Duration};
 
 /// A `Result` whose error defaults to this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in a cache operation.
+/// Everything that can go wrong in a cache operation; what went wrong is its
+/// [`kind`](Error::kind).
 ///
 /// A value that can no longer be decoded is *not* an error: the cache treats it as a miss,
 /// removes it and logs it. Errors are what the caller must see: a backend that fails, a value
 /// that cannot be encoded, a counter that is not a number, a configuration that is wrong.
+///
+/// The error is one pointer wide (its details live on the heap), so a `Result` of this crate
+/// costs no more to move than the value it carries: cache reads that succeed, by far the most
+/// common case, do not pay for the size of the rarest error.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use jtc_cache::{ArrayDriver, Cache, ErrorKind};
+/// use std::time::Duration;
+///
+/// let cache = Cache::new(ArrayDriver::new());
+/// cache.put("name", &"ada", Duration::from_secs(60)).await?;
+/// let err = cache.increment("name", 1).await.unwrap_err();
+/// assert!(matches!(err.kind(), ErrorKind::NotAnInteger { key } if key == "name"));
+/// assert_eq!(err.to_string(), r#"the value at cache key "name" is not an integer"#);
+/// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+/// ```
+pub struct Error(Box<ErrorKind>);
+
+impl Error {
+    /// What went wrong, with its details.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0
+    }
+
+    /// What went wrong, owned.
+    pub fn into_kind(self) -> ErrorKind {
+        *self.0
+    }
+}
+
+impl From<ErrorKind> for Error {
+    #[cold]
+    fn from(kind: ErrorKind) -> Self {
+        Self(Box::new(kind))
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// The kinds of [`Error`], each with its details.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ErrorKind {
     /// A file operation of the file driver failed.
     #[error("cache file operation failed on {path}")]
     Io {
@@ -141,10 +199,11 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
+        ErrorKind::Io {
             path: path.into(),
             source,
         }
+        .into()
     }
 }
 
@@ -158,4 +217,34 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operation returns a `Result`; an error as wide as its largest variant made reads of
+    /// the in-memory driver measurably slower (docs/benchmarks.md).
+    #[test]
+    fn results_are_no_wider_than_their_values() {
+        assert_eq!(size_of::<Error>(), size_of::<usize>());
+        assert_eq!(
+            size_of::<Result<Option<bytes::Bytes>>>(),
+            size_of::<Option<bytes::Bytes>>() + size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn display_debug_and_source_are_the_kinds() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let error = Error::io("/cache/ab", io);
+        assert_eq!(
+            error.to_string(),
+            "cache file operation failed on /cache/ab"
+        );
+        assert!(format!("{error:?}").starts_with("Io {"), "{error:?}");
+        let source = std::error::Error::source(&error).expect("the io error");
+        assert_eq!(source.to_string(), "denied");
+        assert!(matches!(error.into_kind(), ErrorKind::Io { .. }));
+    }
 }

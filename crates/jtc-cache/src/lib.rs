@@ -76,7 +76,7 @@ pub use drivers::{
     array::{ArrayDriver, ArrayDriverBuilder},
     file::{FileDriver, FileDriverBuilder},
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use events::{CacheEvent, CacheStats, EventKind};
 pub use keys::MAX_KEY_BYTES;
 pub use lock::{Lock, LockGuard};

@@ -5,7 +5,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
-use crate::{Cache, Error, EventKind, Result, cache::KeyHash, keys};
+use crate::ErrorKind;
+use crate::{Cache, EventKind, Result, cache::KeyHash, keys};
 
 /// A named lock in a cache's backend, made by [`Cache::lock`].
 ///
@@ -34,7 +35,7 @@ use crate::{Cache, Error, EventKind, Result, cache::KeyHash, keys};
 ///     guard.release().await?;
 /// }
 ///
-/// // Wait up to 5 s for the lock, then give up with Error::LockTimeout.
+/// // Wait up to 5 s for the lock, then give up with ErrorKind::LockTimeout.
 /// let guard = lock.acquire_timeout(Duration::from_secs(5)).await?;
 /// guard.release().await?;
 /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
@@ -59,7 +60,7 @@ impl fmt::Debug for Lock {
 impl Cache {
     /// The lock called `name`, held for at most `ttl` once acquired (it then expires by
     /// itself, so a crashed holder cannot keep it forever). A zero `ttl` is an
-    /// [`Error::ZeroLockTtl`] when acquiring.
+    /// [`ErrorKind::ZeroLockTtl`] when acquiring.
     pub fn lock(&self, name: &str, ttl: Duration) -> Lock {
         self.make_lock(name, Some(ttl))
     }
@@ -115,9 +116,10 @@ impl Lock {
     pub async fn try_acquire(&self) -> Result<Option<LockGuard>> {
         keys::check(&self.name)?;
         if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
-            return Err(Error::ZeroLockTtl {
+            return Err(ErrorKind::ZeroLockTtl {
                 name: self.name.to_string(),
-            });
+            }
+            .into());
         }
         let owner = keys::token();
         let driver = &self.cache.inner.driver;
@@ -138,7 +140,7 @@ impl Lock {
     }
 
     /// Takes the lock, waiting up to `wait` for it to become free, then gives up with
-    /// [`Error::LockTimeout`]. Retries with a growing pause (5 ms up to 200 ms, jittered).
+    /// [`ErrorKind::LockTimeout`]. Retries with a growing pause (5 ms up to 200 ms, jittered).
     pub async fn acquire_timeout(&self, wait: Duration) -> Result<LockGuard> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(5);
@@ -148,10 +150,11 @@ impl Lock {
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Err(Error::LockTimeout {
+                return Err(ErrorKind::LockTimeout {
                     name: self.name.to_string(),
                     waited: wait,
-                });
+                }
+                .into());
             }
             tokio::time::sleep(jittered(pause).min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(200));

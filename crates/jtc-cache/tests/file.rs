@@ -480,7 +480,7 @@ async fn a_512_mb_value_is_refused_before_anything_is_written() {
     let err = cache.put("big", &huge, MINUTE).await.unwrap_err();
     drop(huge);
     assert!(
-        matches!(err, jtc_cache::Error::ValueTooLarge { size, .. } if size > 512 * 1024 * 1024),
+        matches!(err.kind(), jtc_cache::ErrorKind::ValueTooLarge { size, .. } if *size > 512 * 1024 * 1024),
         "{err:?}"
     );
     assert_eq!(

@@ -109,9 +109,10 @@ impl Entry {
 }
 
 fn overflow(key: &str) -> crate::Error {
-    crate::Error::Overflow {
+    crate::ErrorKind::Overflow {
         key: key.to_owned(),
     }
+    .into()
 }
 
 /// Builds an [`ArrayDriver`] with a custom clock or sweep interval.

@@ -38,6 +38,7 @@ use std::{
 
 use bytes::Bytes;
 
+use crate::ErrorKind;
 use crate::{
     Clock, Error, Hit, Result, SystemClock,
     clock::{SharedClock, duration_ms, expiry_at},
@@ -116,7 +117,7 @@ impl FileDriverBuilder {
 impl FileDriver {
     /// A driver storing entries under `root`, which is created if missing.
     ///
-    /// Fails with [`Error::Io`] when the folder cannot be created.
+    /// Fails with [`ErrorKind::Io`] when the folder cannot be created.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         Self::builder(root).build()
     }
@@ -180,7 +181,9 @@ impl FileDriver {
 }
 
 async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R> + Send + 'static) -> Result<R> {
-    tokio::task::spawn_blocking(f).await.map_err(Error::Task)?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::from(ErrorKind::Task(e)))?
 }
 
 /// Where one key's entry lives.
@@ -550,7 +553,7 @@ impl CacheDriver for FileDriver {
 }
 
 fn encode_entry(expires_at: Option<u64>, value: &[u8]) -> Result<Vec<u8>> {
-    let len = u32::try_from(value.len()).map_err(|_| Error::Encode {
+    let len = u32::try_from(value.len()).map_err(|_| ErrorKind::Encode {
         key: String::new(),
         source: "a file cache value must be smaller than 4 GiB".into(),
     })?;

@@ -4,6 +4,7 @@ use std::{fmt, time::Duration};
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
+use crate::ErrorKind;
 use crate::{Error, Result};
 
 /// The key prefix unless configured otherwise.
@@ -145,7 +146,7 @@ impl RedisConfig {
         if let Some(url) = &config.url {
             url.as_str()
                 .into_connection_info()
-                .map_err(|e| Error::Config {
+                .map_err(|e| ErrorKind::Config {
                     variable: "REDIS_URL",
                     value: mask_url(url),
                     reason: format!(
@@ -307,11 +308,12 @@ fn parse<T: std::str::FromStr>(value: &str) -> Option<T> {
 }
 
 fn invalid(variable: &'static str, value: &str, expected: &str) -> Error {
-    Error::Config {
+    ErrorKind::Config {
         variable,
         value: value.to_owned(),
         reason: format!("expected {expected}"),
     }
+    .into()
 }
 
 fn parse_nodes(nodes: &str) -> Result<Vec<String>> {

@@ -11,8 +11,8 @@
 //! limit (see docs/benchmarks.md), and recovery needs no pool recycling.
 //!
 //! Every call is bounded by the command timeout (default 500 ms): while Redis is down, calls fail
-//! with [`Error::Timeout`] or [`Error::Redis`] in that time instead of waiting for a reconnect, and
-//! nothing is queued to be replayed later. The connection recovers by itself when Redis returns.
+//! with [`ErrorKind::Timeout`] or [`ErrorKind::Redis`] in that time instead of waiting for a
+//! reconnect, and nothing is queued to be replayed later. The connection recovers by itself when Redis returns.
 //!
 //! # Keys and values
 //!
@@ -33,6 +33,7 @@ mod config;
 
 pub use config::RedisConfig;
 
+use crate::ErrorKind;
 use crate::{
     Error, Hit, Result,
     clock::duration_ms,
@@ -134,7 +135,7 @@ impl RedisDriver {
                 let manager = ConnectionManager::new_with_config(client, manager)
                     .await
                     .map_err(|e| Error::redis("connect", e))?;
-                Ok(Connection::Standalone(manager))
+                Ok::<_, Error>(Connection::Standalone(manager))
             } else {
                 let mut builder =
                     redis::cluster::ClusterClientBuilder::new(config.cluster_connection_infos()?)
@@ -157,9 +158,11 @@ impl RedisDriver {
         };
         let connection = tokio::time::timeout(config.connect_timeout, connect)
             .await
-            .map_err(|_| Error::Timeout {
-                operation: "connect",
-                after: config.connect_timeout,
+            .map_err(|_| {
+                Error::from(ErrorKind::Timeout {
+                    operation: "connect",
+                    after: config.connect_timeout,
+                })
             })??;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -210,10 +213,11 @@ impl Inner {
     {
         match tokio::time::timeout(self.command_timeout, call(self.connection.clone())).await {
             Ok(result) => result.map_err(|e| Error::redis(operation, e)),
-            Err(_) => Err(Error::Timeout {
+            Err(_) => Err(ErrorKind::Timeout {
                 operation,
                 after: self.command_timeout,
-            }),
+            }
+            .into()),
         }
     }
 
@@ -409,24 +413,26 @@ impl Inner {
 
 impl Error {
     pub(crate) fn redis(operation: &'static str, source: redis::RedisError) -> Self {
-        Self::Redis { operation, source }
+        ErrorKind::Redis { operation, source }.into()
     }
 }
 
 /// Maps Redis's complaints about a counter to the driver-independent errors.
 fn counter_error(key: &str, error: Error) -> Error {
-    let Error::Redis { source, .. } = &error else {
+    let ErrorKind::Redis { source, .. } = error.kind() else {
         return error;
     };
     let message = source.to_string();
     if message.contains("not an integer") {
-        Error::NotAnInteger {
+        ErrorKind::NotAnInteger {
             key: key.to_owned(),
         }
+        .into()
     } else if message.contains("overflow") {
-        Error::Overflow {
+        ErrorKind::Overflow {
             key: key.to_owned(),
         }
+        .into()
     } else {
         error
     }
