@@ -187,10 +187,9 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R> + Send + 'sta
 }
 
 /// Where one key's entry lives.
+/// Where an entry lives: `<root>/<h0h1>/<h2h3>/<hash>`, the hash in lowercase hex.
 #[derive(Debug)]
 struct EntryRef {
-    hash: String,
-    dir: PathBuf,
     path: PathBuf,
     stripe: usize,
 }
@@ -199,16 +198,36 @@ impl EntryRef {
     fn new(root: &Path, key: &str) -> Self {
         let digest = blake3::hash(key.as_bytes());
         let bytes = digest.as_bytes();
-        let hash = digest.to_hex().to_string();
-        let dir = root.join(&hash[0..2]).join(&hash[2..4]);
-        let path = dir.join(&hash);
+        let hash = digest.to_hex();
+        // One allocation for the whole path, on every read.
+        let mut path = PathBuf::with_capacity(root.as_os_str().len() + 8 + hash.len());
+        path.push(root);
+        path.push(&hash[0..2]);
+        path.push(&hash[2..4]);
+        path.push(hash.as_str());
         let stripe = usize::from(u16::from_le_bytes([bytes[4], bytes[5]])) % LOCK_STRIPES;
+        Self { path, stripe }
+    }
+
+    /// An entry found on disk by a walk.
+    fn at(path: &Path, hash: &str) -> Self {
         Self {
-            hash,
-            dir,
-            path,
-            stripe,
+            path: path.to_path_buf(),
+            stripe: stripe_of_hash(hash),
         }
+    }
+
+    /// The folder holding the entry.
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+
+    /// The entry's file name: its key's hash.
+    fn hash(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default()
     }
 }
 
@@ -284,15 +303,15 @@ impl Inner {
     fn write(&self, entry: &EntryRef, expires_at: Option<u64>, value: &[u8]) -> Result<()> {
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let temp = entry
-            .dir
-            .join(format!(".{}.{}.{n}.tmp", entry.hash, std::process::id()));
+            .dir()
+            .join(format!(".{}.{}.{n}.tmp", entry.hash(), std::process::id()));
         let bytes = encode_entry(expires_at, value)?;
         let written = create_new(&temp)
             .or_else(|e| {
                 if e.kind() != io::ErrorKind::NotFound {
                     return Err(e);
                 }
-                create_dirs(&entry.dir).map_err(|_| e)?;
+                create_dirs(entry.dir()).map_err(|_| e)?;
                 create_new(&temp)
             })
             .and_then(|mut file| file.write_all(&bytes))
@@ -358,12 +377,7 @@ impl Inner {
 
     /// Removes an entry file found by a walk if it is ours and (when pruning) expired.
     fn remove_if(&self, path: &Path, hash: &str, walk: Walk) -> Result<bool> {
-        let entry = EntryRef {
-            hash: hash.to_owned(),
-            dir: path.parent().unwrap_or(path).to_path_buf(),
-            path: path.to_path_buf(),
-            stripe: stripe_of_hash(hash),
-        };
+        let entry = EntryRef::at(path, hash);
         let _lock = self.lock(entry.stripe)?;
         let header = match read_header(path) {
             Ok(Some(header)) => header,
@@ -622,13 +636,17 @@ fn read_cached(path: &Path) -> Option<io::Result<Option<Vec<u8>>>> {
     if len > INLINE_READ_LIMIT {
         return None;
     }
-    // One spare byte tells a file that grew (a damaged entry) from one that fits exactly.
-    let mut buf = vec![0u8; len as usize + 1];
+    // The file's length as it was opened: entries are replaced by renaming a new file over
+    // them, never rewritten in place, so an open entry keeps its length. (Bytes a foreign
+    // writer appends later are not read; what is read is checked against its header's length
+    // and checksum like any other read.) Reading exactly that many bytes takes one call, where
+    // reading up to the end of the file takes a second one to see the end.
+    let mut buf = vec![0u8; len as usize];
     let mut filled = 0;
     while filled < buf.len() {
         let mut slices = [IoSliceMut::new(&mut buf[filled..])];
         match preadv2(&file, &mut slices, filled as u64, ReadWriteFlags::NOWAIT) {
-            Ok(0) => break,
+            Ok(0) => break, // shorter than it was: the header check finds it truncated
             Ok(n) => filled += n,
             Err(Errno::INTR) => {}
             Err(_) => return None, // EAGAIN (not cached), EOPNOTSUPP (file system): fall back
@@ -798,6 +816,14 @@ mod tests {
     #[test]
     fn the_stripe_of_a_path_matches_the_stripe_of_its_key() {
         let entry = EntryRef::new(Path::new("/c"), "some key");
-        assert_eq!(stripe_of_hash(&entry.hash), entry.stripe);
+        assert_eq!(stripe_of_hash(entry.hash()), entry.stripe);
+        let hash = entry.hash();
+        assert!(is_entry_name(hash), "{hash}");
+        let expected = Path::new("/c")
+            .join(&hash[0..2])
+            .join(&hash[2..4])
+            .join(hash);
+        assert_eq!(entry.path, expected);
+        assert_eq!(entry.dir(), expected.parent().unwrap());
     }
 }
