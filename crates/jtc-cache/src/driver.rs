@@ -10,7 +10,7 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::Result;
+use crate::{ArrayDriver, Result};
 
 /// A storage backend for [`Cache`](crate::Cache).
 ///
@@ -191,6 +191,17 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 enum State<'a, T> {
     Ready(Option<Result<T>>),
     Boxed(Boxed<'a, T>),
+    InMemory(Option<InMemory<'a, T>>),
+}
+
+/// An in-memory read, run when polled. Its future holds two references instead of the
+/// result, and the result goes straight to the caller: a result written into the future and
+/// read back at once cost a read of the in-memory driver about a sixth of its time
+/// (docs/benchmarks.md).
+struct InMemory<'a, T> {
+    driver: &'a ArrayDriver,
+    key: &'a str,
+    op: fn(&ArrayDriver, &str) -> Result<T>,
 }
 
 impl<'a, T> DriverFuture<'a, T> {
@@ -206,6 +217,18 @@ impl<'a, T> DriverFuture<'a, T> {
     pub fn ready(result: Result<T>) -> Self {
         Self {
             state: State::Ready(Some(result)),
+        }
+    }
+
+    /// An operation of the in-memory driver on `key`, run when the future is first polled.
+    #[inline]
+    pub(crate) fn in_memory(
+        driver: &'a ArrayDriver,
+        key: &'a str,
+        op: fn(&ArrayDriver, &str) -> Result<T>,
+    ) -> Self {
+        Self {
+            state: State::InMemory(Some(InMemory { driver, key, op })),
         }
     }
 }
@@ -225,6 +248,10 @@ impl<T> Future for DriverFuture<'_, T> {
                 None => panic!("a DriverFuture was polled after it completed"),
             },
             State::Boxed(future) => future.as_mut().poll(cx),
+            State::InMemory(call) => match call.take() {
+                Some(InMemory { driver, key, op }) => Poll::Ready(op(driver, key)),
+                None => panic!("a DriverFuture was polled after it completed"),
+            },
         }
     }
 }
@@ -232,7 +259,7 @@ impl<T> Future for DriverFuture<'_, T> {
 impl<T> fmt::Debug for DriverFuture<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
-            State::Ready(_) => "ready",
+            State::Ready(_) | State::InMemory(_) => "ready",
             State::Boxed(_) => "pending",
         };
         f.debug_struct("DriverFuture")

@@ -59,6 +59,7 @@ mod drivers;
 mod error;
 mod events;
 mod keys;
+mod local_clock;
 mod lock;
 mod tags;
 

@@ -9,11 +9,13 @@ use std::{
 use bytes::Bytes;
 use dashmap::{DashMap, mapref::entry::Entry as MapEntry};
 
+use crate::ErrorKind;
 use crate::{
-    Clock, Hit, MonotonicClock, Result,
-    clock::{SharedClock, duration_ms, expiry_at},
+    Clock, Hit, Result,
+    clock::{duration_ms, expiry_at},
     codec::{format_integer, incremented},
     driver::{CacheDriver, DriverFuture},
+    local_clock::LocalClock,
 };
 
 /// How often the sweeper reclaims expired entries unless told otherwise.
@@ -47,7 +49,7 @@ pub struct ArrayDriver {
 #[derive(Debug)]
 struct Inner {
     map: DashMap<String, Entry, ahash::RandomState>,
-    clock: SharedClock,
+    clock: LocalClock,
 }
 
 #[derive(Debug)]
@@ -66,10 +68,11 @@ enum Stored {
 }
 
 impl Stored {
+    #[inline]
     fn to_bytes(&self) -> Bytes {
         match self {
             Self::Bytes(bytes) => bytes.clone(),
-            Self::Integer(n) => format_integer(*n).into(),
+            Self::Integer(n) => integer_bytes(*n),
         }
     }
 
@@ -94,9 +97,11 @@ impl Entry {
         self.expires_at.is_none_or(|at| now < at)
     }
 
-    /// Like `is_live`, reading the clock only for entries that can expire.
-    fn is_live_at(&self, clock: &dyn Clock) -> bool {
-        self.expires_at.is_none_or(|at| clock.now_ms() < at)
+    /// Like `is_live`, asking the clock only about entries that can expire, and cheaply about
+    /// those far from their expiry (see `local_clock`).
+    #[inline]
+    fn is_live_at(&self, clock: &LocalClock) -> bool {
+        self.expires_at.is_none_or(|at| clock.is_before(at))
     }
 
     /// A placeholder for a new counter, expired so that it reads as absent.
@@ -108,8 +113,15 @@ impl Entry {
     }
 }
 
+/// A counter's decimal bytes: off the path of plain values.
+#[cold]
+#[inline(never)]
+fn integer_bytes(n: i64) -> Bytes {
+    format_integer(n).into()
+}
+
 fn overflow(key: &str) -> crate::Error {
-    crate::ErrorKind::Overflow {
+    ErrorKind::Overflow {
         key: key.to_owned(),
     }
     .into()
@@ -119,23 +131,23 @@ fn overflow(key: &str) -> crate::Error {
 #[derive(Debug)]
 #[must_use]
 pub struct ArrayDriverBuilder {
-    clock: SharedClock,
+    clock: LocalClock,
     sweep_interval: Option<Duration>,
 }
 
 impl Default for ArrayDriverBuilder {
     fn default() -> Self {
         Self {
-            clock: Arc::new(MonotonicClock::new()),
+            clock: LocalClock::default(),
             sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
         }
     }
 }
 
 impl ArrayDriverBuilder {
-    /// The clock that decides expiry. Default: [`MonotonicClock`].
+    /// The clock that decides expiry. Default: [`MonotonicClock`](crate::MonotonicClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = LocalClock::custom(clock);
         self
     }
 
@@ -236,7 +248,7 @@ impl CacheDriver for ArrayDriver {
 
     #[inline]
     fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
-        DriverFuture::ready(self.get_now(key))
+        DriverFuture::in_memory(self, key, Self::get_now)
     }
 
     #[inline]
@@ -307,16 +319,23 @@ impl CacheDriver for ArrayDriver {
 impl ArrayDriver {
     #[inline]
     fn get_now(&self, key: &str) -> Result<Option<Bytes>> {
-        match self.inner.map.get(key) {
-            Some(entry) if entry.is_live_at(&*self.inner.clock) => Ok(Some(entry.value.to_bytes())),
-            Some(entry) => {
-                drop(entry);
-                let now = self.now();
-                self.inner.map.remove_if(key, |_, e| !e.is_live(now));
-                Ok(None)
-            }
-            None => Ok(None),
+        let Some(entry) = self.inner.map.get(key) else {
+            return Ok(None);
+        };
+        if !entry.is_live_at(&self.inner.clock) {
+            drop(entry);
+            self.remove_expired(key);
+            return Ok(None);
         }
+        Ok(Some(entry.value.to_bytes()))
+    }
+
+    /// Removes the entry at `key` if it is still expired when its shard is locked for writing.
+    #[cold]
+    #[inline(never)]
+    fn remove_expired(&self, key: &str) {
+        let now = self.now();
+        self.inner.map.remove_if(key, |_, e| !e.is_live(now));
     }
 
     #[inline]
@@ -327,8 +346,17 @@ impl ArrayDriver {
         }
         let entry = Entry {
             value: Stored::Bytes(value),
-            expires_at: expiry_at(&*self.inner.clock, ttl),
+            expires_at: expiry_at(&self.inner.clock, ttl),
         };
+        // Replacing an entry in place saves copying the key (an allocation) for keys that are
+        // written again, the common case of a cache; the old value is dropped after the
+        // shard's lock is released.
+        if let Some(mut slot) = self.inner.map.get_mut(key) {
+            let old = std::mem::replace(&mut *slot, entry);
+            drop(slot);
+            drop(old);
+            return;
+        }
         self.inner.map.insert(key.to_owned(), entry);
     }
 
@@ -340,7 +368,7 @@ impl ArrayDriver {
         let now = self.now();
         let entry = Entry {
             value: Stored::Bytes(value),
-            expires_at: expiry_at(&*self.inner.clock, ttl),
+            expires_at: expiry_at(&self.inner.clock, ttl),
         };
         match self.inner.map.entry(key.to_owned()) {
             MapEntry::Occupied(e) if e.get().is_live(now) => Ok(false),
@@ -372,7 +400,7 @@ impl ArrayDriver {
     #[inline]
     fn increment_now(&self, key: &str, by: i64) -> Result<i64> {
         let mut entry = self.counter_entry(key);
-        let next = if entry.is_live_at(&*self.inner.clock) {
+        let next = if entry.is_live_at(&self.inner.clock) {
             entry.value.incremented(key, by)?
         } else {
             // A missing or expired counter starts from zero and never expires.
@@ -436,7 +464,7 @@ impl ArrayDriver {
             self.inner.map.remove(key);
             return true;
         }
-        entry.expires_at = expiry_at(&*self.inner.clock, ttl);
+        entry.expires_at = expiry_at(&self.inner.clock, ttl);
         true
     }
 }
@@ -474,6 +502,41 @@ mod tests {
             thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(driver.len(), 1, "the sweeper reclaims expired entries");
+    }
+
+    /// On the default clock, reads far from an entry's expiry take the coarse estimate and
+    /// reads near it the precise clock (`local_clock`); the answer must be the same. Real time.
+    #[tokio::test]
+    async fn expiry_on_the_system_clock_is_exact_either_side_of_the_guard() {
+        let driver = ArrayDriver::new();
+        let value = Bytes::from_static(b"v");
+        driver
+            .put("long", value.clone(), Some(Duration::from_millis(1_300)))
+            .await
+            .unwrap();
+        driver
+            .put("short", value.clone(), Some(Duration::from_millis(60)))
+            .await
+            .unwrap();
+        let start = std::time::Instant::now();
+        assert!(driver.get("long").await.unwrap().is_some());
+        assert!(driver.get("short").await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(driver.get("short").await.unwrap().is_none());
+        // Read on every millisecond until it is gone: never before its TTL.
+        while driver.get("long").await.unwrap().is_some() {
+            assert!(
+                start.elapsed() < Duration::from_millis(1_500),
+                "still live after 1.5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Milliseconds are whole, so the expiry may come up to 1 ms before the full TTL.
+        assert!(
+            start.elapsed() >= Duration::from_millis(1_298),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
