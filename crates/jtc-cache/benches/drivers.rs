@@ -83,6 +83,40 @@ fn array(c: &mut Criterion) {
         })
     });
 
+    // Puts of keys the map does not hold yet (a `remember` after a miss): each batch writes
+    // fresh keys, prepared outside the timing, into an empty map.
+    let fresh =
+        |iters: u64| -> Vec<String> { (0..iters).map(|i| format!("new:{i}:profile")).collect() };
+    group.bench_function("put-new/raw-dashmap", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let keys = fresh(iters);
+            async move {
+                let raw: DashMap<String, Vec<u8>> = DashMap::new();
+                let start = std::time::Instant::now();
+                for key in &keys {
+                    black_box(raw.insert(key.clone(), VALUE.to_vec()));
+                }
+                start.elapsed()
+            }
+        })
+    });
+    group.bench_function("put-new/driver", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let keys = fresh(iters);
+            async move {
+                let driver = ArrayDriver::builder().sweep_interval(None).build();
+                let start = std::time::Instant::now();
+                for key in &keys {
+                    driver
+                        .put(key, Bytes::copy_from_slice(VALUE), TTL)
+                        .await
+                        .unwrap();
+                }
+                start.elapsed()
+            }
+        })
+    });
+
     let counters: DashMap<String, Vec<u8>> = DashMap::new();
     let counter_keys: Vec<String> = keys.iter().map(|k| format!("{k}:visits")).collect();
     group.bench_function("increment/raw-dashmap", |b| {

@@ -154,7 +154,7 @@ impl CoarseEstimate {
 }
 
 /// The kernel's coarse monotonic clock in milliseconds.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(target_os = "linux")]
 #[inline]
 fn coarse_ms() -> Option<u64> {
     use rustix::time::{ClockId, clock_gettime};
@@ -162,25 +162,25 @@ fn coarse_ms() -> Option<u64> {
     Some(timespec_ms(now.tv_sec, now.tv_nsec))
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(target_os = "linux"))]
 #[inline]
 fn coarse_ms() -> Option<u64> {
     None
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(target_os = "linux")]
 fn coarse_resolution_ms() -> Option<u64> {
     use rustix::time::{ClockId, clock_getres};
     let resolution = clock_getres(ClockId::MonotonicCoarse);
     Some(timespec_ms(resolution.tv_sec, resolution.tv_nsec).max(1))
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(target_os = "linux"))]
 fn coarse_resolution_ms() -> Option<u64> {
     None
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(target_os = "linux")]
 #[inline]
 fn timespec_ms(secs: i64, nanos: i64) -> u64 {
     (secs as u64)

@@ -7,7 +7,6 @@ use std::{
 };
 
 use bytes::Bytes;
-use dashmap::{DashMap, mapref::entry::Entry as MapEntry};
 
 use crate::ErrorKind;
 use crate::{
@@ -15,6 +14,7 @@ use crate::{
     clock::{duration_ms, expiry_at},
     codec::{format_integer, incremented},
     driver::{CacheDriver, DriverFuture},
+    drivers::shards::Shards,
     local_clock::LocalClock,
 };
 
@@ -24,7 +24,7 @@ const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// An in-process cache driver: fast, private to the process, gone when it exits.
 ///
 /// Made for tests and for single-instance apps. Every operation, `increment` and `add`
-/// included, is atomic (a per-shard lock of a [`DashMap`]). Expired entries are invisible at
+/// included, is atomic (a lock per shard of its hash table). Expired entries are invisible at
 /// once and their memory is reclaimed by a background sweeper thread within one sweep
 /// interval, even when nobody reads them again; the thread stops when the driver is dropped.
 ///
@@ -48,7 +48,7 @@ pub struct ArrayDriver {
 
 #[derive(Debug)]
 struct Inner {
-    map: DashMap<String, Entry, ahash::RandomState>,
+    map: Shards<Entry>,
     clock: LocalClock,
 }
 
@@ -161,7 +161,7 @@ impl ArrayDriverBuilder {
     /// Creates the driver and starts its sweeper.
     pub fn build(self) -> ArrayDriver {
         let inner = Arc::new(Inner {
-            map: DashMap::default(),
+            map: Shards::default(),
             clock: self.clock,
         });
         if let Some(interval) = self.sweep_interval {
@@ -194,7 +194,7 @@ impl ArrayDriver {
 
     /// Whether no entries are held in memory.
     pub fn is_empty(&self) -> bool {
-        self.inner.map.is_empty()
+        self.inner.map.len() == 0
     }
 
     fn now(&self) -> u64 {
@@ -211,13 +211,7 @@ impl Default for ArrayDriver {
 impl Inner {
     fn sweep(&self) -> u64 {
         let now = self.clock.now_ms();
-        let mut removed = 0;
-        self.map.retain(|_, entry| {
-            let live = entry.is_live(now);
-            removed += u64::from(!live);
-            live
-        });
-        removed
+        self.map.retain(|entry| entry.is_live(now))
     }
 }
 
@@ -289,7 +283,7 @@ impl CacheDriver for ArrayDriver {
 
     fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
         let now = self.now();
-        let removed = self.inner.map.remove_if(key, |_, entry| {
+        let removed = self.inner.map.remove_if(key, |entry| {
             entry.is_live(now) && entry.value.to_bytes().as_ref() == expected
         });
         DriverFuture::ready(Ok(removed.is_some()))
@@ -319,15 +313,21 @@ impl CacheDriver for ArrayDriver {
 impl ArrayDriver {
     #[inline]
     fn get_now(&self, key: &str) -> Result<Option<Bytes>> {
-        let Some(entry) = self.inner.map.get(key) else {
-            return Ok(None);
-        };
-        if !entry.is_live_at(&self.inner.clock) {
-            drop(entry);
-            self.remove_expired(key);
-            return Ok(None);
+        let found = self.inner.map.read(key, |entry| {
+            entry.map(|entry| {
+                entry
+                    .is_live_at(&self.inner.clock)
+                    .then(|| entry.value.to_bytes())
+            })
+        });
+        match found {
+            Some(Some(value)) => Ok(Some(value)),
+            Some(None) => {
+                self.remove_expired(key);
+                Ok(None)
+            }
+            None => Ok(None),
         }
-        Ok(Some(entry.value.to_bytes()))
     }
 
     /// Removes the entry at `key` if it is still expired when its shard is locked for writing.
@@ -335,7 +335,7 @@ impl ArrayDriver {
     #[inline(never)]
     fn remove_expired(&self, key: &str) {
         let now = self.now();
-        self.inner.map.remove_if(key, |_, e| !e.is_live(now));
+        self.inner.map.remove_if(key, |e| !e.is_live(now));
     }
 
     #[inline]
@@ -348,16 +348,7 @@ impl ArrayDriver {
             value: Stored::Bytes(value),
             expires_at: expiry_at(&self.inner.clock, ttl),
         };
-        // Replacing an entry in place saves copying the key (an allocation) for keys that are
-        // written again, the common case of a cache; the old value is dropped after the
-        // shard's lock is released.
-        if let Some(mut slot) = self.inner.map.get_mut(key) {
-            let old = std::mem::replace(&mut *slot, entry);
-            drop(slot);
-            drop(old);
-            return;
-        }
-        self.inner.map.insert(key.to_owned(), entry);
+        self.inner.map.insert(key, entry);
     }
 
     #[inline]
@@ -370,74 +361,66 @@ impl ArrayDriver {
             value: Stored::Bytes(value),
             expires_at: expiry_at(&self.inner.clock, ttl),
         };
-        match self.inner.map.entry(key.to_owned()) {
-            MapEntry::Occupied(e) if e.get().is_live(now) => Ok(false),
-            MapEntry::Occupied(mut e) => {
-                e.insert(entry);
-                Ok(true)
+        let replaced = self.inner.map.write(key, |mut slot| {
+            if slot.get_mut().is_some_and(|e| e.is_live(now)) {
+                return Err(entry);
             }
-            MapEntry::Vacant(e) => {
-                e.insert(entry);
-                Ok(true)
-            }
-        }
+            Ok(slot.insert(entry))
+        });
+        // Whatever was not stored, or was replaced, is dropped after the lock is released.
+        Ok(replaced.is_ok())
     }
 
-    /// The entry of a counter, locked; a missing key gets an expired placeholder, which
-    /// reads as absent. Looks up without allocating the key when it exists.
+    /// Runs `f` on the entry of a counter, locked; a missing key gets an expired placeholder,
+    /// which reads as absent.
     #[inline]
-    fn counter_entry(&self, key: &str) -> dashmap::mapref::one::RefMut<'_, String, Entry> {
-        match self.inner.map.get_mut(key) {
-            Some(entry) => entry,
-            None => self
-                .inner
-                .map
-                .entry(key.to_owned())
-                .or_insert_with(Entry::vacant),
-        }
+    fn with_counter<R>(&self, key: &str, f: impl FnOnce(&mut Entry) -> R) -> R {
+        self.inner
+            .map
+            .write(key, |slot| f(slot.or_insert_with(Entry::vacant)))
     }
 
     #[inline]
     fn increment_now(&self, key: &str, by: i64) -> Result<i64> {
-        let mut entry = self.counter_entry(key);
-        let next = if entry.is_live_at(&self.inner.clock) {
-            entry.value.incremented(key, by)?
-        } else {
-            // A missing or expired counter starts from zero and never expires.
-            entry.expires_at = None;
-            by
-        };
-        entry.value = Stored::Integer(next);
-        Ok(next)
+        let clock = &self.inner.clock;
+        self.with_counter(key, |entry| {
+            let next = if entry.is_live_at(clock) {
+                entry.value.incremented(key, by)?
+            } else {
+                // A missing or expired counter starts from zero and never expires.
+                entry.expires_at = None;
+                by
+            };
+            entry.value = Stored::Integer(next);
+            Ok(next)
+        })
     }
 
     #[inline]
     fn hit_now(&self, key: &str, window: Duration) -> Result<Hit> {
         let now = self.now();
-        let mut entry = self.counter_entry(key);
-        let (count, expires_at) = match entry.expires_at {
-            Some(at) if now < at => (entry.value.incremented(key, 1)?, at),
-            // A live counter without a TTL gets the window too.
-            None => (entry.value.incremented(key, 1)?, now + duration_ms(window)),
-            Some(_) => (1, now + duration_ms(window)),
-        };
-        *entry = Entry {
-            value: Stored::Integer(count),
-            expires_at: Some(expires_at),
-        };
-        Ok(Hit {
-            count,
-            expires_in: Duration::from_millis(expires_at - now),
+        self.with_counter(key, |entry| {
+            let (count, expires_at) = match entry.expires_at {
+                Some(at) if now < at => (entry.value.incremented(key, 1)?, at),
+                // A live counter without a TTL gets the window too.
+                None => (entry.value.incremented(key, 1)?, now + duration_ms(window)),
+                Some(_) => (1, now + duration_ms(window)),
+            };
+            *entry = Entry {
+                value: Stored::Integer(count),
+                expires_at: Some(expires_at),
+            };
+            Ok(Hit {
+                count,
+                expires_in: Duration::from_millis(expires_at - now),
+            })
         })
     }
 
     #[inline]
     fn forget_now(&self, key: &str) -> bool {
         let now = self.now();
-        self.inner
-            .map
-            .remove(key)
-            .is_some_and(|(_, e)| e.is_live(now))
+        self.inner.map.remove(key).is_some_and(|e| e.is_live(now))
     }
 
     #[inline]
@@ -446,26 +429,26 @@ impl ArrayDriver {
         self.inner
             .map
             .remove(key)
-            .filter(|(_, e)| e.is_live(now))
-            .map(|(_, e)| e.value.into_bytes())
+            .filter(|e| e.is_live(now))
+            .map(|e| e.value.into_bytes())
     }
 
     #[inline]
     fn touch_now(&self, key: &str, ttl: Option<Duration>) -> bool {
         let now = self.now();
-        let Some(mut entry) = self.inner.map.get_mut(key) else {
-            return false;
-        };
-        if !entry.is_live(now) {
-            return false;
-        }
-        if ttl.is_some_and(|t| t.is_zero()) {
-            drop(entry);
-            self.inner.map.remove(key);
-            return true;
-        }
-        entry.expires_at = expiry_at(&self.inner.clock, ttl);
-        true
+        let expires_at = expiry_at(&self.inner.clock, ttl);
+        let (live, removed) = self.inner.map.write(key, |mut slot| {
+            let Some(entry) = slot.get_mut().filter(|e| e.is_live(now)) else {
+                return (false, None);
+            };
+            if ttl.is_some_and(|t| t.is_zero()) {
+                return (true, slot.remove());
+            }
+            entry.expires_at = expires_at;
+            (true, None)
+        });
+        drop(removed); // after the lock is released
+        live
     }
 }
 

@@ -4,3 +4,4 @@ pub(crate) mod array;
 pub(crate) mod file;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+pub(crate) mod shards;

@@ -1,0 +1,282 @@
+//! The in-memory driver's store: a hash table split into shards, each behind its own lock.
+//!
+//! Like a `DashMap`, but every operation takes the key as `&str` and copies it only when it
+//! inserts a new entry: writing a key that is already there allocates nothing, and writing a
+//! new one looks it up once. (`DashMap`'s `entry` needs an owned key, so an upsert there either
+//! copies the key every time or looks it up twice.) The key is hashed once, and the same hash
+//! picks the shard and the bucket.
+
+use std::{
+    sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard},
+    thread,
+};
+
+use hashbrown::{HashTable, hash_table};
+
+type Table<V> = HashTable<(Box<str>, V)>;
+
+pub(crate) struct Shards<V> {
+    shards: Box<[Shard<V>]>,
+    hasher: ahash::RandomState,
+    /// `64 - log2(shards)`: the shard is taken from the hash bits just below the top seven,
+    /// which the table keeps for its own control bytes, and above the bits it indexes with.
+    shift: u32,
+}
+
+/// One lock and its table, on a cache line of its own so that shards do not contend.
+#[repr(align(128))]
+struct Shard<V> {
+    table: RwLock<Table<V>>,
+}
+
+impl<V> Shard<V> {
+    // A panic while a shard is locked cannot leave an entry half-written (entries are replaced
+    // whole), so a poisoned lock is used as it is.
+    fn read(&self) -> RwLockReadGuard<'_, Table<V>> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Table<V>> {
+        self.table.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The place of one key in a locked shard, for a read-modify-write.
+pub(crate) enum Slot<'a, V> {
+    Occupied(hash_table::OccupiedEntry<'a, (Box<str>, V)>),
+    Vacant {
+        entry: hash_table::VacantEntry<'a, (Box<str>, V)>,
+        key: &'a str,
+    },
+}
+
+impl<'a, V> Slot<'a, V> {
+    /// The value, if the key is there.
+    #[inline]
+    pub(crate) fn get_mut(&mut self) -> Option<&mut V> {
+        match self {
+            Self::Occupied(entry) => Some(&mut entry.get_mut().1),
+            Self::Vacant { .. } => None,
+        }
+    }
+
+    /// The value, inserting `make()` first if the key is not there.
+    #[inline]
+    pub(crate) fn or_insert_with(self, make: impl FnOnce() -> V) -> &'a mut V {
+        match self {
+            Self::Occupied(entry) => &mut entry.into_mut().1,
+            Self::Vacant { entry, key } => &mut entry.insert((key.into(), make())).into_mut().1,
+        }
+    }
+
+    /// Stores `value`; returns the value it replaced.
+    #[inline]
+    pub(crate) fn insert(self, value: V) -> Option<V> {
+        match self {
+            Self::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
+            Self::Vacant { entry, key } => {
+                entry.insert((key.into(), value));
+                None
+            }
+        }
+    }
+
+    /// Removes the key; returns its value.
+    pub(crate) fn remove(self) -> Option<V> {
+        match self {
+            Self::Occupied(entry) => Some(entry.remove().0.1),
+            Self::Vacant { .. } => None,
+        }
+    }
+}
+
+impl<V> Default for Shards<V> {
+    fn default() -> Self {
+        // As many shards as `DashMap` takes: four per thread, a power of two.
+        let threads = thread::available_parallelism().map_or(1, usize::from);
+        let count = (threads * 4).next_power_of_two();
+        Self {
+            shards: (0..count)
+                .map(|_| Shard {
+                    table: RwLock::new(HashTable::new()),
+                })
+                .collect(),
+            hasher: ahash::RandomState::new(),
+            shift: 64 - count.trailing_zeros(),
+        }
+    }
+}
+
+impl<V> Shards<V> {
+    #[inline(always)]
+    fn locate(&self, key: &str) -> (u64, &Shard<V>) {
+        let hash = self.hasher.hash_one(key);
+        // `count` is a power of two; with one shard the shift is 64 and the index 0.
+        let index = (hash << 7).checked_shr(self.shift).unwrap_or(0) as usize;
+        (hash, &self.shards[index])
+    }
+
+    /// Runs `f` on the value at `key` under the shard's read lock.
+    #[inline]
+    pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(Option<&V>) -> R) -> R {
+        let (hash, shard) = self.locate(key);
+        let table = shard.read();
+        f(table.find(hash, |(k, _)| **k == *key).map(|(_, v)| v))
+    }
+
+    /// Runs `f` on the slot of `key` under the shard's write lock.
+    #[inline]
+    pub(crate) fn write<R>(&self, key: &str, f: impl FnOnce(Slot<'_, V>) -> R) -> R {
+        let (hash, shard) = self.locate(key);
+        let mut table = shard.write();
+        let hasher = &self.hasher;
+        let slot = match table.entry(hash, |(k, _)| **k == *key, |(k, _)| hasher.hash_one(k)) {
+            hash_table::Entry::Occupied(entry) => Slot::Occupied(entry),
+            hash_table::Entry::Vacant(entry) => Slot::Vacant { entry, key },
+        };
+        f(slot)
+    }
+
+    /// Stores `value` at `key`; the value it replaced is dropped after the lock is released.
+    #[inline]
+    pub(crate) fn insert(&self, key: &str, value: V) {
+        let (hash, shard) = self.locate(key);
+        let mut table = shard.write();
+        let old = match table.find_mut(hash, |(k, _)| **k == *key) {
+            Some((_, slot)) => Some(std::mem::replace(slot, value)),
+            None => {
+                let hasher = &self.hasher;
+                table.insert_unique(hash, (key.into(), value), |(k, _)| hasher.hash_one(k));
+                None
+            }
+        };
+        drop(table);
+        drop(old);
+    }
+
+    /// Removes `key`; returns its value.
+    pub(crate) fn remove(&self, key: &str) -> Option<V> {
+        self.remove_if(key, |_| true)
+    }
+
+    /// Removes `key` if `remove` says so of its value; returns the value removed.
+    pub(crate) fn remove_if(&self, key: &str, remove: impl FnOnce(&V) -> bool) -> Option<V> {
+        let (hash, shard) = self.locate(key);
+        let mut table = shard.write();
+        match table.find_entry(hash, |(k, _)| **k == *key) {
+            Ok(entry) if remove(&entry.get().1) => Some(entry.remove().0.1),
+            _ => None,
+        }
+    }
+
+    /// Keeps only the values `keep` says to keep, one shard at a time; returns how many were
+    /// removed.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&mut V) -> bool) -> u64 {
+        let mut removed = 0;
+        for shard in &self.shards {
+            let mut table = shard.write();
+            let before = table.len();
+            table.retain(|(_, v)| keep(v));
+            removed += (before - table.len()) as u64;
+        }
+        removed
+    }
+
+    /// Removes everything.
+    pub(crate) fn clear(&self) {
+        for shard in &self.shards {
+            // Dropped after the lock is released.
+            let table = std::mem::take(&mut *shard.write());
+            drop(table);
+        }
+    }
+
+    /// The number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+}
+
+impl<V> std::fmt::Debug for Shards<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shards")
+            .field("shards", &self.shards.len())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_distinct_and_every_operation_finds_them() {
+        let map: Shards<u32> = Shards::default();
+        let keys: Vec<String> = (0..5_000).map(|i| format!("key:{i}")).collect();
+        for (i, key) in keys.iter().enumerate() {
+            map.insert(key, i as u32);
+        }
+        assert_eq!(map.len(), keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(map.read(key, |v| v.copied()), Some(i as u32));
+        }
+        // Replacing does not add; the slot sees the old value.
+        map.insert("key:7", 70);
+        assert_eq!(map.len(), keys.len());
+        map.write("key:7", |mut slot| *slot.get_mut().unwrap() += 1);
+        assert_eq!(map.read("key:7", |v| v.copied()), Some(71));
+        assert_eq!(map.write("new", |slot| *slot.or_insert_with(|| 5)), 5);
+        assert_eq!(map.remove_if("new", |v| *v == 6), None);
+        assert_eq!(map.remove("new"), Some(5));
+        assert_eq!(map.remove("new"), None);
+        assert_eq!(map.retain(|v| *v % 2 == 0), 2_500);
+        assert_eq!(map.len(), 2_500);
+        assert_eq!(map.read("key:1", |v| v.copied()), None);
+        map.clear();
+        assert_eq!(map.len(), 0);
+    }
+
+    #[test]
+    fn writes_from_many_threads_are_atomic() {
+        let map: Shards<u64> = Shards::default();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for i in 0..20_000 {
+                        let key = format!("counter:{}", i % 16);
+                        map.write(&key, |slot| *slot.or_insert_with(|| 0) += 1);
+                        if i % 7 == 0 {
+                            map.insert("churn", i);
+                            map.remove("churn");
+                        }
+                    }
+                });
+            }
+        });
+        for i in 0..16 {
+            assert_eq!(map.read(&format!("counter:{i}"), |v| v.copied()), Some(10_000));
+        }
+    }
+
+    #[test]
+    fn keys_spread_over_the_shards() {
+        let map: Shards<()> = Shards::default();
+        let mut per_shard = vec![0usize; map.shards.len()];
+        for i in 0..10_000 {
+            let key = format!("user:{i}:profile");
+            let (_, shard) = map.locate(&key);
+            let index = map
+                .shards
+                .iter()
+                .position(|s| std::ptr::eq(s, shard))
+                .unwrap();
+            per_shard[index] += 1;
+        }
+        let fair = 10_000 / per_shard.len();
+        assert!(
+            per_shard.iter().all(|&n| n > fair / 2 && n < fair * 2),
+            "{per_shard:?}"
+        );
+    }
+}
