@@ -255,7 +255,10 @@ mod tests {
             }
         });
         for i in 0..16 {
-            assert_eq!(map.read(&format!("counter:{i}"), |v| v.copied()), Some(10_000));
+            assert_eq!(
+                map.read(&format!("counter:{i}"), |v| v.copied()),
+                Some(10_000)
+            );
         }
     }
 
