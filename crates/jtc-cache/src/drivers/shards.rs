@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn writes_from_many_threads_are_atomic() {
         let map: Shards<u64> = Shards::default();
-        std::thread::scope(|scope| {
+        thread::scope(|scope| {
             for _ in 0..8 {
                 scope.spawn(|| {
                     for i in 0..20_000 {
