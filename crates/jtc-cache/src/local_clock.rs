@@ -13,15 +13,18 @@
 //! The coarse clock and the precise clock are different time lines (the first is the kernel's,
 //! slewed by NTP; the second counts CPU cycles scaled at start-up), so the estimate is the
 //! coarse reading plus an offset measured from both clocks at one moment (an anchor). Its error
-//! is bounded by how far the coarse clock lags the kernel's own time (a few timer ticks; Linux
-//! forces an update after five missed ticks) plus how far the two clocks drift apart since the
-//! anchor (NTP slews at most 500 ppm: 4 ms over [`ANCHOR_MAX_AGE_MS`]). [`GUARD_MS`] is
-//! a hundred times that. An anchor older than [`ANCHOR_MAX_AGE_MS`] is not used; the next
-//! precise reading renews it.
+//! is bounded by how far the coarse clock lags the kernel's own time (a few timer ticks: Linux
+//! forces an update after five missed ticks, 20 ms at 250 Hz) plus how far the two clocks drift
+//! apart since the anchor (NTP slews at most 500 ppm: 4 ms over [`ANCHOR_MAX_AGE_MS`]).
+//! [`GUARD_MS`], one second, is some forty times that. An anchor older than
+//! [`ANCHOR_MAX_AGE_MS`] is not used; the next precise reading renews it.
 
 use std::sync::{
     Arc,
-    atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    atomic::{
+        AtomicI64, AtomicU64,
+        Ordering::{Acquire, Relaxed, Release},
+    },
 };
 
 use crate::{Clock, MonotonicClock, clock::SharedClock};
@@ -117,7 +120,8 @@ impl CoarseEstimate {
         let Some(coarse) = coarse_ms() else {
             return precise.now_ms() < deadline;
         };
-        let anchored_at = self.anchored_at.load(Relaxed);
+        // Acquire: an anchor seen here comes with the offset stored before it (`anchor`).
+        let anchored_at = self.anchored_at.load(Acquire);
         let age = coarse.wrapping_sub(anchored_at);
         if age < ANCHOR_MAX_AGE_MS {
             let estimate = coarse.wrapping_add_signed(self.offset.load(Relaxed));
@@ -144,12 +148,14 @@ impl CoarseEstimate {
         now < deadline
     }
 
-    /// Records the offset between the clocks. The two stores are separate: a reader that sees
-    /// one new and one old value is off by the drift of one anchor age, well inside the guard.
+    /// Records the offset between the clocks. The offset is stored first and the anchor's time
+    /// with `Release`, so a reader that trusts the new anchor also reads the new offset; a reader
+    /// that sees the old anchor with the new offset uses a fresher offset than it trusts, which
+    /// is no worse. (Two threads renewing at once leave offsets measured nanoseconds apart.)
     fn anchor(&self, precise_ms: u64, coarse_ms: u64) {
         let offset = precise_ms.wrapping_sub(coarse_ms) as i64;
         self.offset.store(offset, Relaxed);
-        self.anchored_at.store(coarse_ms, Relaxed);
+        self.anchored_at.store(coarse_ms, Release);
     }
 }
 
@@ -223,9 +229,10 @@ mod tests {
         let estimate = estimate.expect("Linux has CLOCK_MONOTONIC_COARSE");
         // An anchor from long ago is not trusted, even with an offset that would say "live".
         estimate.offset.store(i64::MAX / 4, Relaxed);
-        estimate
-            .anchored_at
-            .store(coarse_ms().unwrap() - ANCHOR_MAX_AGE_MS - 1, Relaxed);
+        estimate.anchored_at.store(
+            coarse_ms().unwrap().wrapping_sub(ANCHOR_MAX_AGE_MS + 1),
+            Relaxed,
+        );
         let now = precise.now_ms();
         assert!(!estimate.is_before(&precise, now));
         // The precise reading renewed the anchor, so the estimate is right again.
