@@ -179,8 +179,8 @@ pub struct Hit {
     pub expires_in: Duration,
 }
 
-/// The future a [`CacheDriver`] method returns: either a result that is already there, or a
-/// boxed `async` block.
+/// The future a [`CacheDriver`] method returns: a result that is already there, a boxed
+/// `async` block, or (for this crate's in-memory driver) a read that runs when polled.
 #[must_use = "futures do nothing unless awaited"]
 pub struct DriverFuture<'a, T> {
     state: State<'a, T>,
@@ -196,7 +196,7 @@ enum State<'a, T> {
 
 /// An in-memory read, run when polled. Its future holds two references instead of the
 /// result, and the result goes straight to the caller: a result written into the future and
-/// read back at once cost a read of the in-memory driver about a sixth of its time
+/// read back at once cost a read of the in-memory driver about a tenth of its time
 /// (docs/benchmarks.md).
 struct InMemory<'a, T> {
     driver: &'a ArrayDriver,
