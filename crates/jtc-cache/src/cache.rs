@@ -8,10 +8,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
-use crate::ErrorKind;
 use crate::{
-    CacheConfig, CacheDriver, CacheEvent, CacheStats, Codec, EventKind, Hit, Result, codec::decode,
-    events::Observer, keys,
+    CacheConfig, CacheDriver, CacheEvent, CacheStats, Codec, ErrorKind, EventKind, Hit, Result,
+    codec::decode, events::Observer, keys,
 };
 
 /// Values whose encoded size is above this many bytes are compressed, by default.

@@ -18,8 +18,7 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::ErrorKind;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 const MAGIC: &[u8; 3] = b"jtc";
 const HEADER_LEN: usize = MAGIC.len() + 1;

@@ -2,8 +2,9 @@
 
 use std::{fmt, path::PathBuf, str::FromStr};
 
-use crate::ErrorKind;
-use crate::{ArrayDriver, Cache, DEFAULT_COMPRESSION_THRESHOLD, Error, FileDriver, Result};
+use crate::{
+    ArrayDriver, Cache, DEFAULT_COMPRESSION_THRESHOLD, Error, ErrorKind, FileDriver, Result,
+};
 #[cfg(feature = "redis")]
 use crate::{RedisConfig, RedisDriver};
 

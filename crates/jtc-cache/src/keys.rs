@@ -8,8 +8,7 @@
 
 use std::borrow::Cow;
 
-use crate::ErrorKind;
-use crate::Result;
+use crate::{ErrorKind, Result};
 
 /// The longest key (and lock name) the cache accepts, in bytes of UTF-8.
 ///

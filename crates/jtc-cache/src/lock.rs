@@ -5,8 +5,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
-use crate::ErrorKind;
-use crate::{Cache, EventKind, Result, cache::KeyHash, keys};
+use crate::{Cache, ErrorKind, EventKind, Result, cache::KeyHash, keys};
 
 /// A named lock in a cache's backend, made by [`Cache::lock`].
 ///

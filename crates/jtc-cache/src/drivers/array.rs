@@ -8,9 +8,8 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::ErrorKind;
 use crate::{
-    Clock, Hit, Result,
+    Clock, ErrorKind, Hit, Result,
     clock::{duration_ms, expiry_at},
     codec::{format_integer, incremented},
     driver::{CacheDriver, DriverFuture},

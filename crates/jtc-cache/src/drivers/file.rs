@@ -38,9 +38,8 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::ErrorKind;
 use crate::{
-    Clock, Error, Hit, Result, SystemClock,
+    Clock, Error, ErrorKind, Hit, Result, SystemClock,
     clock::{SharedClock, duration_ms, expiry_at},
     codec::{format_integer, incremented},
     driver::{CacheDriver, DriverFuture},

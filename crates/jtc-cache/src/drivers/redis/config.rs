@@ -4,8 +4,7 @@ use std::{fmt, time::Duration};
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
-use crate::ErrorKind;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// The key prefix unless configured otherwise.
 pub(crate) const DEFAULT_PREFIX: &str = "jtc_cache:";

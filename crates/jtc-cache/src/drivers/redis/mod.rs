@@ -33,9 +33,8 @@ mod config;
 
 pub use config::RedisConfig;
 
-use crate::ErrorKind;
 use crate::{
-    Error, Hit, Result,
+    Error, ErrorKind, Hit, Result,
     clock::duration_ms,
     driver::{CacheDriver, DriverFuture},
 };
