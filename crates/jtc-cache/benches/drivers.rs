@@ -6,8 +6,7 @@
 use std::{
     fs,
     hint::black_box,
-    io::Write,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
@@ -17,13 +16,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dashmap::DashMap;
 use jtc_cache::{ArrayDriver, CacheDriver, FileDriver};
 
-const KEYS: usize = 1_000;
-const VALUE: &[u8] = &[7u8; 128];
-const TTL: Option<Duration> = Some(Duration::from_secs(3600));
+mod common;
 
-fn keys() -> Vec<String> {
-    (0..KEYS).map(|i| format!("user:{i}:profile")).collect()
-}
+use common::{FILE_HEADER_LEN, KEYS, TTL, VALUE, keys, raw_write};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -145,15 +140,6 @@ fn array(c: &mut Criterion) {
     group.finish();
 }
 
-/// The bare file-system work of a put: write a temporary file, rename it over the entry.
-fn raw_write(dir: &Path, name: &str, n: u64, bytes: &[u8]) {
-    let temp = dir.join(format!(".{name}.{n}.tmp"));
-    let mut file = fs::File::create(&temp).unwrap();
-    file.write_all(bytes).unwrap();
-    drop(file);
-    fs::rename(&temp, dir.join(name)).unwrap();
-}
-
 fn file(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -168,7 +154,7 @@ fn file(c: &mut Criterion) {
     let names: Vec<String> = (0..KEYS).map(|i| format!("{i:064x}")).collect();
     let counter = AtomicU64::new(0);
     // The raw baseline writes the same bytes the driver writes: header and value.
-    let stored = [&[0u8; 22][..], VALUE].concat();
+    let stored = [&[0u8; FILE_HEADER_LEN][..], VALUE].concat();
     for (key, name) in keys.iter().zip(&names) {
         raw_write(&raw_dir, name, 0, &stored);
         rt.block_on(driver.put(key, Bytes::copy_from_slice(VALUE), TTL))

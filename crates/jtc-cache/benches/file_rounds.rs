@@ -1,0 +1,136 @@
+//! The file driver's put and get against their bare baselines, in alternating rounds.
+//!
+//! `cargo bench -p jtc-cache --bench file_rounds` (`JTC_ROUNDS`, default 15). A shared VM's
+//! disk can change speed by a factor of two within minutes, and criterion measures a baseline
+//! and then its driver, minutes apart, so their ratio moves with the disk. Here every round
+//! times both, in alternating order, and gives one ratio; the figure is the median round.
+//! docs/benchmarks.md records it.
+
+use std::{
+    fs,
+    hint::black_box,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use jtc_cache::{CacheDriver, FileDriver};
+
+mod common;
+
+use common::{FILE_HEADER_LEN, KEYS, TTL, VALUE, keys, raw_write};
+
+/// Operations per side per round.
+const OPS: usize = 1_000;
+
+fn main() {
+    let rounds: usize = std::env::var("JTC_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    // `cargo test --benches` runs bench targets with `--bench` absent: keep that quick.
+    let rounds = if std::env::args().any(|a| a == "--bench") {
+        rounds
+    } else {
+        1
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let keys = keys();
+    let tmp = tempfile::tempdir().unwrap();
+    let raw_dir = tmp.path().join("raw");
+    fs::create_dir_all(&raw_dir).unwrap();
+    let driver = FileDriver::new(tmp.path().join("cache")).unwrap();
+    let names: Vec<String> = (0..KEYS).map(|i| format!("{i:064x}")).collect();
+    let stored = [&[0u8; FILE_HEADER_LEN][..], VALUE].concat();
+    for (key, name) in keys.iter().zip(&names) {
+        raw_write(&raw_dir, name, 0, &stored);
+        rt.block_on(driver.put(key, Bytes::copy_from_slice(VALUE), TTL))
+            .unwrap();
+    }
+
+    let mut serial = 0u64;
+    let mut raw_put = || {
+        let start = Instant::now();
+        for i in 0..OPS {
+            serial += 1;
+            raw_write(&raw_dir, &names[i % KEYS], serial, &stored);
+        }
+        start.elapsed()
+    };
+    let driver_put = || {
+        rt.block_on(async {
+            let start = Instant::now();
+            for i in 0..OPS {
+                let value = Bytes::copy_from_slice(VALUE);
+                driver.put(&keys[i % KEYS], value, TTL).await.unwrap();
+            }
+            start.elapsed()
+        })
+    };
+    let puts = alternate(rounds, &mut raw_put, driver_put);
+
+    let raw_get = || {
+        let start = Instant::now();
+        for i in 0..OPS {
+            black_box(fs::read(raw_dir.join(&names[i % KEYS])).unwrap());
+        }
+        start.elapsed()
+    };
+    let driver_get = || {
+        rt.block_on(async {
+            let start = Instant::now();
+            for i in 0..OPS {
+                black_box(driver.get(&keys[i % KEYS]).await.unwrap());
+            }
+            start.elapsed()
+        })
+    };
+    let gets = alternate(rounds, raw_get, driver_get);
+
+    report("file put: write temp file + rename", &puts);
+    report("file get: fs::read", &gets);
+}
+
+/// Per round: (baseline, driver) times per operation, the side that goes first alternating.
+fn alternate(
+    rounds: usize,
+    mut baseline: impl FnMut() -> Duration,
+    mut driver: impl FnMut() -> Duration,
+) -> Vec<(Duration, Duration)> {
+    // One unmeasured round of each warms the page cache and the allocator.
+    baseline();
+    driver();
+    (0..rounds)
+        .map(|round| {
+            let (b, d) = if round % 2 == 0 {
+                let b = baseline();
+                (b, driver())
+            } else {
+                let d = driver();
+                (baseline(), d)
+            };
+            (b / OPS as u32, d / OPS as u32)
+        })
+        .collect()
+}
+
+fn report(what: &str, rounds: &[(Duration, Duration)]) {
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .map(|(b, d)| b.as_secs_f64() / d.as_secs_f64())
+        .collect();
+    println!("{what} — baseline ÷ driver per round (above 1.0: the driver is faster)");
+    for (i, ((b, d), r)) in rounds.iter().zip(&ratios).enumerate() {
+        println!("  round {i:>2}: baseline {b:>10.2?}  driver {d:>10.2?}  ratio {r:.3}");
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    let (low, high) = (ratios[0], ratios[ratios.len() - 1]);
+    println!(
+        "  median {median:.3} over {} rounds (range {low:.3}–{high:.3})\n",
+        ratios.len()
+    );
+}
