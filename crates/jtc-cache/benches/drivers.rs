@@ -6,7 +6,6 @@
 use std::{
     fs,
     hint::black_box,
-    path::PathBuf,
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
@@ -14,11 +13,11 @@ use std::{
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dashmap::DashMap;
-use jtc_cache::{ArrayDriver, CacheDriver, FileDriver};
+use jtc_cache::{ArrayDriver, CacheDriver};
 
 mod common;
 
-use common::{FILE_HEADER_LEN, KEYS, TTL, VALUE, keys, raw_write};
+use common::{FileSetup, KEYS, TTL, VALUE, file_setup, keys, raw_write};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -141,25 +140,16 @@ fn array(c: &mut Criterion) {
 }
 
 fn file(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let keys = keys();
-    let tmp = tempfile::tempdir().unwrap();
-    let raw_dir: PathBuf = tmp.path().join("raw");
-    fs::create_dir_all(&raw_dir).unwrap();
-    let driver = FileDriver::new(tmp.path().join("cache")).unwrap();
-    let names: Vec<String> = (0..KEYS).map(|i| format!("{i:064x}")).collect();
+    let FileSetup {
+        rt,
+        keys,
+        _tmp,
+        raw_dir,
+        names,
+        driver,
+        stored,
+    } = file_setup();
     let counter = AtomicU64::new(0);
-    // The raw baseline writes the same bytes the driver writes: header and value.
-    let stored = [&[0u8; FILE_HEADER_LEN][..], VALUE].concat();
-    for (key, name) in keys.iter().zip(&names) {
-        raw_write(&raw_dir, name, 0, &stored);
-        rt.block_on(driver.put(key, Bytes::copy_from_slice(VALUE), TTL))
-            .unwrap();
-    }
     let mut group = c.benchmark_group("file");
     group.throughput(Throughput::Elements(1));
 

@@ -13,11 +13,11 @@ use std::{
 };
 
 use bytes::Bytes;
-use jtc_cache::{CacheDriver, FileDriver};
+use jtc_cache::CacheDriver;
 
 mod common;
 
-use common::{FILE_HEADER_LEN, KEYS, TTL, VALUE, keys, raw_write};
+use common::{FileSetup, KEYS, TTL, VALUE, file_setup, raw_write};
 
 /// Operations per side per round.
 const OPS: usize = 1_000;
@@ -33,23 +33,15 @@ fn main() {
     } else {
         1
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let keys = keys();
-    let tmp = tempfile::tempdir().unwrap();
-    let raw_dir = tmp.path().join("raw");
-    fs::create_dir_all(&raw_dir).unwrap();
-    let driver = FileDriver::new(tmp.path().join("cache")).unwrap();
-    let names: Vec<String> = (0..KEYS).map(|i| format!("{i:064x}")).collect();
-    let stored = [&[0u8; FILE_HEADER_LEN][..], VALUE].concat();
-    for (key, name) in keys.iter().zip(&names) {
-        raw_write(&raw_dir, name, 0, &stored);
-        rt.block_on(driver.put(key, Bytes::copy_from_slice(VALUE), TTL))
-            .unwrap();
-    }
+    let FileSetup {
+        rt,
+        keys,
+        _tmp,
+        raw_dir,
+        names,
+        driver,
+        stored,
+    } = file_setup();
 
     let mut serial = 0u64;
     let mut raw_put = || {
