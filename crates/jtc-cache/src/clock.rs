@@ -70,7 +70,7 @@ impl Clock for MonotonicClock {
     #[inline]
     fn now_ms(&self) -> u64 {
         // Whole-integer arithmetic on the raw reading: no `Duration` or 128-bit division on
-        // a path every in-memory read takes.
+        // the path of every in-memory write.
         let elapsed_ns = self.clock.delta_as_nanos(self.start_raw, self.clock.raw());
         self.start_ms + elapsed_ns / 1_000_000
     }

@@ -140,17 +140,7 @@ impl<V> Shards<V> {
     /// Stores `value` at `key`; the value it replaced is dropped after the lock is released.
     #[inline]
     pub(crate) fn insert(&self, key: &str, value: V) {
-        let (hash, shard) = self.locate(key);
-        let mut table = shard.write();
-        let old = match table.find_mut(hash, |(k, _)| **k == *key) {
-            Some((_, slot)) => Some(std::mem::replace(slot, value)),
-            None => {
-                let hasher = &self.hasher;
-                table.insert_unique(hash, (key.into(), value), |(k, _)| hasher.hash_one(k));
-                None
-            }
-        };
-        drop(table);
+        let old = self.write(key, |slot| slot.insert(value));
         drop(old);
     }
 
