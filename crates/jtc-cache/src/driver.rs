@@ -10,7 +10,7 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::{ArrayDriver, Result};
+use crate::Result;
 
 /// A storage backend for [`Cache`](crate::Cache).
 ///
@@ -180,7 +180,7 @@ pub struct Hit {
 }
 
 /// The future a [`CacheDriver`] method returns: a result that is already there, a boxed
-/// `async` block, or (for this crate's in-memory driver) a read that runs when polled.
+/// `async` block, or (for a driver that answers at once) a read that runs when polled.
 #[must_use = "futures do nothing unless awaited"]
 pub struct DriverFuture<'a, T> {
     state: State<'a, T>,
@@ -199,9 +199,15 @@ enum State<'a, T> {
 /// read back at once cost a read of the in-memory driver about a tenth of its time
 /// (docs/benchmarks.md).
 struct InMemory<'a, T> {
-    driver: &'a ArrayDriver,
+    driver: &'a dyn ReadNow<T>,
     key: &'a str,
-    op: fn(&ArrayDriver, &str) -> Result<T>,
+}
+
+/// A read a driver answers at once, without waiting: [`DriverFuture::read_now`] runs it when
+/// the future is first polled.
+pub(crate) trait ReadNow<T>: Sync {
+    /// Reads `key` now.
+    fn read_now(&self, key: &str) -> Result<T>;
 }
 
 impl<'a, T> DriverFuture<'a, T> {
@@ -220,15 +226,11 @@ impl<'a, T> DriverFuture<'a, T> {
         }
     }
 
-    /// An operation of the in-memory driver on `key`, run when the future is first polled.
+    /// A read of `key` that `driver` answers at once, run when the future is first polled.
     #[inline]
-    pub(crate) fn in_memory(
-        driver: &'a ArrayDriver,
-        key: &'a str,
-        op: fn(&ArrayDriver, &str) -> Result<T>,
-    ) -> Self {
+    pub(crate) fn read_now(driver: &'a dyn ReadNow<T>, key: &'a str) -> Self {
         Self {
-            state: State::InMemory(Some(InMemory { driver, key, op })),
+            state: State::InMemory(Some(InMemory { driver, key })),
         }
     }
 }
@@ -249,7 +251,7 @@ impl<T> Future for DriverFuture<'_, T> {
             },
             State::Boxed(future) => future.as_mut().poll(cx),
             State::InMemory(call) => match call.take() {
-                Some(InMemory { driver, key, op }) => Poll::Ready(op(driver, key)),
+                Some(InMemory { driver, key }) => Poll::Ready(driver.read_now(key)),
                 None => panic!("a DriverFuture was polled after it completed"),
             },
         }

@@ -42,6 +42,14 @@ impl Error {
     }
 }
 
+#[cfg(feature = "redis")]
+impl Error {
+    /// A failed Redis `operation`.
+    pub(crate) fn redis(operation: &'static str, source: redis::RedisError) -> Self {
+        ErrorKind::Redis { operation, source }.into()
+    }
+}
+
 impl From<ErrorKind> for Error {
     #[cold]
     fn from(kind: ErrorKind) -> Self {

@@ -57,7 +57,7 @@ pub struct CacheStats {
     pub misses: u64,
     /// Values stored, counters changed.
     pub writes: u64,
-    /// Entries removed by `forget`/`pull`, and flushes.
+    /// Entries removed by `forget`/`pull`/`prune`, and flushes.
     pub deletes: u64,
     /// Operations that returned an error from the backend.
     pub errors: u64,
@@ -153,6 +153,13 @@ impl Observer {
     pub(crate) fn error(&self, count: bool) {
         if count {
             self.add(ERRORS);
+        }
+    }
+
+    /// Counts `removed` deletes at once (a prune), without an event.
+    pub(crate) fn deletes(&self, count: bool, removed: u64) {
+        if count && removed > 0 {
+            self.stripes[stripe()].0[DELETES].fetch_add(removed, Ordering::Relaxed);
         }
     }
 

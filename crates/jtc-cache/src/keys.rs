@@ -17,15 +17,64 @@ use crate::{ErrorKind, Result};
 /// instead of being hashed and shipped to the backend on every call.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
 
+/// A key as a driver stores it: a user's key (escaped when it starts with NUL) or the key of
+/// one of the cache's own records. Built only in this module, so a raw user key can never reach
+/// a driver by mistake: every driver call of the cache takes a `StoreKey`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoreKey<'a>(Cow<'a, str>);
+
+impl StoreKey<'_> {
+    /// The key as the driver sees it.
+    #[inline]
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The same key, owning its text (for work that outlives the caller's borrow).
+    pub(crate) fn into_owned(self) -> StoreKey<'static> {
+        StoreKey(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+/// The kinds of record the cache keeps next to users' entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// A lock, by its name.
+    Lock,
+    /// A tag's current version, by the tag.
+    Tag,
+    /// An entry written through tags, by the tags' versions and the key.
+    Tagged,
+    /// The marker that a `flexible` value is still fresh, by the entry's storage key.
+    Fresh,
+    /// The cross-process lock of a `remember` fill, by the entry's storage key.
+    Fill,
+    /// The lock of a `flexible` background refresh, by the entry's storage key.
+    Refresh,
+}
+
+impl Record {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Lock => "lock",
+            Self::Tag => "tag",
+            Self::Tagged => "tagged",
+            Self::Fresh => "fresh",
+            Self::Fill => "fill",
+            Self::Refresh => "refresh",
+        }
+    }
+}
+
 /// The storage key of a user's key; an error for a key over [`MAX_KEY_BYTES`].
 #[inline]
-pub(crate) fn entry(key: &str) -> Result<Cow<'_, str>> {
+pub(crate) fn entry(key: &str) -> Result<StoreKey<'_>> {
     check(key)?;
-    Ok(if key.as_bytes().first() == Some(&0) {
+    Ok(StoreKey(if key.as_bytes().first() == Some(&0) {
         Cow::Owned(format!("\0{key}"))
     } else {
         Cow::Borrowed(key)
-    })
+    }))
 }
 
 /// Refuses a key or name over [`MAX_KEY_BYTES`].
@@ -42,14 +91,14 @@ pub(crate) fn check(key: &str) -> Result<()> {
 }
 
 /// The storage key of the cache's own record of `kind` about `name`.
-pub(crate) fn internal(kind: &str, name: &str) -> String {
-    debug_assert!(!kind.is_empty() && !kind.starts_with('\0'));
+pub(crate) fn internal(kind: Record, name: &str) -> StoreKey<'static> {
+    let kind = kind.prefix();
     let mut key = String::with_capacity(2 + kind.len() + name.len());
     key.push('\0');
     key.push_str(kind);
     key.push(':');
     key.push_str(name);
-    key
+    StoreKey(Cow::Owned(key))
 }
 
 /// A fresh random token: 128 bits as 32 hex digits. Lock owners and tag versions.
@@ -84,12 +133,12 @@ mod tests {
     #[test]
     fn user_keys_never_meet_internal_keys() {
         let entry = |key| entry(key).unwrap();
-        assert_eq!(entry("lock:a"), "lock:a");
-        assert!(matches!(entry("plain"), Cow::Borrowed(_)));
+        assert_eq!(entry("lock:a").as_str(), "lock:a");
+        assert!(matches!(entry("plain").0, Cow::Borrowed(_)));
         let sneaky = "\0lock:a";
-        assert_ne!(entry(sneaky), internal("lock", "a"));
-        assert_eq!(entry(sneaky), "\0\0lock:a");
-        assert_eq!(internal("lock", "a"), "\0lock:a");
+        assert_ne!(entry(sneaky), internal(Record::Lock, "a"));
+        assert_eq!(entry(sneaky).as_str(), "\0\0lock:a");
+        assert_eq!(internal(Record::Lock, "a").as_str(), "\0lock:a");
     }
 
     #[test]

@@ -54,12 +54,14 @@ mod cache;
 mod clock;
 mod codec;
 mod config;
+mod counter;
 mod driver;
 mod drivers;
 mod error;
 mod events;
+mod fill;
+mod flexible;
 mod keys;
-mod local_clock;
 mod lock;
 mod tags;
 

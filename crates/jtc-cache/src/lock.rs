@@ -5,7 +5,12 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
-use crate::{Cache, ErrorKind, EventKind, Result, cache::KeyHash, keys};
+use crate::{
+    Cache, ErrorKind, EventKind, Result,
+    cache::observe::KeyHash,
+    keys,
+    keys::{Record, StoreKey},
+};
 
 /// A named lock in a cache's backend, made by [`Cache::lock`].
 ///
@@ -43,7 +48,7 @@ use crate::{Cache, ErrorKind, EventKind, Result, cache::KeyHash, keys};
 pub struct Lock {
     cache: Cache,
     name: Arc<str>,
-    key: Arc<str>,
+    key: Arc<StoreKey<'static>>,
     ttl: Option<Duration>,
 }
 
@@ -99,7 +104,7 @@ impl Cache {
         Lock {
             cache: self.clone(),
             name: Arc::from(name),
-            key: Arc::from(keys::internal("lock", name)),
+            key: Arc::new(keys::internal(Record::Lock, name)),
             ttl,
         }
     }
@@ -120,22 +125,22 @@ impl Lock {
             }
             .into());
         }
-        let owner = keys::token();
-        let driver = &self.cache.inner.driver;
-        let value = Bytes::from(owner.clone());
-        let taken = self
-            .cache
-            .observed(driver.add(&self.key, value, self.ttl).await)?;
-        if !taken {
-            return Ok(None);
-        }
-        self.cache.event(EventKind::LockAcquired, &self.name);
-        tracing::debug!(lock_hash = %KeyHash(&self.name), "lock acquired");
-        Ok(Some(LockGuard {
-            lock: self.clone(),
-            owner,
-            armed: true,
-        }))
+        let op = self.cache.op("lock_acquire", &self.name);
+        op.run(async {
+            let owner = keys::token();
+            let value = Bytes::from(owner.clone());
+            if !op.add(&self.key, value, self.ttl).await? {
+                return Ok(None);
+            }
+            op.event(EventKind::LockAcquired);
+            tracing::debug!(lock_hash = %KeyHash(&self.name), "lock acquired");
+            Ok(Some(LockGuard {
+                lock: self.clone(),
+                owner,
+                armed: true,
+            }))
+        })
+        .await
     }
 
     /// Takes the lock, waiting up to `wait` for it to become free, then gives up with
@@ -162,31 +167,35 @@ impl Lock {
 
     /// The owner token of whoever holds the lock now, or `None` when it is free.
     pub async fn owner(&self) -> Result<Option<String>> {
-        let driver = &self.cache.inner.driver;
-        let held = self.cache.observed(driver.get(&self.key).await)?;
+        let op = self.cache.op("lock_owner", &self.name);
+        let held = op.run(op.get(&self.key)).await?;
         Ok(held.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     }
 
     /// Releases the lock whoever holds it; returns whether it was held. For operators
     /// clearing a lock left by a holder that died; holders release through their guard.
     pub async fn force_release(&self) -> Result<bool> {
-        let driver = &self.cache.inner.driver;
-        let released = self.cache.observed(driver.forget(&self.key).await)?;
-        if released {
-            self.cache.event(EventKind::LockReleased, &self.name);
-        }
-        Ok(released)
+        let op = self.cache.op("lock_force_release", &self.name);
+        op.run(async {
+            let released = op.forget(&self.key).await?;
+            if released {
+                op.event(EventKind::LockReleased);
+            }
+            Ok(released)
+        })
+        .await
     }
 
     async fn release_as(&self, owner: &str) -> Result<bool> {
-        let driver = &self.cache.inner.driver;
-        let released = self
-            .cache
-            .observed(driver.forget_if(&self.key, owner.as_bytes()).await)?;
-        if released {
-            self.cache.event(EventKind::LockReleased, &self.name);
-        }
-        Ok(released)
+        let op = self.cache.op("lock_release", &self.name);
+        op.run(async {
+            let released = op.forget_if(&self.key, owner.as_bytes()).await?;
+            if released {
+                op.event(EventKind::LockReleased);
+            }
+            Ok(released)
+        })
+        .await
     }
 }
 

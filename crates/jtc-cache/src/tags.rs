@@ -10,12 +10,13 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
-use tracing::Instrument;
 
 use crate::{
     Cache, EventKind, Result,
-    cache::{infallible, span},
+    cache::observe::Op,
+    fill::infallible,
     keys,
+    keys::{Record, StoreKey},
 };
 
 /// A view of a [`Cache`] whose entries belong to a set of tags; made by [`Cache::tags`].
@@ -75,14 +76,16 @@ impl TaggedCache {
 
     /// The value at `key` under these tags; see [`Cache::get`].
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let at = self.entry_key(key).await?;
-        self.cache.read(&at, key).instrument(span("get", key)).await
+        let op = self.cache.op("tagged_get", key);
+        op.run(async { op.read(&self.entry_key(&op).await?).await })
+            .await
     }
 
     /// Whether a live entry exists at `key` under these tags.
     pub async fn has(&self, key: &str) -> Result<bool> {
-        let at = self.entry_key(key).await?;
-        self.cache.has_at(&at, key).await
+        let op = self.cache.op("tagged_has", key);
+        op.run(async { op.has_entry(&self.entry_key(&op).await?).await })
+            .await
     }
 
     /// Stores `value` for `ttl` under these tags; see [`Cache::put`].
@@ -92,18 +95,23 @@ impl TaggedCache {
         value: &T,
         ttl: Duration,
     ) -> Result<()> {
-        let at = self.entry_key(key).await?;
-        self.cache
-            .write(&at, key, value, Some(ttl))
-            .instrument(span("put", key))
-            .await
+        let op = self.cache.op("tagged_put", key);
+        op.run(async {
+            let at = self.entry_key(&op).await?;
+            op.write(&at, value, Some(ttl)).await
+        })
+        .await
     }
 
     /// Stores `value` with no expiry under these tags. See the note on the type about
     /// flushed entries without a TTL.
     pub async fn forever<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        let at = self.entry_key(key).await?;
-        self.cache.write(&at, key, value, None).await
+        let op = self.cache.op("tagged_forever", key);
+        op.run(async {
+            let at = self.entry_key(&op).await?;
+            op.write(&at, value, None).await
+        })
+        .await
     }
 
     /// Stores `value` only if `key` holds no live entry under these tags; see [`Cache::add`].
@@ -113,8 +121,12 @@ impl TaggedCache {
         value: &T,
         ttl: Duration,
     ) -> Result<bool> {
-        let at = self.entry_key(key).await?;
-        self.cache.add_at(&at, key, value, ttl).await
+        let op = self.cache.op("tagged_add", key);
+        op.run(async {
+            let at = self.entry_key(&op).await?;
+            op.add_value(&at, value, ttl).await
+        })
+        .await
     }
 
     /// The value at `key` under these tags, or `load`'s, stored for `ttl`; see
@@ -125,51 +137,59 @@ impl TaggedCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let at = self.entry_key(key).await?;
-        self.cache
-            .remember_at(&at, key, Some(ttl), infallible(load))
-            .instrument(span("remember", key))
-            .await
+        let op = self.cache.op("tagged_remember", key);
+        op.run(async {
+            let at = self.entry_key(&op).await?;
+            op.remember(&at, Some(ttl), infallible(load)).await
+        })
+        .await
     }
 
     /// Adds `by` to the counter at `key` under these tags; see [`Cache::increment`].
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64> {
-        let at = self.entry_key(key).await?;
-        self.cache.increment_at(&at, key, by).await
+        let op = self.cache.op("tagged_increment", key);
+        op.run(async { op.add_to(&self.entry_key(&op).await?, by).await })
+            .await
     }
 
     /// Removes `key` under these tags; returns whether a live entry was there.
     pub async fn forget(&self, key: &str) -> Result<bool> {
-        let at = self.entry_key(key).await?;
-        self.cache.forget_at(&at, key).await
+        let op = self.cache.op("tagged_forget", key);
+        op.run(async { op.remove(&self.entry_key(&op).await?).await })
+            .await
     }
 
     /// Invalidates every entry carrying any of these tags, whatever other tags it has: one
     /// write per tag, however many entries there are. Entries of other tags stay.
     pub async fn flush(&self) -> Result<()> {
-        let driver = &self.cache.inner.driver;
-        for tag in self.tags.iter() {
-            let version = Bytes::from(keys::token());
-            let at = keys::internal("tag", tag);
-            self.cache.observed(driver.put(&at, version, None).await)?;
-            self.cache.event(EventKind::Flushed, tag);
-        }
-        Ok(())
+        let op = self.cache.op("tagged_flush", "");
+        op.run(async {
+            for tag in self.tags.iter() {
+                let version = Bytes::from(keys::token());
+                op.put(&keys::internal(Record::Tag, tag), version, None)
+                    .await?;
+                op.event_on(EventKind::Flushed, tag);
+            }
+            Ok(())
+        })
+        .await
     }
 
-    /// The storage key of `key` under the current versions of these tags.
-    async fn entry_key(&self, key: &str) -> Result<String> {
-        keys::check(key)?;
+    /// The storage key of the operation's key under the current versions of these tags.
+    async fn entry_key(&self, op: &Op<'_>) -> Result<StoreKey<'static>> {
+        keys::check(op.key())?;
         for tag in self.tags.iter() {
             keys::check(tag)?;
         }
-        let driver = &self.cache.inner.driver;
-        let tag_keys: Vec<String> = self.tags.iter().map(|t| keys::internal("tag", t)).collect();
-        let refs: Vec<&str> = tag_keys.iter().map(String::as_str).collect();
-        let mut versions = self.cache.observed(driver.many(&refs).await)?;
-        for (version, at) in versions.iter_mut().zip(&refs) {
+        let tag_keys: Vec<StoreKey<'static>> = self
+            .tags
+            .iter()
+            .map(|t| keys::internal(Record::Tag, t))
+            .collect();
+        let mut versions = op.many(&tag_keys).await?;
+        for (version, at) in versions.iter_mut().zip(&tag_keys) {
             if version.is_none() {
-                *version = Some(self.new_version(at).await?);
+                *version = Some(new_version(op, at).await?);
             }
         }
         let mut namespace = blake3::Hasher::new();
@@ -181,30 +201,23 @@ impl TaggedCache {
             namespace.update(version);
         }
         let namespace = namespace.finalize().to_hex();
-        Ok(keys::internal(
-            "tagged",
-            &format!("{}:{key}", &namespace[..32]),
-        ))
+        let name = format!("{}:{}", &namespace[..32], op.key());
+        Ok(keys::internal(Record::Tagged, &name))
     }
+}
 
-    /// Gives a tag its first version; if another caller just did, uses theirs.
-    async fn new_version(&self, at: &str) -> Result<Bytes> {
-        let driver = &self.cache.inner.driver;
-        let version = Bytes::from(keys::token());
-        if self
-            .cache
-            .observed(driver.add(at, version.clone(), None).await)?
-        {
-            return Ok(version);
-        }
-        match self.cache.observed(driver.get(at).await)? {
-            Some(theirs) => Ok(theirs),
-            // Flushed between the two calls: ours is as good as any.
-            None => {
-                self.cache
-                    .observed(driver.put(at, version.clone(), None).await)?;
-                Ok(version)
-            }
+/// Gives a tag its first version; if another caller just did, uses theirs.
+async fn new_version(op: &Op<'_>, at: &StoreKey<'_>) -> Result<Bytes> {
+    let version = Bytes::from(keys::token());
+    if op.add(at, version.clone(), None).await? {
+        return Ok(version);
+    }
+    match op.get(at).await? {
+        Some(theirs) => Ok(theirs),
+        // Flushed between the two calls: ours is as good as any.
+        None => {
+            op.put(at, version.clone(), None).await?;
+            Ok(version)
         }
     }
 }

@@ -4,4 +4,3 @@ pub(crate) mod array;
 pub(crate) mod file;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
-pub(crate) mod shards;

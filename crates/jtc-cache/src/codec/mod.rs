@@ -16,9 +16,18 @@
 //!
 //! Values are data, never code: nothing here can run anything while decoding.
 
+mod depth;
+
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{Error, ErrorKind, Result};
+use self::depth::{
+    MAX_READ_DEPTH, MAX_WRITE_DEPTH, json_deeper_than, msgpack_deeper_than, too_deep,
+};
+
+use crate::{
+    Error, ErrorKind, Result,
+    counter::{format_integer, parse_integer},
+};
 
 const MAGIC: &[u8; 3] = b"jtc";
 const HEADER_LEN: usize = MAGIC.len() + 1;
@@ -28,13 +37,6 @@ const FORMAT_JSON_V1: u8 = 2;
 const COMPRESSED: u8 = 0x80;
 /// LZ4 cannot expand data by more than this factor (a literal run of 255 bytes per byte).
 const LZ4_MAX_RATIO: usize = 255;
-/// How deeply nested (arrays, maps, enum wrappers) a stored value may be when read. Both
-/// decoders stop there with an error instead of recursing on: a crafted entry cannot overflow
-/// the stack. (`serde_json` has the same limit built in.)
-const MAX_READ_DEPTH: usize = 128;
-/// How deeply nested a value may be when written: below [`MAX_READ_DEPTH`] with a margin, so
-/// whatever is written can be read back.
-const MAX_WRITE_DEPTH: usize = 120;
 /// No decompressed value is larger than this, whatever its header claims: well above any
 /// value a cache writes (64 MiB by default), far below what would hurt a process.
 const MAX_DECOMPRESSED: usize = 1 << 30;
@@ -166,138 +168,6 @@ fn decompress(_body: &[u8]) -> Result<Vec<u8>, String> {
     Err("the value is compressed and this build lacks the `compression` feature".to_owned())
 }
 
-fn too_deep() -> String {
-    format!(
-        "the value is nested more than {MAX_WRITE_DEPTH} levels deep (arrays, maps, enum \
-         variants); the cache reads at most {MAX_READ_DEPTH}, so it could never be read back"
-    )
-}
-
-/// Whether a MessagePack buffer nests containers more than `limit` deep (`limit` at most
-/// [`MAX_WRITE_DEPTH`]). Walks the markers without recursion or allocation; a malformed
-/// buffer is left for the decoder to reject.
-fn msgpack_deeper_than(bytes: &[u8], limit: usize) -> bool {
-    // Items still to read in each open container; the outermost "container" holds one value.
-    let mut open = [0u64; MAX_WRITE_DEPTH + 1];
-    let mut depth = 0usize;
-    let mut left: u64 = 1;
-    let mut at = 0usize;
-    let big_endian = |from: usize, n: usize| -> Option<u64> {
-        let raw = bytes.get(from..from + n)?;
-        Some(raw.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-    };
-    loop {
-        while left == 0 {
-            if depth == 0 {
-                return false;
-            }
-            depth -= 1;
-            left = open[depth];
-        }
-        let Some(&marker) = bytes.get(at) else {
-            return false;
-        };
-        left -= 1;
-        at += 1;
-        // Payload bytes to skip, and child items, after the marker.
-        let (skip, children): (Option<u64>, u64) = match marker {
-            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => continue,
-            0xa0..=0xbf => (Some(u64::from(marker & 0x1f)), 0),
-            0x80..=0x8f => (Some(0), 2 * u64::from(marker & 0x0f)),
-            0x90..=0x9f => (Some(0), u64::from(marker & 0x0f)),
-            0xc4 | 0xd9 => (big_endian(at, 1).map(|n| 1 + n), 0),
-            0xc5 | 0xda => (big_endian(at, 2).map(|n| 2 + n), 0),
-            0xc6 | 0xdb => (big_endian(at, 4).map(|n| 4 + n), 0),
-            0xc7 => (big_endian(at, 1).map(|n| 2 + n), 0),
-            0xc8 => (big_endian(at, 2).map(|n| 3 + n), 0),
-            0xc9 => (big_endian(at, 4).map(|n| 5 + n), 0),
-            0xcc | 0xd0 => (Some(1), 0),
-            0xcd | 0xd1 | 0xd4 => (Some(2), 0),
-            0xd5 => (Some(3), 0),
-            0xca | 0xce | 0xd2 => (Some(4), 0),
-            0xd6 => (Some(5), 0),
-            0xcb | 0xcf | 0xd3 => (Some(8), 0),
-            0xd7 => (Some(9), 0),
-            0xd8 => (Some(17), 0),
-            0xdc => (Some(2), big_endian(at, 2).unwrap_or(0)),
-            0xdd => (Some(4), big_endian(at, 4).unwrap_or(0)),
-            0xde => (Some(2), big_endian(at, 2).map_or(0, |n| 2 * n)),
-            0xdf => (Some(4), big_endian(at, 4).map_or(0, |n| 2 * n)),
-            0xc1 => return false,
-        };
-        match skip.and_then(|skip| usize::try_from(skip).ok()) {
-            Some(skip) if skip <= bytes.len() - at => at += skip,
-            _ => return false,
-        }
-        if children > 0 {
-            if depth == limit {
-                return true;
-            }
-            open[depth] = left;
-            depth += 1;
-            left = children;
-        }
-    }
-}
-
-/// Whether a JSON text nests arrays and objects more than `limit` deep.
-fn json_deeper_than(bytes: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &byte in bytes {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
-/// The integer in a stored counter: ASCII decimal, optional leading `-`, fitting `i64`.
-pub(crate) fn parse_integer(bytes: &[u8]) -> Option<i64> {
-    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(bytes).ok()?.parse().ok()
-}
-
-/// The stored form of a counter.
-pub(crate) fn format_integer(n: i64) -> Vec<u8> {
-    itoa::Buffer::new().format(n).as_bytes().to_vec()
-}
-
-/// The value of a counter after adding `by` to its stored form (`None`: a new counter).
-pub(crate) fn incremented(key: &str, stored: Option<&[u8]>, by: i64) -> Result<i64> {
-    let current = match stored {
-        Some(bytes) => parse_integer(bytes).ok_or_else(|| ErrorKind::NotAnInteger {
-            key: key.to_owned(),
-        })?,
-        None => 0,
-    };
-    current.checked_add(by).ok_or_else(|| {
-        ErrorKind::Overflow {
-            key: key.to_owned(),
-        }
-        .into()
-    })
-}
-
 fn with_header(format: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(MAGIC);
@@ -423,23 +293,6 @@ mod tests {
         assert!(decode::<User>(&truncated).is_err());
     }
 
-    #[test]
-    fn integer_parsing_is_strict() {
-        assert_eq!(parse_integer(b"0"), Some(0));
-        assert_eq!(parse_integer(b"-12"), Some(-12));
-        for bad in [
-            &b""[..],
-            b"-",
-            b"+1",
-            b"1.0",
-            b" 1",
-            b"1e3",
-            b"99999999999999999999",
-        ] {
-            assert_eq!(parse_integer(bad), None, "{bad:?}");
-        }
-    }
-
     #[cfg(feature = "compression")]
     #[test]
     fn large_values_compress_and_read_back_transparently() {
@@ -557,20 +410,5 @@ mod tests {
             json.extend(std::iter::repeat_n(b'[', depth));
             assert!(decode::<serde_json::Value>(&json).is_err());
         }
-    }
-
-    #[test]
-    fn the_depth_walkers_read_every_marker() {
-        let value = serde_json::json!({
-            "s": "x".repeat(300), "n": [1, -1, 300, -300, 70000, -70000, 5_000_000_000u64,
-            -5_000_000_000i64, 1.5, true, null], "deep": [[[[["in"]]]]], "o": {"a": {"b": []}}
-        });
-        let body = rmp_serde::to_vec_named(&value).unwrap();
-        assert!(!msgpack_deeper_than(&body, 7));
-        assert!(msgpack_deeper_than(&body, 5));
-        let json = serde_json::to_vec(&value).unwrap();
-        assert!(!json_deeper_than(&json, 6));
-        assert!(json_deeper_than(&json, 5));
-        assert!(!json_deeper_than(br#"{"a":"[[[[[[\"]]"}"#, 1));
     }
 }

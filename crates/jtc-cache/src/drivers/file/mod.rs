@@ -25,9 +25,13 @@
 //! a lock stripe — an in-process mutex plus an OS lock (`flock`) on `<root>/.locks/<n>` — so
 //! they are atomic across threads and processes. Reads take no lock.
 
+mod disk;
+mod entry;
+mod sweep;
+
 use std::{
-    fs::{self, File, OpenOptions},
-    io::{self, Read, Write},
+    fs::{self, File},
+    io::{self, Write},
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
@@ -41,13 +45,15 @@ use bytes::Bytes;
 use crate::{
     Clock, Error, ErrorKind, Hit, Result, SystemClock,
     clock::{SharedClock, duration_ms, expiry_at},
-    codec::{format_integer, incremented},
+    counter::{format_integer, incremented},
     driver::{CacheDriver, DriverFuture},
 };
 
-const MAGIC: &[u8; 4] = b"jtcF";
-const VERSION: u8 = 1;
-const HEADER_LEN: usize = 22;
+use self::{
+    disk::{EntryRef, create_dirs, create_new, lock_file, read_cached, remove_file},
+    entry::{decode_entry, encode_entry},
+};
+
 const LOCK_DIR: &str = ".locks";
 const LOCK_STRIPES: usize = 128;
 /// Temporary files older than this are left-overs of a killed writer; `prune` removes them.
@@ -139,27 +145,6 @@ impl FileDriver {
         EntryRef::new(&self.inner.root, key).path
     }
 
-    /// Removes expired entries and the left-overs of killed writers, calling `progress(done,
-    /// total)` after each of the 256 top-level folders. Returns how many entries it removed.
-    pub async fn prune_with_progress(
-        &self,
-        progress: impl FnMut(usize, usize) + Send + 'static,
-    ) -> Result<u64> {
-        let inner = Arc::clone(&self.inner);
-        blocking(move || inner.walk(Walk::Prune, progress)).await
-    }
-
-    /// Removes every entry of this cache, calling `progress(done, total)` after each of the 256
-    /// top-level folders. Files the driver did not write are left alone. Returns how many
-    /// entries it removed.
-    pub async fn flush_with_progress(
-        &self,
-        progress: impl FnMut(usize, usize) + Send + 'static,
-    ) -> Result<u64> {
-        let inner = Arc::clone(&self.inner);
-        blocking(move || inner.walk(Walk::Flush, progress)).await
-    }
-
     /// Runs one operation on `key`'s entry on the blocking thread pool.
     fn run<R: Send + 'static>(
         &self,
@@ -183,51 +168,6 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::from(ErrorKind::Task(e)))?
-}
-
-/// Where one key's entry lives.
-/// Where an entry lives: `<root>/<h0h1>/<h2h3>/<hash>`, the hash in lowercase hex.
-#[derive(Debug)]
-struct EntryRef {
-    path: PathBuf,
-    stripe: usize,
-}
-
-impl EntryRef {
-    fn new(root: &Path, key: &str) -> Self {
-        let digest = blake3::hash(key.as_bytes());
-        let bytes = digest.as_bytes();
-        let hash = digest.to_hex();
-        // One allocation for the whole path, on every read.
-        let mut path = PathBuf::with_capacity(root.as_os_str().len() + 8 + hash.len());
-        path.push(root);
-        path.push(&hash[0..2]);
-        path.push(&hash[2..4]);
-        path.push(hash.as_str());
-        let stripe = usize::from(u16::from_le_bytes([bytes[4], bytes[5]])) % LOCK_STRIPES;
-        Self { path, stripe }
-    }
-
-    /// An entry found on disk by a walk.
-    fn at(path: &Path, hash: &str) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            stripe: stripe_of_hash(hash),
-        }
-    }
-
-    /// The folder holding the entry.
-    fn dir(&self) -> &Path {
-        self.path.parent().unwrap_or(&self.path)
-    }
-
-    /// The entry's file name: its key's hash.
-    fn hash(&self) -> &str {
-        self.path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .unwrap_or_default()
-    }
 }
 
 /// What a read found in an entry file.
@@ -340,64 +280,6 @@ impl Inner {
         file.lock().map_err(|e| Error::io(&self.root, e))?;
         Ok(StripeLock { slot })
     }
-
-    /// Visits every top-level fan-out folder, pruning or flushing entries.
-    fn walk(&self, walk: Walk, mut progress: impl FnMut(usize, usize)) -> Result<u64> {
-        let tops = list_hex_dirs(&self.root)?;
-        let total = tops.len();
-        let mut removed = 0;
-        for (done, top) in tops.iter().enumerate() {
-            for sub in list_hex_dirs(top)? {
-                removed += self.walk_leaf(&sub, walk)?;
-                let _ = fs::remove_dir(&sub); // only succeeds when empty
-            }
-            let _ = fs::remove_dir(top);
-            progress(done + 1, total);
-        }
-        Ok(removed)
-    }
-
-    fn walk_leaf(&self, dir: &Path, walk: Walk) -> Result<u64> {
-        let mut removed = 0;
-        for item in read_dir(dir)? {
-            let path = item.path();
-            let name = item.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if is_entry_name(name) {
-                if self.remove_if(&path, name, walk)? {
-                    removed += 1;
-                }
-            } else if is_temp_name(name) && (walk == Walk::Flush || is_stale(&path)) {
-                remove_file(&path)?;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Removes an entry file found by a walk if it is ours and (when pruning) expired.
-    fn remove_if(&self, path: &Path, hash: &str, walk: Walk) -> Result<bool> {
-        let entry = EntryRef::at(path, hash);
-        let _lock = self.lock(entry.stripe)?;
-        let header = match read_header(path) {
-            Ok(Some(header)) => header,
-            Ok(None) => return Ok(false),
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        let ours = header.starts_with(MAGIC);
-        let expired =
-            parse_header(&header).map_or(ours, |(at, _, _)| at.is_some_and(|at| self.now() >= at));
-        let remove = ours && (walk == Walk::Flush || expired);
-        if remove {
-            remove_file(path)?;
-        }
-        Ok(remove)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Walk {
-    Prune,
-    Flush,
 }
 
 /// Holds a stripe: the in-process mutex excludes this process's threads, the `flock` on the
@@ -562,267 +444,5 @@ impl CacheDriver for FileDriver {
 
     fn prune(&self) -> DriverFuture<'_, u64> {
         DriverFuture::new(self.prune_with_progress(|_, _| {}))
-    }
-}
-
-fn encode_entry(expires_at: Option<u64>, value: &[u8]) -> Result<Vec<u8>> {
-    let len = u32::try_from(value.len()).map_err(|_| ErrorKind::Encode {
-        key: String::new(),
-        source: "a file cache value must be smaller than 4 GiB".into(),
-    })?;
-    let mut bytes = Vec::with_capacity(HEADER_LEN + value.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&[VERSION, 0]);
-    bytes.extend_from_slice(&expires_at.unwrap_or(0).to_le_bytes());
-    bytes.extend_from_slice(&len.to_le_bytes());
-    bytes.extend_from_slice(&crc32fast::hash(value).to_le_bytes());
-    bytes.extend_from_slice(value);
-    Ok(bytes)
-}
-
-/// Splits a header into (expiry, value length, CRC), or says what is wrong with it.
-fn parse_header(header: &[u8]) -> Result<(Option<u64>, usize, u32), &'static str> {
-    if header.len() < HEADER_LEN {
-        return Err("shorter than its header");
-    }
-    if &header[0..4] != MAGIC {
-        return Err("not a jtc cache file");
-    }
-    if header[4] != VERSION {
-        return Err("written by another format version");
-    }
-    let field = |range: std::ops::Range<usize>| {
-        header[range]
-            .iter()
-            .rev()
-            .fold(0u64, |acc, b| acc << 8 | u64::from(*b))
-    };
-    let expires_at = Some(field(6..14)).filter(|&at| at != 0);
-    Ok((expires_at, field(14..18) as usize, field(18..22) as u32))
-}
-
-/// Checks a whole entry file and returns its expiry and value.
-fn decode_entry(bytes: Vec<u8>) -> Result<(Option<u64>, Bytes), &'static str> {
-    let (expires_at, len, crc) = parse_header(&bytes)?;
-    if bytes.len() != HEADER_LEN + len {
-        return Err("truncated or padded");
-    }
-    if crc32fast::hash(&bytes[HEADER_LEN..]) != crc {
-        return Err("checksum mismatch");
-    }
-    Ok((expires_at, Bytes::from(bytes).slice(HEADER_LEN..)))
-}
-
-/// Entries larger than this are always read on the blocking pool.
-const INLINE_READ_LIMIT: u64 = 256 * 1024;
-
-/// Reads a whole entry file on the calling thread if that cannot wait on the disk: the file
-/// is read with `RWF_NOWAIT`, which fails instead of blocking when the data is not in the page
-/// cache. `None` means "read it on the blocking pool instead"; `Some(Ok(None))`, that the file
-/// does not exist. Hot entries, the common case for a cache, then cost one `open` and one read
-/// instead of a round trip through a blocking thread.
-#[cfg(all(target_os = "linux", not(target_env = "musl")))]
-fn read_cached(path: &Path) -> Option<io::Result<Option<Vec<u8>>>> {
-    use rustix::io::{Errno, ReadWriteFlags, preadv2};
-    use std::io::IoSliceMut;
-
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(Ok(None)),
-        Err(e) => return Some(Err(e)),
-    };
-    let len = file.metadata().ok()?.len();
-    if len > INLINE_READ_LIMIT {
-        return None;
-    }
-    // The file's length as it was opened: entries are replaced by renaming a new file over
-    // them, never rewritten in place, so an open entry keeps its length. (Bytes a foreign
-    // writer appends later are not read; what is read is checked against its header's length
-    // and checksum like any other read.) Reading exactly that many bytes takes one call, where
-    // reading up to the end of the file takes a second one to see the end.
-    let mut buf = vec![0u8; len as usize];
-    let mut filled = 0;
-    while filled < buf.len() {
-        let mut slices = [IoSliceMut::new(&mut buf[filled..])];
-        match preadv2(&file, &mut slices, filled as u64, ReadWriteFlags::NOWAIT) {
-            Ok(0) => break, // shorter than it was: the header check finds it truncated
-            Ok(n) => filled += n,
-            Err(Errno::INTR) => {}
-            Err(_) => return None, // EAGAIN (not cached), EOPNOTSUPP (file system): fall back
-        }
-    }
-    buf.truncate(filled);
-    Some(Ok(Some(buf)))
-}
-
-#[cfg(not(all(target_os = "linux", not(target_env = "musl"))))]
-fn read_cached(_path: &Path) -> Option<io::Result<Option<Vec<u8>>>> {
-    None
-}
-
-/// The first bytes of a file, enough for its header; `None` if the file is gone.
-fn read_header(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    file.take(HEADER_LEN as u64).read_to_end(&mut header)?;
-    Ok(Some(header))
-}
-
-fn stripe_of_hash(hash: &str) -> usize {
-    let byte =
-        |i: usize| u8::from_str_radix(hash.get(i * 2..i * 2 + 2).unwrap_or("00"), 16).unwrap_or(0);
-    usize::from(u16::from_le_bytes([byte(4), byte(5)])) % LOCK_STRIPES
-}
-
-fn is_hex(s: &str) -> bool {
-    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn is_entry_name(name: &str) -> bool {
-    name.len() == 64 && is_hex(name)
-}
-
-/// `.<hash>.<pid>.<n>.tmp`, the names `write` gives its temporary files.
-fn is_temp_name(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
-        return false;
-    };
-    let mut parts = rest.split('.');
-    let digits =
-        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    parts.next().is_some_and(is_entry_name)
-        && digits(parts.next())
-        && digits(parts.next())
-        && parts.next().is_none()
-}
-
-fn is_stale(path: &Path) -> bool {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|modified| modified.elapsed().ok())
-        .is_some_and(|age| age > STALE_TEMP_AGE)
-}
-
-/// The two-hex-digit folders directly under `dir`.
-fn list_hex_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut dirs: Vec<PathBuf> = read_dir(dir)?
-        .into_iter()
-        .filter(|item| {
-            let name = item.file_name();
-            let name = name.to_str().unwrap_or("");
-            name.len() == 2 && is_hex(name) && item.file_type().is_ok_and(|t| t.is_dir())
-        })
-        .map(|item| item.path())
-        .collect();
-    dirs.sort();
-    Ok(dirs)
-}
-
-fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>> {
-    match fs::read_dir(dir) {
-        Ok(items) => items
-            .collect::<io::Result<_>>()
-            .map_err(|e| Error::io(dir, e)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io(dir, e)),
-    }
-}
-
-fn remove_file(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
-        _ => Ok(()),
-    }
-}
-
-fn create_dirs(dir: &Path) -> Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| Error::io(dir, e))
-}
-
-fn create_new(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-fn lock_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entry_files_round_trip_and_reject_damage() {
-        let bytes = encode_entry(Some(1234), b"value").unwrap();
-        assert_eq!(
-            decode_entry(bytes.clone()),
-            Ok((Some(1234), Bytes::from_static(b"value")))
-        );
-        assert_eq!(
-            decode_entry(encode_entry(None, b"").unwrap()),
-            Ok((None, Bytes::new()))
-        );
-
-        let mut flipped = bytes.clone();
-        *flipped.last_mut().unwrap() ^= 1;
-        assert_eq!(decode_entry(flipped), Err("checksum mismatch"));
-        assert_eq!(
-            decode_entry(bytes[..bytes.len() - 1].to_vec()),
-            Err("truncated or padded")
-        );
-        assert_eq!(
-            decode_entry(bytes[..10].to_vec()),
-            Err("shorter than its header")
-        );
-        assert_eq!(decode_entry(b"x".repeat(40)), Err("not a jtc cache file"));
-    }
-
-    #[test]
-    fn names_of_our_files_are_recognised_and_nothing_else() {
-        let hash = "ab".repeat(32);
-        assert!(is_entry_name(&hash));
-        assert!(is_temp_name(&format!(".{hash}.12.3.tmp")));
-        for foreign in [
-            "notes.txt",
-            ".gitignore",
-            &hash[1..],
-            &format!(".{hash}.x.3.tmp"),
-        ] {
-            assert!(
-                !is_entry_name(foreign) && !is_temp_name(foreign),
-                "{foreign}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_stripe_of_a_path_matches_the_stripe_of_its_key() {
-        let entry = EntryRef::new(Path::new("/c"), "some key");
-        assert_eq!(stripe_of_hash(entry.hash()), entry.stripe);
-        let hash = entry.hash();
-        assert!(is_entry_name(hash), "{hash}");
-        let expected = Path::new("/c")
-            .join(&hash[0..2])
-            .join(&hash[2..4])
-            .join(hash);
-        assert_eq!(entry.path, expected);
-        assert_eq!(entry.dir(), expected.parent().unwrap());
     }
 }

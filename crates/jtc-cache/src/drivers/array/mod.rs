@@ -1,4 +1,11 @@
 //! `ArrayDriver`: entries in this process's memory.
+//!
+//! The entries live in a sharded hash table (`table.rs`); expiry reads a clock that is cheap
+//! far from an entry's expiry and precise near it (`clock.rs`).
+
+mod clock;
+mod entry;
+mod table;
 
 use std::{
     sync::{Arc, Weak},
@@ -8,13 +15,16 @@ use std::{
 
 use bytes::Bytes;
 
+use self::{
+    clock::LocalClock,
+    entry::{Entry, Stored},
+    table::Shards,
+};
+
 use crate::{
-    Clock, ErrorKind, Hit, Result,
+    Clock, Hit, Result,
     clock::{duration_ms, expiry_at},
-    codec::{format_integer, incremented},
-    driver::{CacheDriver, DriverFuture},
-    drivers::shards::Shards,
-    local_clock::LocalClock,
+    driver::{CacheDriver, DriverFuture, ReadNow},
 };
 
 /// How often the sweeper reclaims expired entries unless told otherwise.
@@ -49,81 +59,6 @@ pub struct ArrayDriver {
 struct Inner {
     map: Shards<Entry>,
     clock: LocalClock,
-}
-
-#[derive(Debug)]
-struct Entry {
-    value: Stored,
-    /// Unix milliseconds; `None` never expires.
-    expires_at: Option<u64>,
-}
-
-/// A value as held in memory. Counters are kept as numbers once incremented, so further
-/// increments do no parsing or formatting; readers still get the plain decimal bytes.
-#[derive(Debug)]
-enum Stored {
-    Bytes(Bytes),
-    Integer(i64),
-}
-
-impl Stored {
-    #[inline]
-    fn to_bytes(&self) -> Bytes {
-        match self {
-            Self::Bytes(bytes) => bytes.clone(),
-            Self::Integer(n) => integer_bytes(*n),
-        }
-    }
-
-    fn into_bytes(self) -> Bytes {
-        match self {
-            Self::Bytes(bytes) => bytes,
-            Self::Integer(n) => format_integer(n).into(),
-        }
-    }
-
-    /// The counter after adding `by`; the stored value is unchanged on error.
-    fn incremented(&self, key: &str, by: i64) -> Result<i64> {
-        match self {
-            Self::Integer(n) => n.checked_add(by).ok_or_else(|| overflow(key)),
-            Self::Bytes(bytes) => incremented(key, Some(bytes), by),
-        }
-    }
-}
-
-impl Entry {
-    fn is_live(&self, now: u64) -> bool {
-        self.expires_at.is_none_or(|at| now < at)
-    }
-
-    /// Like `is_live`, asking the clock only about entries that can expire, and cheaply about
-    /// those far from their expiry (see `local_clock`).
-    #[inline]
-    fn is_live_at(&self, clock: &LocalClock) -> bool {
-        self.expires_at.is_none_or(|at| clock.is_before(at))
-    }
-
-    /// A placeholder for a new counter, expired so that it reads as absent.
-    fn vacant() -> Self {
-        Self {
-            value: Stored::Integer(0),
-            expires_at: Some(0),
-        }
-    }
-}
-
-/// A counter's decimal bytes: off the path of plain values.
-#[cold]
-#[inline(never)]
-fn integer_bytes(n: i64) -> Bytes {
-    format_integer(n).into()
-}
-
-fn overflow(key: &str) -> crate::Error {
-    ErrorKind::Overflow {
-        key: key.to_owned(),
-    }
-    .into()
 }
 
 /// Builds an [`ArrayDriver`] with a custom clock or sweep interval.
@@ -241,7 +176,7 @@ impl CacheDriver for ArrayDriver {
 
     #[inline]
     fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
-        DriverFuture::in_memory(self, key, Self::get_now)
+        DriverFuture::read_now(self, key)
     }
 
     #[inline]
@@ -309,6 +244,13 @@ impl CacheDriver for ArrayDriver {
 }
 
 /// The operations, answered at once; the trait wraps them in ready futures.
+impl ReadNow<Option<Bytes>> for ArrayDriver {
+    #[inline]
+    fn read_now(&self, key: &str) -> Result<Option<Bytes>> {
+        self.get_now(key)
+    }
+}
+
 impl ArrayDriver {
     #[inline]
     fn get_now(&self, key: &str) -> Result<Option<Bytes>> {
@@ -487,7 +429,7 @@ mod tests {
     }
 
     /// On the default clock, reads far from an entry's expiry take the coarse estimate and
-    /// reads near it the precise clock (`local_clock`); the answer must be the same. Real time.
+    /// reads near it the precise clock (`clock.rs`); the answer must be the same. Real time.
     #[tokio::test]
     async fn expiry_on_the_system_clock_is_exact_either_side_of_the_guard() {
         let driver = ArrayDriver::new();

@@ -1,0 +1,97 @@
+//! Counters: `increment`, `decrement`, and the rate limiter's `hit`.
+
+use std::time::Duration;
+
+use crate::{Cache, ErrorKind, EventKind, Hit, Result, keys, keys::StoreKey};
+
+use super::observe::Op;
+
+impl Cache {
+    /// Adds `by` to the integer at `key` and returns the new value, atomically.
+    ///
+    /// A missing or expired key starts from 0 (and never expires); an existing key keeps its
+    /// TTL. Integers written with [`put`](Self::put) are counters too.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// assert_eq!(cache.increment("visits", 1).await?, 1);
+    /// cache.put("stock", &10, Duration::from_secs(60)).await?;
+    /// assert_eq!(cache.increment("stock", 5).await?, 15);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotAnInteger`] when the stored value is not an integer and
+    /// [`ErrorKind::Overflow`] past `i64`, both leaving the value as it was;
+    /// [`ErrorKind::KeyTooLong`]; or the backend failing.
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64> {
+        let at = keys::entry(key)?;
+        let op = self.op("increment", key);
+        op.run(op.add_to(&at, by)).await
+    }
+
+    /// Subtracts `by` from the integer at `key`; see [`increment`](Self::increment).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// cache.put("seats", &3, Duration::from_secs(60)).await?;
+    /// assert_eq!(cache.decrement("seats", 1).await?, 2);
+    /// assert_eq!(cache.decrement("fresh", 1).await?, -1);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`increment`](Self::increment); `i64::MIN` is an [`ErrorKind::Overflow`].
+    pub async fn decrement(&self, key: &str, by: i64) -> Result<i64> {
+        let at = keys::entry(key)?;
+        let op = self.op("decrement", key);
+        let by = by.checked_neg().ok_or_else(|| ErrorKind::Overflow {
+            key: key.to_owned(),
+        })?;
+        op.run(op.add_to(&at, by)).await
+    }
+
+    /// Counts one hit on a rate-limit counter: adds one, giving a new counter `window` as its
+    /// TTL in the same atomic step, and returns the count and the time left in the window.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let window = Duration::from_secs(60);
+    /// assert_eq!(cache.hit("login:ana", window).await?.count, 1);
+    /// let second = cache.hit("login:ana", window).await?;
+    /// assert_eq!(second.count, 2);
+    /// assert!(second.expires_in <= window);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`increment`](Self::increment).
+    pub async fn hit(&self, key: &str, window: Duration) -> Result<Hit> {
+        let at = keys::entry(key)?;
+        let op = self.op("hit", key);
+        op.run(async {
+            let hit = op.hit(&at, window).await?;
+            op.event(EventKind::Written);
+            Ok(hit)
+        })
+        .await
+    }
+}
+
+impl Op<'_> {
+    /// Adds `by` to the counter at `at`.
+    pub(crate) async fn add_to(&self, at: &StoreKey<'_>, by: i64) -> Result<i64> {
+        let n = self.increment(at, by).await?;
+        self.event(EventKind::Written);
+        Ok(n)
+    }
+}

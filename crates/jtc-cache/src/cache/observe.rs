@@ -1,0 +1,265 @@
+//! The one door between the cache's operations and its driver.
+//!
+//! Every public operation — of [`Cache`], of [`TaggedCache`](crate::TaggedCache), of
+//! [`Lock`](crate::Lock), and of the fill and refresh machinery — starts an [`Op`]: its name
+//! and the key the caller gave. The operation runs inside the op's span ([`Op::run`]), reaches
+//! the driver only through the op's methods (which count a failed call in
+//! [`stats`](Cache::stats)), and reports what happened with [`Op::event`]. Driver calls take a
+//! [`StoreKey`], which only `keys.rs` builds, so a raw user key cannot reach a driver.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tracing::{Instrument, instrument::Instrumented};
+
+use super::Inner;
+use crate::{Cache, DriverFuture, EventKind, Hit, Result, keys::StoreKey};
+
+/// One operation of a cache in progress: which, on which key, and the door to the driver.
+#[derive(Clone, Copy)]
+pub(crate) struct Op<'a> {
+    cache: &'a Cache,
+    name: &'static str,
+    key: &'a str,
+}
+
+impl fmt::Debug for Op<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Op")
+            .field("name", &self.name)
+            .field("key_hash", &format_args!("{}", KeyHash(self.key)))
+            .finish()
+    }
+}
+
+impl Cache {
+    /// Starts the operation `name` on `key` (the key as the caller gave it: a user's key, a
+    /// lock's name, a tag; empty for whole-cache operations).
+    #[inline]
+    pub(crate) fn op<'a>(&'a self, name: &'static str, key: &'a str) -> Op<'a> {
+        Op {
+            cache: self,
+            name,
+            key,
+        }
+    }
+}
+
+impl<'a> Op<'a> {
+    /// The cache this operation runs on.
+    #[inline]
+    pub(crate) fn cache(&self) -> &'a Cache {
+        self.cache
+    }
+
+    /// The key as the caller gave it.
+    #[inline]
+    pub(crate) fn key(&self) -> &'a str {
+        self.key
+    }
+
+    /// `work` inside this operation's span.
+    #[inline]
+    pub(crate) fn run<F: Future>(&self, work: F) -> Instrumented<F> {
+        work.instrument(self.span())
+    }
+
+    /// The span of this operation: its name and the key's hash, never the key or a value.
+    pub(crate) fn span(&self) -> tracing::Span {
+        tracing::debug_span!("cache", op = self.name, key_hash = %KeyHash(self.key))
+    }
+
+    /// Counts `kind` for this operation's key and tells the listeners.
+    #[inline]
+    pub(crate) fn event(&self, kind: EventKind) {
+        self.event_on(kind, self.key);
+    }
+
+    /// Counts `kind` for another key of this operation (each tag of a tag flush).
+    #[inline]
+    pub(crate) fn event_on(&self, kind: EventKind, key: &str) {
+        let inner = self.inner();
+        inner.observer.event(inner.settings.count, kind, key);
+    }
+
+    /// A read's event: a hit when it found a value, else a miss.
+    #[inline]
+    pub(crate) fn read_event(&self, found: bool) {
+        self.event(if found {
+            EventKind::Hit
+        } else {
+            EventKind::Miss
+        });
+    }
+
+    /// Counts `removed` entries as deletes (a prune), without telling listeners: no key was
+    /// named.
+    pub(crate) fn count_deletes(&self, removed: u64) {
+        let inner = self.inner();
+        inner.observer.deletes(inner.settings.count, removed);
+    }
+
+    #[inline]
+    fn inner(&self) -> &'a Inner {
+        &self.cache.inner
+    }
+
+    #[inline]
+    fn observed<'k, T>(&self, call: DriverFuture<'k, T>) -> Observed<'k, T>
+    where
+        'a: 'k,
+    {
+        Observed {
+            call,
+            inner: self.inner(),
+        }
+    }
+
+    // ---- the driver's operations, each counted when it fails ----
+
+    #[inline]
+    pub(crate) fn get<'k>(&self, at: &'k StoreKey<'_>) -> Observed<'k, Option<Bytes>>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.get(at.as_str()))
+    }
+
+    pub(crate) fn put<'k>(
+        &self,
+        at: &'k StoreKey<'_>,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Observed<'k, ()>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.put(at.as_str(), value, ttl))
+    }
+
+    pub(crate) fn add<'k>(
+        &self,
+        at: &'k StoreKey<'_>,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Observed<'k, bool>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.add(at.as_str(), value, ttl))
+    }
+
+    pub(crate) fn increment<'k>(&self, at: &'k StoreKey<'_>, by: i64) -> Observed<'k, i64>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.increment(at.as_str(), by))
+    }
+
+    pub(crate) fn hit<'k>(&self, at: &'k StoreKey<'_>, window: Duration) -> Observed<'k, Hit>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.hit(at.as_str(), window))
+    }
+
+    pub(crate) fn forget<'k>(&self, at: &'k StoreKey<'_>) -> Observed<'k, bool>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.forget(at.as_str()))
+    }
+
+    pub(crate) fn forget_if<'k>(
+        &self,
+        at: &'k StoreKey<'_>,
+        expected: &'k [u8],
+    ) -> Observed<'k, bool>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.forget_if(at.as_str(), expected))
+    }
+
+    pub(crate) fn pull<'k>(&self, at: &'k StoreKey<'_>) -> Observed<'k, Option<Bytes>>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.pull(at.as_str()))
+    }
+
+    pub(crate) fn touch<'k>(
+        &self,
+        at: &'k StoreKey<'_>,
+        ttl: Option<Duration>,
+    ) -> Observed<'k, bool>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.touch(at.as_str(), ttl))
+    }
+
+    /// The stored bytes of several keys, in order.
+    pub(crate) async fn many(&self, at: &[StoreKey<'_>]) -> Result<Vec<Option<Bytes>>> {
+        let keys: Vec<&str> = at.iter().map(StoreKey::as_str).collect();
+        self.observed(self.inner().driver.many(&keys)).await
+    }
+
+    /// Stores several entries with one TTL.
+    pub(crate) async fn put_many(
+        &self,
+        entries: Vec<(StoreKey<'_>, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let entries: Vec<(&str, Bytes)> = entries
+            .iter()
+            .map(|(at, bytes)| (at.as_str(), bytes.clone()))
+            .collect();
+        self.observed(self.inner().driver.put_many(&entries, ttl))
+            .await
+    }
+
+    pub(crate) fn flush(&self) -> Observed<'a, ()> {
+        self.observed(self.inner().driver.flush())
+    }
+
+    pub(crate) fn prune(&self) -> Observed<'a, u64> {
+        self.observed(self.inner().driver.prune())
+    }
+}
+
+/// A driver call whose failure is counted in the cache's stats.
+#[must_use = "futures do nothing unless awaited"]
+pub(crate) struct Observed<'a, T> {
+    call: DriverFuture<'a, T>,
+    inner: &'a Inner,
+}
+
+impl<T> Future for Observed<'_, T> {
+    type Output = Result<T>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let result = ready!(Pin::new(&mut self.call).poll(cx));
+        if result.is_err() {
+            self.inner.observer.error(self.inner.settings.count);
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// Displays a short, stable fingerprint of a key for logs: keys may hold personal data, logs
+/// must not. Computed only when a log line or span actually records it.
+pub(crate) struct KeyHash<'a>(pub(crate) &'a str);
+
+impl fmt::Display for KeyHash<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&blake3::hash(self.0.as_bytes()).to_hex()[..16])
+    }
+}
