@@ -14,7 +14,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use crate::{layer::Shared, limiter::Decision};
+use crate::{limiter::Decision, shared::Shared};
 
 type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
 

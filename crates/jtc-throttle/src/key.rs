@@ -69,9 +69,10 @@ impl Hash for Route {
     }
 }
 
-/// The key of an in-process counter: cheap to build, hash and compare on every request.
+/// What a request is counted under, in any store: cheap to build, hash and compare on every
+/// request. The memory store keys its counters by it; the cache store turns it into a cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum MemoryKey {
+pub(crate) enum CounterKey {
     Request(Client, Route),
     Custom(String),
 }

@@ -12,15 +12,13 @@ use crate::{
     Algorithm, Limited, RequestInfo, StoreErrorPolicy, Throttle,
     key::Identity,
     lang,
-    limiter::{FailureLog, MemoryStore, Quota},
+    limiter::Quota,
     response::OnLimited,
+    shared::{Config, KeyFn, Shared},
 };
 
 /// Keys the in-process counters keep at most, unless told otherwise.
 const DEFAULT_MEMORY_CAPACITY: u64 = 100_000;
-
-/// A custom key: what to count a request under, or `None` to let it through uncounted.
-pub(crate) type KeyFn = Arc<dyn Fn(&RequestInfo<'_>) -> Option<String> + Send + Sync>;
 
 /// Limits requests per client and route: `max_requests` per window.
 ///
@@ -41,46 +39,6 @@ pub(crate) type KeyFn = Arc<dyn Fn(&RequestInfo<'_>) -> Option<String> + Send + 
 #[must_use]
 pub struct ThrottleLayer {
     pub(crate) shared: Arc<Shared>,
-}
-
-/// The settings, as the setters leave them.
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) quota: Quota,
-    pub(crate) name: Option<String>,
-    pub(crate) cache: Option<Cache>,
-    pub(crate) identity: Identity,
-    pub(crate) key_fn: Option<KeyFn>,
-    pub(crate) on_limited: Option<OnLimited>,
-    pub(crate) on_store_error: StoreErrorPolicy,
-    pub(crate) ietf_headers: bool,
-    pub(crate) fallback_locale: &'static str,
-    pub(crate) memory_capacity: u64,
-    pub(crate) clock: Arc<dyn Clock>,
-}
-
-/// What every service of one layer shares: the settings and the counters.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) prefix: String,
-    pub(crate) memory: MemoryStore,
-    pub(crate) failures: FailureLog,
-}
-
-impl Shared {
-    fn new(config: Config) -> Self {
-        let quota = config.quota;
-        let name = config
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}per{}ms", quota.limit, quota.window.as_millis()));
-        Self {
-            prefix: format!("throttle:{name}:"),
-            memory: MemoryStore::new(config.memory_capacity, Arc::clone(&config.clock)),
-            failures: FailureLog::default(),
-            config,
-        }
-    }
 }
 
 impl ThrottleLayer {

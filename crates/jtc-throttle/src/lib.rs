@@ -62,6 +62,7 @@ mod layer;
 mod limiter;
 mod response;
 mod service;
+mod shared;
 
 pub use future::ResponseFuture;
 pub use layer::ThrottleLayer;

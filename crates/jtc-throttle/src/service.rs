@@ -8,18 +8,14 @@ use std::{
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{Extensions, HeaderMap, Method, Request, Response, Uri, header};
-use jtc_cache::Cache;
+use http::{Extensions, HeaderMap, Method, Request, Response, Uri};
 use tower::{BoxError, Service};
 
 use crate::{
-    StoreErrorPolicy,
     future::ResponseFuture,
-    key::{self, MemoryKey},
-    lang,
-    layer::Shared,
-    limiter::{self, Decision},
+    limiter::Decision,
     response,
+    shared::{Outcome, Shared},
 };
 
 /// The middleware [`ThrottleLayer`](crate::ThrottleLayer) wraps a service in.
@@ -50,13 +46,6 @@ pub struct RequestInfo<'a> {
     pub extensions: &'a Extensions,
 }
 
-/// The limiter's verdict, store errors and policy included.
-enum Outcome {
-    Decided(Decision),
-    Uncounted,
-    Unavailable,
-}
-
 impl<S> fmt::Debug for Throttle<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Throttle")
@@ -84,7 +73,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         let now = shared.config.clock.now_ms();
-        let Some(key) = shared.memory_key(&request) else {
+        let Some(key) = shared.counter_key(&request) else {
             return ResponseFuture::inner(self.inner.call(request), None);
         };
         let Some(cache) = shared.config.cache.clone() else {
@@ -130,86 +119,5 @@ impl<S> Throttle<S> {
         } else {
             ResponseFuture::ready(self.shared.limited(request.headers(), &decision, now))
         }
-    }
-}
-
-impl Shared {
-    /// What a request is counted under, or `None` when a custom key lets it through.
-    fn memory_key<B>(&self, request: &Request<B>) -> Option<MemoryKey> {
-        let client = self.config.identity.client(request);
-        let route = key::route(request);
-        let Some(key_fn) = &self.config.key_fn else {
-            return Some(MemoryKey::Request(client, route));
-        };
-        let client = client.to_string();
-        let info = RequestInfo {
-            client: &client,
-            route: route.as_str(),
-            method: request.method(),
-            uri: request.uri(),
-            headers: request.headers(),
-            extensions: request.extensions(),
-        };
-        key_fn(&info).map(MemoryKey::Custom)
-    }
-
-    /// The key of a counter in the cache: `throttle:<name>:<client>:<route>`.
-    fn cache_key(&self, key: &MemoryKey) -> String {
-        match key {
-            MemoryKey::Request(client, route) => {
-                format!("{}{client}:{}", self.prefix, route.as_str())
-            }
-            MemoryKey::Custom(custom) => format!("{}{custom}", self.prefix),
-        }
-    }
-
-    /// The decision of a layer counting in `cache`, with the store-error policy applied.
-    async fn decide(&self, cache: &Cache, key: &MemoryKey, now: u64) -> Outcome {
-        let quota = self.config.quota;
-        let policy = self.config.on_store_error;
-        if !self.failures.skip_store(now) {
-            match limiter::hit_cache(cache, &*self.config.clock, &self.cache_key(key), quota).await
-            {
-                Ok(decision) => {
-                    self.failures.succeeded();
-                    return Outcome::Decided(decision);
-                }
-                Err(error) => self.failures.failed(now, &error, policy.as_str()),
-            }
-        }
-        match policy {
-            StoreErrorPolicy::FallbackToMemory => Outcome::Decided(self.memory.hit(key, quota)),
-            StoreErrorPolicy::FailOpen => Outcome::Uncounted,
-            StoreErrorPolicy::FailClosed => Outcome::Unavailable,
-        }
-    }
-
-    /// The 429 for a rejected request: the hook's or the translated JSON, with headers.
-    fn limited(&self, headers: &HeaderMap, decision: &Decision, now: u64) -> Response<Body> {
-        let limited = response::limited(decision, now, self.locale(headers));
-        let mut response = match &self.config.on_limited {
-            Some(hook) => hook(&limited),
-            None => response::too_many_requests(&limited),
-        };
-        self.add_headers(response.headers_mut(), decision, now);
-        response
-    }
-
-    pub(crate) fn add_headers(&self, headers: &mut HeaderMap, decision: &Decision, now: u64) {
-        let config = &self.config;
-        response::add_headers(
-            headers,
-            decision,
-            now,
-            config.quota.window,
-            config.ietf_headers,
-        );
-    }
-
-    fn locale(&self, headers: &HeaderMap) -> &'static str {
-        let accept = headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok());
-        lang::negotiate(accept, self.config.fallback_locale)
     }
 }

@@ -1,0 +1,83 @@
+//! The failure log of a store: what the layer does about a store that fails, without flooding
+//! the logs and without asking a dead store on every request.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+/// Logs store failures without flooding: the first at once, then one summary per interval.
+#[derive(Debug, Default)]
+pub(crate) struct FailureLog {
+    /// Unix ms before which further failures are only counted.
+    quiet_until: AtomicU64,
+    suppressed: AtomicU64,
+    /// Unix ms until which the store is not asked again (0: closed circuit).
+    open_until: AtomicU64,
+}
+
+/// How long the limiter leaves a failing store alone before asking it again.
+const RETRY_STORE_AFTER: Duration = Duration::from_secs(1);
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl FailureLog {
+    /// Whether the store should be skipped right now (it failed less than a second ago).
+    pub(crate) fn skip_store(&self, now: u64) -> bool {
+        now < self.open_until.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn failed(&self, now: u64, error: &jtc_cache::Error, policy: &str) {
+        self.open_until.store(
+            now + RETRY_STORE_AFTER.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        let quiet_until = self.quiet_until.load(Ordering::Relaxed);
+        if now < quiet_until {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self
+            .quiet_until
+            .compare_exchange(
+                quiet_until,
+                now + LOG_EVERY.as_millis() as u64,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                error = %error_chain(error),
+                policy,
+                suppressed,
+                "jtc-throttle: the rate-limit store failed; applying the store-error policy"
+            );
+        }
+    }
+
+    pub(crate) fn succeeded(&self) {
+        // A plain load on the hot path; the write happens once per recovery.
+        if self.open_until.load(Ordering::Relaxed) != 0
+            && self.open_until.swap(0, Ordering::Relaxed) != 0
+        {
+            tracing::info!(
+                "jtc-throttle: the rate-limit store answers again; back to shared counting"
+            );
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
