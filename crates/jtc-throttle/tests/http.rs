@@ -1,8 +1,7 @@
-//! The layer on real Routers, in process (`oneshot`): timing, headers, identity, i18n, hooks.
+//! The layer on real Routers, in process (`oneshot`): identity, i18n, hooks, headers of
+//! stacked layers. Timing, exactness and sharing on every store are in the suite (stores.rs).
 
 mod common;
-
-use std::time::Duration;
 
 use axum::{
     Router,
@@ -11,8 +10,7 @@ use axum::{
 };
 use common::{header, json, request, send};
 use http::{Response, StatusCode};
-use jtc_cache::ManualClock;
-use jtc_throttle::{Algorithm, ThrottleLayer};
+use jtc_throttle::ThrottleLayer;
 
 const PEER: &str = "203.0.113.9:50000";
 
@@ -21,96 +19,6 @@ fn app(layer: ThrottleLayer) -> Router {
         .route("/", get(|| async { "hello" }))
         .route("/users/{id}", get(|| async { "user" }))
         .layer(layer)
-}
-
-#[tokio::test]
-async fn two_per_minute_timeline() {
-    let clock = ManualClock::new(1_700_000_000_000);
-    let app = app(ThrottleLayer::new(2, 60).clock(clock.clone()));
-
-    let first = send(&app, request("/", PEER, &[])).await;
-    assert_eq!(first.status(), StatusCode::OK);
-    assert_eq!(header(&first, "x-ratelimit-limit"), Some("2"));
-    assert_eq!(header(&first, "x-ratelimit-remaining"), Some("1"));
-    assert_eq!(header(&first, "retry-after"), None);
-
-    let second = send(&app, request("/", PEER, &[])).await;
-    assert_eq!(second.status(), StatusCode::OK);
-    assert_eq!(header(&second, "x-ratelimit-remaining"), Some("0"));
-
-    clock.advance(Duration::from_secs(58));
-    let third = send(&app, request("/", PEER, &[])).await;
-    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(header(&third, "retry-after"), Some("2"));
-    let now = 1_700_000_000 + 58;
-    assert_eq!(
-        header(&third, "x-ratelimit-reset"),
-        Some((now + 2).to_string().as_str())
-    );
-    assert_eq!(header(&third, "x-ratelimit-remaining"), Some("0"));
-
-    clock.advance(Duration::from_secs(2));
-    let fourth = send(&app, request("/", PEER, &[])).await;
-    assert_eq!(
-        fourth.status(),
-        StatusCode::OK,
-        "the window is over at 60 s"
-    );
-    assert_eq!(header(&fourth, "x-ratelimit-remaining"), Some("1"));
-}
-
-#[tokio::test]
-async fn three_per_second_timeline() {
-    let clock = ManualClock::new(1_700_000_000_000);
-    let app = app(ThrottleLayer::new(3, 1).clock(clock.clone()));
-    for _ in 0..3 {
-        assert_eq!(
-            send(&app, request("/", PEER, &[])).await.status(),
-            StatusCode::OK
-        );
-    }
-    clock.advance(Duration::from_millis(300));
-    let limited = send(&app, request("/", PEER, &[])).await;
-    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(
-        header(&limited, "retry-after"),
-        Some("1"),
-        "0.7 s rounds up to 1"
-    );
-    clock.advance(Duration::from_millis(700));
-    assert_eq!(
-        send(&app, request("/", PEER, &[])).await.status(),
-        StatusCode::OK
-    );
-}
-
-#[tokio::test]
-async fn sliding_window_lets_a_persistent_client_back_in() {
-    let clock = ManualClock::new(60_000 * 30_000_000);
-    let app = app(ThrottleLayer::new(10, 60)
-        .algorithm(Algorithm::SlidingWindow)
-        .clock(clock.clone()));
-    for _ in 0..10 {
-        assert_eq!(
-            send(&app, request("/", PEER, &[])).await.status(),
-            StatusCode::OK
-        );
-    }
-    // Retrying every second for a minute and a half: the rejected retries never count.
-    let mut admitted = 0;
-    for _ in 0..90 {
-        clock.advance(Duration::from_secs(1));
-        let response = send(&app, request("/", PEER, &[])).await;
-        if response.status() == StatusCode::OK {
-            admitted += 1;
-        } else {
-            let retry: u64 = header(&response, "retry-after").unwrap().parse().unwrap();
-            assert!((1..=60).contains(&retry));
-        }
-    }
-    // From 60 s on, the previous window's 10 weigh less each second: 30 s into the new window
-    // half of them (5) still count, so 5 retries have been let through, one every ~6 s.
-    assert_eq!(admitted, 5, "the client got back in at the sliding rate");
 }
 
 #[tokio::test]

@@ -1,0 +1,87 @@
+//! The throttle conformance suite (tests/suite) on every store: process memory, and caches
+//! over the array driver, the file driver, a Redis server and a 3-master Redis Cluster, the
+//! servers started by the tests.
+
+mod common;
+mod suite;
+
+use std::sync::Arc;
+
+use jtc_cache::{
+    ArrayDriver, Cache, CacheDriver, FileDriver, ManualClock, RedisConfig, RedisDriver,
+};
+use jtc_test_support::{shared_cluster, shared_server, unique_prefix};
+use suite::Store;
+
+/// A manual clock at a whole second, so that window arithmetic in the cases is exact.
+fn clock() -> ManualClock {
+    ManualClock::new(1_700_000_000_000)
+}
+
+async fn memory() -> Store {
+    Store::memory(clock())
+}
+
+async fn array() -> Store {
+    let clock = clock();
+    let driver: Arc<dyn CacheDriver> =
+        Arc::new(ArrayDriver::builder().clock(clock.clone()).build());
+    // One process-local driver: every "instance" is a new cache handle over it.
+    let connect = move || {
+        let driver = Arc::clone(&driver);
+        Box::pin(async move { Cache::from_driver(driver) }) as _
+    };
+    Store::cache(Box::new(connect), Some(clock), Box::new(()))
+}
+
+async fn file() -> Store {
+    let clock = clock();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, driver_clock) = (dir.path().to_owned(), clock.clone());
+    // Every instance opens the folder anew, as another process would.
+    let connect = move || {
+        let driver = FileDriver::builder(&path)
+            .clock(driver_clock.clone())
+            .build();
+        Box::pin(async move { Cache::new(driver.unwrap()) }) as _
+    };
+    Store::cache(Box::new(connect), Some(clock), Box::new(dir))
+}
+
+async fn redis() -> Store {
+    let prefix = unique_prefix("suite");
+    let connect = move || {
+        let (url, prefix) = (shared_server().url(), prefix.clone());
+        Box::pin(async move { Cache::new(RedisDriver::connect(&url, &prefix).await.unwrap()) }) as _
+    };
+    Store::cache(Box::new(connect), None, Box::new(()))
+}
+
+async fn redis_cluster() -> Store {
+    let prefix = unique_prefix("suite");
+    let connect = move || {
+        let config = RedisConfig::cluster(shared_cluster().addresses()).prefix(&prefix);
+        Box::pin(async move { Cache::new(RedisDriver::from_config(&config).await.unwrap()) }) as _
+    };
+    Store::cache(Box::new(connect), None, Box::new(()))
+}
+
+mod memory {
+    crate::throttle_suite!(super::memory);
+}
+
+mod array {
+    crate::throttle_suite!(super::array);
+}
+
+mod file {
+    crate::throttle_suite!(super::file);
+}
+
+mod redis {
+    crate::throttle_suite!(super::redis);
+}
+
+mod redis_cluster {
+    crate::throttle_suite!(super::redis_cluster);
+}
