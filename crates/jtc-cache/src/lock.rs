@@ -65,12 +65,32 @@ impl Cache {
     /// The lock called `name`, held for at most `ttl` once acquired (it then expires by
     /// itself, so a crashed holder cannot keep it forever). A zero `ttl` is an
     /// [`ErrorKind::ZeroLockTtl`] when acquiring.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let lock = cache.lock("invoices", Duration::from_secs(30));
+    /// assert_eq!(lock.name(), "invoices");
+    /// assert!(lock.try_acquire().await?.is_some());
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
     pub fn lock(&self, name: &str, ttl: Duration) -> Lock {
         self.make_lock(name, Some(ttl))
     }
 
     /// The lock called `name`, held until released: a holder that dies without releasing
     /// keeps it until someone calls [`Lock::force_release`]. Prefer [`lock`](Self::lock).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let lock = cache.lock_forever("migration");
+    /// let guard = lock.try_acquire().await?.unwrap();
+    /// assert!(guard.release().await?);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
     pub fn lock_forever(&self, name: &str) -> Lock {
         self.make_lock(name, None)
     }
@@ -112,11 +132,33 @@ impl Cache {
 
 impl Lock {
     /// The lock's name.
+    ///
+    /// ```
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// assert_eq!(cache.lock("reports", Duration::from_secs(5)).name(), "reports");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Takes the lock if it is free; `None` if someone holds it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let lock = cache.lock("job", Duration::from_secs(30));
+    /// let guard = lock.try_acquire().await?.expect("free");
+    /// assert!(lock.try_acquire().await?.is_none(), "held");
+    /// guard.release().await?;
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ZeroLockTtl`] for a lock made with a zero TTL, [`ErrorKind::KeyTooLong`]
+    /// for a name over [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), or the backend failing.
     pub async fn try_acquire(&self) -> Result<Option<LockGuard>> {
         keys::check(&self.name)?;
         if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
@@ -145,6 +187,25 @@ impl Lock {
 
     /// Takes the lock, waiting up to `wait` for it to become free, then gives up with
     /// [`ErrorKind::LockTimeout`]. Retries with a growing pause (5 ms up to 200 ms, jittered).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let lock = cache.lock("job", Duration::from_secs(30));
+    /// let held = lock.try_acquire().await?.unwrap();
+    /// let err = lock.acquire_timeout(Duration::from_millis(50)).await.unwrap_err();
+    /// assert!(matches!(err.kind(), jtc_cache::ErrorKind::LockTimeout { .. }));
+    /// held.release().await?;
+    /// let guard = lock.acquire_timeout(Duration::from_millis(50)).await?;
+    /// guard.release().await?;
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::LockTimeout`] when `wait` runs out; otherwise as
+    /// [`try_acquire`](Self::try_acquire).
     pub async fn acquire_timeout(&self, wait: Duration) -> Result<LockGuard> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(5);
@@ -166,6 +227,22 @@ impl Lock {
     }
 
     /// The owner token of whoever holds the lock now, or `None` when it is free.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let lock = cache.lock("job", Duration::from_secs(30));
+    /// assert_eq!(lock.owner().await?, None);
+    /// let guard = lock.try_acquire().await?.unwrap();
+    /// assert_eq!(lock.owner().await?.as_deref(), Some(guard.owner()));
+    /// # guard.release().await?;
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The backend failing.
     pub async fn owner(&self) -> Result<Option<String>> {
         let op = self.cache.op("lock_owner", &self.name);
         let held = op.run(op.get(&self.key)).await?;
@@ -174,6 +251,21 @@ impl Lock {
 
     /// Releases the lock whoever holds it; returns whether it was held. For operators
     /// clearing a lock left by a holder that died; holders release through their guard.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let lock = cache.lock_forever("stuck");
+    /// let _ = lock.try_acquire().await?.unwrap().keep(); // a holder that died
+    /// assert!(lock.force_release().await?);
+    /// assert!(lock.try_acquire().await?.is_some());
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The backend failing.
     pub async fn force_release(&self) -> Result<bool> {
         let op = self.cache.op("lock_force_release", &self.name);
         op.run(async {
@@ -226,18 +318,53 @@ impl fmt::Debug for LockGuard {
 
 impl LockGuard {
     /// The lock's name.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let guard = cache.lock("job", Duration::from_secs(30)).try_acquire().await?.unwrap();
+    /// assert_eq!(guard.name(), "job");
+    /// # guard.release().await?;
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
     pub fn name(&self) -> &str {
         &self.lock.name
     }
 
     /// This acquisition's owner token: give it to [`Cache::restore_lock`] elsewhere to release
     /// the lock from there.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let guard = cache.lock("job", Duration::from_secs(30)).try_acquire().await?.unwrap();
+    /// assert_eq!(guard.owner().len(), 32, "128 random bits in hex");
+    /// # guard.release().await?;
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
     pub fn owner(&self) -> &str {
         &self.owner
     }
 
     /// Releases the lock if this acquisition still holds it; returns whether it did. `false`
     /// means the lock expired (and may now be someone else's, which this leaves alone).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let lock = cache.lock("job", Duration::from_secs(30));
+    /// let guard = lock.try_acquire().await?.unwrap();
+    /// assert!(guard.release().await?);
+    /// assert_eq!(lock.owner().await?, None);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The backend failing; the lock then stays held until its TTL runs out.
     pub async fn release(mut self) -> Result<bool> {
         self.armed = false;
         self.lock.release_as(&self.owner).await
@@ -245,6 +372,16 @@ impl LockGuard {
 
     /// Gives up the guard without releasing: the lock stays held until its TTL runs out or
     /// someone releases it with the returned owner token (see [`Cache::restore_lock`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let lock = cache.lock("job", Duration::from_secs(30));
+    /// let owner = lock.try_acquire().await?.unwrap().keep();
+    /// assert_eq!(lock.owner().await?, Some(owner));
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
     pub fn keep(mut self) -> String {
         self.armed = false;
         std::mem::take(&mut self.owner)

@@ -57,6 +57,18 @@ impl fmt::Debug for TaggedCache {
 
 impl Cache {
     /// A view of this cache for entries tagged with every tag in `tags`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let users = cache.tags(&["users"]);
+    /// users.put("user:1", &"Ana", ttl).await?;
+    /// assert_eq!(users.get::<String>("user:1").await?.as_deref(), Some("Ana"));
+    /// assert_eq!(cache.get::<String>("user:1").await?, None, "tagged entries live apart");
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
     pub fn tags<S: AsRef<str>>(&self, tags: &[S]) -> TaggedCache {
         let mut tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_owned()).collect();
         tags.sort_unstable();
@@ -69,12 +81,36 @@ impl Cache {
 }
 
 impl TaggedCache {
-    /// The tags of this view, sorted.
+    /// The tags of this view, sorted and without duplicates.
+    ///
+    /// ```
+    /// # use jtc_cache::{ArrayDriver, Cache};
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// assert_eq!(cache.tags(&["posts", "users", "posts"]).tag_names(), ["posts", "users"]);
+    /// ```
     pub fn tag_names(&self) -> &[String] {
         &self.tags
     }
 
     /// The value at `key` under these tags; see [`Cache::get`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// cache.tags(&["a", "b"]).put("k", &1, ttl).await?;
+    /// assert_eq!(cache.tags(&["b", "a"]).get::<i32>("k").await?, Some(1), "any order");
+    /// assert_eq!(cache.tags(&["a"]).get::<i32>("k").await?, None, "another set of tags");
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::KeyTooLong`](crate::ErrorKind::KeyTooLong) for a key or tag over
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), or the backend failing (reading the tags'
+    /// versions or the entry). The same holds for every method of this type, and writes
+    /// also fail as [`Cache::put`] does.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let op = self.cache.op("tagged_get", key);
         op.run(async { op.read(&self.entry_key(&op).await?).await })
@@ -82,6 +118,21 @@ impl TaggedCache {
     }
 
     /// Whether a live entry exists at `key` under these tags.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let tagged = cache.tags(&["users"]);
+    /// tagged.put("k", &1, ttl).await?;
+    /// assert!(tagged.has("k").await?);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
     pub async fn has(&self, key: &str) -> Result<bool> {
         let op = self.cache.op("tagged_has", key);
         op.run(async { op.has_entry(&self.entry_key(&op).await?).await })
@@ -89,6 +140,21 @@ impl TaggedCache {
     }
 
     /// Stores `value` for `ttl` under these tags; see [`Cache::put`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let tagged = cache.tags(&["users"]);
+    /// tagged.put("k", &"v", ttl).await?;
+    /// assert_eq!(tagged.get::<String>("k").await?.as_deref(), Some("v"));
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get), and as [`Cache::put`] for the value.
     pub async fn put<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -105,6 +171,21 @@ impl TaggedCache {
 
     /// Stores `value` with no expiry under these tags. See the note on the type about
     /// flushed entries without a TTL.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let tagged = cache.tags(&["settings"]);
+    /// tagged.forever("theme", &"dark").await?;
+    /// assert!(tagged.has("theme").await?);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put).
     pub async fn forever<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
         let op = self.cache.op("tagged_forever", key);
         op.run(async {
@@ -115,6 +196,21 @@ impl TaggedCache {
     }
 
     /// Stores `value` only if `key` holds no live entry under these tags; see [`Cache::add`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let tagged = cache.tags(&["users"]);
+    /// assert!(tagged.add("k", &1, ttl).await?);
+    /// assert!(!tagged.add("k", &2, ttl).await?);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put).
     pub async fn add<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -131,6 +227,21 @@ impl TaggedCache {
 
     /// The value at `key` under these tags, or `load`'s, stored for `ttl`; see
     /// [`Cache::remember`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let tagged = cache.tags(&["reports"]);
+    /// let n: u32 = tagged.remember("daily", ttl, || async { 7 }).await?;
+    /// assert_eq!((n, tagged.get::<u32>("daily").await?), (7, Some(7)));
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::remember`], and as [`get`](Self::get) for the tags.
     pub async fn remember<T, F, Fut>(&self, key: &str, ttl: Duration, load: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned,
@@ -146,6 +257,21 @@ impl TaggedCache {
     }
 
     /// Adds `by` to the counter at `key` under these tags; see [`Cache::increment`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let tagged = cache.tags(&["stats"]);
+    /// assert_eq!(tagged.increment("views", 2).await?, 2);
+    /// assert_eq!(tagged.increment("views", 1).await?, 3);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::increment`], and as [`get`](Self::get) for the tags.
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64> {
         let op = self.cache.op("tagged_increment", key);
         op.run(async { op.add_to(&self.entry_key(&op).await?, by).await })
@@ -153,6 +279,22 @@ impl TaggedCache {
     }
 
     /// Removes `key` under these tags; returns whether a live entry was there.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let tagged = cache.tags(&["users"]);
+    /// tagged.put("k", &1, ttl).await?;
+    /// assert!(tagged.forget("k").await?);
+    /// assert!(!tagged.forget("k").await?);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
     pub async fn forget(&self, key: &str) -> Result<bool> {
         let op = self.cache.op("tagged_forget", key);
         op.run(async { op.remove(&self.entry_key(&op).await?).await })
@@ -161,6 +303,23 @@ impl TaggedCache {
 
     /// Invalidates every entry carrying any of these tags, whatever other tags it has: one
     /// write per tag, however many entries there are. Entries of other tags stay.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// # let ttl = Duration::from_secs(60);
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// cache.tags(&["users", "posts"]).put("a", &1, ttl).await?;
+    /// cache.tags(&["posts"]).put("b", &2, ttl).await?;
+    /// cache.tags(&["users"]).flush().await?;
+    /// assert_eq!(cache.tags(&["users", "posts"]).get::<i32>("a").await?, None);
+    /// assert_eq!(cache.tags(&["posts"]).get::<i32>("b").await?, Some(2));
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The backend failing; the tags before the failing one are flushed already.
     pub async fn flush(&self) -> Result<()> {
         let op = self.cache.op("tagged_flush", "");
         op.run(async {

@@ -118,36 +118,9 @@ impl RedisDriver {
         install_tls_provider();
         let connect = async {
             if config.cluster_nodes.is_empty() {
-                let client = redis::Client::open(config.connection_info()?)
-                    .map_err(|e| Error::redis("connect", e))?;
-                let manager = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(config.connect_timeout))
-                    .set_response_timeout(Some(config.command_timeout))
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_secs(1))
-                    .set_number_of_retries(3);
-                let manager = ConnectionManager::new_with_config(client, manager)
-                    .await
-                    .map_err(|e| Error::redis("connect", e))?;
-                Ok::<_, Error>(Connection::Standalone(manager))
+                connect_standalone(config).await
             } else {
-                let mut builder =
-                    redis::cluster::ClusterClientBuilder::new(config.cluster_connection_infos()?)
-                        .connection_timeout(config.connect_timeout)
-                        .response_timeout(config.command_timeout)
-                        .retries(2);
-                if let Some(username) = &config.username {
-                    builder = builder.username(username);
-                }
-                if let Some(password) = &config.password {
-                    builder = builder.password(password);
-                }
-                let client = builder.build().map_err(|e| Error::redis("connect", e))?;
-                let connection = client
-                    .get_async_connection()
-                    .await
-                    .map_err(|e| Error::redis("connect", e))?;
-                Ok(Connection::Cluster(connection))
+                connect_cluster(config).await
             }
         };
         let connection = tokio::time::timeout(config.connect_timeout, connect)
@@ -180,6 +153,42 @@ impl RedisDriver {
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner.connection, Connection::Cluster(_))
     }
+}
+
+/// One multiplexed connection that reconnects by itself (a few quick retries, then errors).
+async fn connect_standalone(config: &RedisConfig) -> Result<Connection> {
+    let client =
+        redis::Client::open(config.connection_info()?).map_err(|e| Error::redis("connect", e))?;
+    let manager = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.command_timeout))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1))
+        .set_number_of_retries(3);
+    let manager = ConnectionManager::new_with_config(client, manager)
+        .await
+        .map_err(|e| Error::redis("connect", e))?;
+    Ok(Connection::Standalone(manager))
+}
+
+/// A cluster connection: one multiplexed connection per node, following slot moves.
+async fn connect_cluster(config: &RedisConfig) -> Result<Connection> {
+    let mut builder = redis::cluster::ClusterClientBuilder::new(config.cluster_connection_infos()?)
+        .connection_timeout(config.connect_timeout)
+        .response_timeout(config.command_timeout)
+        .retries(2);
+    if let Some(username) = &config.username {
+        builder = builder.username(username);
+    }
+    if let Some(password) = &config.password {
+        builder = builder.password(password);
+    }
+    let client = builder.build().map_err(|e| Error::redis("connect", e))?;
+    let connection = client
+        .get_async_connection()
+        .await
+        .map_err(|e| Error::redis("connect", e))?;
+    Ok(Connection::Cluster(connection))
 }
 
 /// rustls needs a process-wide crypto provider for `rediss://`; install ring's unless the
