@@ -1,8 +1,10 @@
 //! Wall-clock time for expiry, replaceable in tests.
 //!
 //! Entries expire at an absolute wall-clock instant (Unix milliseconds): the file driver writes
-//! that instant into each file so that every process reading the folder agrees on it. The
-//! in-process drivers use the same clock so all drivers share one notion of "expired".
+//! that instant into each file, read from the [`SystemClock`], so that every process reading
+//! the folder agrees on it. The in-process driver reads a [`MonotonicClock`] instead: Unix
+//! milliseconds anchored at its creation that never step back when the system clock is set,
+//! so its expiries are wall-clock instants too, within the process.
 
 use std::{
     fmt,

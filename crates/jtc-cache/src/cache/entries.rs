@@ -36,7 +36,9 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// See the [module notes](self#errors): a key too long, or the backend failing.
+    /// [`ErrorKind::KeyTooLong`] for a key over [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), or
+    /// the backend's error: [`ErrorKind::Io`] from the file driver, [`ErrorKind::Redis`] or
+    /// [`ErrorKind::Timeout`] from Redis. The other operations fail the same ways.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let at = keys::entry(key)?;
         let op = self.op("get", key);
@@ -139,8 +141,9 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// See the [module notes](self#errors): a key too long, a value that does not encode or is
-    /// too large, or the backend failing. Nothing is stored then.
+    /// As [`get`](Self::get), and [`ErrorKind::Encode`] for a value serde cannot encode or
+    /// [`ErrorKind::ValueTooLarge`] above [`max_value_size`](Self::max_value_size). Nothing is
+    /// stored then.
     pub async fn put<T: Serialize + ?Sized>(
         &self,
         key: &str,

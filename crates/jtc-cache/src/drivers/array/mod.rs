@@ -106,7 +106,8 @@ impl ArrayDriverBuilder {
 }
 
 impl ArrayDriver {
-    /// An empty in-memory driver on the system clock.
+    /// An empty in-memory driver on the [`MonotonicClock`](crate::MonotonicClock) (wall-clock
+    /// milliseconds that never step back).
     pub fn new() -> Self {
         Self::builder().build()
     }
