@@ -114,12 +114,36 @@ pub(crate) const MINUTE: Duration = Duration::from_secs(60);
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:ident) => {
-        $crate::conformance_values!($make);
-        $crate::conformance_counters!($make);
-        $crate::conformance_fills!($make);
-        $crate::conformance_locks!($make);
-        $crate::conformance_tags!($make);
-        $crate::conformance_observe!($make);
+        mod values {
+            #[allow(unused_imports)]
+            use $crate::conformance::{prelude::*, *};
+            $crate::conformance_values!($make);
+        }
+        mod counters {
+            #[allow(unused_imports)]
+            use $crate::conformance::{prelude::*, *};
+            $crate::conformance_counters!($make);
+        }
+        mod fills {
+            #[allow(unused_imports)]
+            use $crate::conformance::{prelude::*, *};
+            $crate::conformance_fills!($make);
+        }
+        mod locks {
+            #[allow(unused_imports)]
+            use $crate::conformance::{prelude::*, *};
+            $crate::conformance_locks!($make);
+        }
+        mod tags {
+            #[allow(unused_imports)]
+            use $crate::conformance::{prelude::*, *};
+            $crate::conformance_tags!($make);
+        }
+        mod observe {
+            #[allow(unused_imports)]
+            use $crate::conformance::{prelude::*, *};
+            $crate::conformance_observe!($make);
+        }
     };
 }
 

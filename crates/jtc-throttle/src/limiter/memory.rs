@@ -228,16 +228,8 @@ impl MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{super::quota, *};
     use jtc_cache::ManualClock;
-
-    fn quota(limit: u64, window_ms: u64, algorithm: Algorithm) -> Quota {
-        Quota {
-            limit,
-            window: Duration::from_millis(window_ms),
-            algorithm,
-        }
-    }
 
     #[test]
     fn fixed_window_counts_from_the_first_request() {

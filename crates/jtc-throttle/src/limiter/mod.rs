@@ -99,17 +99,19 @@ impl Quota {
     }
 }
 
+/// A quota of `limit` per `window_ms`, for the limiter's tests.
+#[cfg(test)]
+pub(crate) fn quota(limit: u64, window_ms: u64, algorithm: Algorithm) -> Quota {
+    Quota {
+        limit,
+        window: Duration::from_millis(window_ms),
+        algorithm,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn quota(limit: u64, window_ms: u64, algorithm: Algorithm) -> Quota {
-        Quota {
-            limit,
-            window: Duration::from_millis(window_ms),
-            algorithm,
-        }
-    }
 
     #[test]
     fn sliding_retry_after_is_when_the_estimate_drops() {
