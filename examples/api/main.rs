@@ -74,32 +74,7 @@ async fn run() -> anyhow::Result<()> {
         .context("failed to open the cache")?;
     let address = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let locale = std::env::var("APP_LOCALE").unwrap_or_else(|_| "en".to_owned());
-    let per_minute: u64 = match std::env::var("APP_RATE_LIMIT") {
-        Ok(value) => value.trim().parse().with_context(|| {
-            format!("invalid APP_RATE_LIMIT={value:?}: expected requests per minute")
-        })?,
-        Err(_) => 60,
-    };
-
-    let app = Router::new()
-        .route("/users/{id}", get(show_user).put(forget_user))
-        .route("/notes/{id}", get(read_note).post(store_note))
-        .route("/_cache/stats", get(cache_stats))
-        .route(
-            "/login",
-            post(login).layer(
-                ThrottleLayer::new(5, 60)
-                    .name("login")
-                    .fallback_locale(&locale),
-            ),
-        )
-        .layer(
-            ThrottleLayer::new(per_minute, 60)
-                .name("global")
-                .with_cache(cache.clone())
-                .fallback_locale(&locale),
-        )
-        .with_state(cache.clone());
+    let app = router(cache.clone(), rate_limit()?, &locale);
 
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -118,6 +93,40 @@ async fn run() -> anyhow::Result<()> {
     .context("the server failed")?;
     println!("shut down");
     Ok(())
+}
+
+/// `APP_RATE_LIMIT`: requests per minute per client and route (default 60).
+fn rate_limit() -> anyhow::Result<u64> {
+    match std::env::var("APP_RATE_LIMIT") {
+        Ok(value) => value.trim().parse().with_context(|| {
+            format!("invalid APP_RATE_LIMIT={value:?}: expected requests per minute")
+        }),
+        Err(_) => Ok(60),
+    }
+}
+
+/// The routes: a global limit counted in the cache (shared by every instance), and a tighter
+/// one on `/login` counted in this process.
+fn router(cache: Cache, per_minute: u64, locale: &str) -> Router {
+    Router::new()
+        .route("/users/{id}", get(show_user).put(forget_user))
+        .route("/notes/{id}", get(read_note).post(store_note))
+        .route("/_cache/stats", get(cache_stats))
+        .route(
+            "/login",
+            post(login).layer(
+                ThrottleLayer::new(5, 60)
+                    .name("login")
+                    .fallback_locale(locale),
+            ),
+        )
+        .layer(
+            ThrottleLayer::new(per_minute, 60)
+                .name("global")
+                .with_cache(cache.clone())
+                .fallback_locale(locale),
+        )
+        .with_state(cache)
 }
 
 /// `GET /_cache/stats`: hits, misses, writes, deletes and errors of this instance's cache.

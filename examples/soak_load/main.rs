@@ -50,24 +50,13 @@ struct Record {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 4 {
-        bail!("usage: soak_load <base-url> <seconds> <connections> <csv> [phase@second ...]");
-    }
-    let base = args[0].trim_end_matches('/').to_owned();
-    let seconds: u64 = args[1].parse().context("seconds")?;
-    let connections: usize = args[2].parse().context("connections")?;
-    let csv = args[3].clone();
-    let mut phases: Vec<(String, u64)> = args[4..]
-        .iter()
-        .map(|p| {
-            let (name, at) = p.split_once('@').context("phases are name@second")?;
-            Ok((name.to_owned(), at.parse()?))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    if phases.is_empty() {
-        phases.push(("run".to_owned(), 0));
-    }
+    let Args {
+        base,
+        seconds,
+        connections,
+        csv,
+        phases,
+    } = Args::parse()?;
 
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
@@ -97,19 +86,58 @@ async fn main() -> anyhow::Result<()> {
     write_csv(&csv, &record.seconds)?;
     print_phases(&record.seconds, &phases);
     let lost = verify(&client, &base, &record.acknowledged).await?;
+    if !report_lost(record.acknowledged.len(), &lost) {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+/// The command line: `<base-url> <seconds> <connections> <csv> [phase@second ...]`.
+struct Args {
+    base: String,
+    seconds: u64,
+    connections: usize,
+    csv: String,
+    phases: Vec<(String, u64)>,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        if args.len() < 4 {
+            bail!("usage: soak_load <base-url> <seconds> <connections> <csv> [phase@second ...]");
+        }
+        let mut phases: Vec<(String, u64)> = args[4..]
+            .iter()
+            .map(|p| {
+                let (name, at) = p.split_once('@').context("phases are name@second")?;
+                Ok((name.to_owned(), at.parse()?))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if phases.is_empty() {
+            phases.push(("run".to_owned(), 0));
+        }
+        Ok(Self {
+            base: args[0].trim_end_matches('/').to_owned(),
+            seconds: args[1].parse().context("seconds")?,
+            connections: args[2].parse().context("connections")?,
+            csv: args[3].clone(),
+            phases,
+        })
+    }
+}
+
+/// Prints how many acknowledged writes read back; `true` when none was lost.
+fn report_lost(acknowledged: usize, lost: &[(u64, String)]) -> bool {
     println!(
-        "\nacknowledged writes: {}, read back intact: {}, lost: {}",
-        record.acknowledged.len(),
-        record.acknowledged.len() - lost.len(),
+        "\nacknowledged writes: {acknowledged}, read back intact: {}, lost: {}",
+        acknowledged - lost.len(),
         lost.len()
     );
     for (id, why) in lost.iter().take(10) {
         println!("  lost note {id}: {why}");
     }
-    if !lost.is_empty() {
-        std::process::exit(2);
-    }
-    Ok(())
+    lost.is_empty()
 }
 
 async fn worker_loop(
@@ -142,36 +170,47 @@ async fn worker_loop(
                 .expect("a valid request");
             (send(client, request).await, None)
         };
-        let latency = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
-        let second = usize::try_from(sent.duration_since(started).as_secs()).unwrap_or(0);
         let failed = result.is_err();
-        {
-            let mut record = record.lock().expect("record lock");
-            let Some(bucket) = record.seconds.get_mut(second) else {
-                continue;
-            };
-            match result {
-                Ok(status) => {
-                    bucket.latencies_us.push(latency);
-                    match status {
-                        200..=299 => bucket.ok += 1,
-                        429 => bucket.too_many += 1,
-                        400..=499 => bucket.client_error += 1,
-                        _ => bucket.server_error += 1,
-                    }
-                    if status == 201
-                        && let Some(note) = note
-                    {
-                        record.acknowledged.push(note);
-                    }
-                }
-                Err(_) => bucket.failed += 1,
-            }
-        }
+        record_result(record, sent, started, &result, note);
         if failed {
             // The app is down or refusing connections: do not spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// Counts one response (or failure) in the second it was sent, and keeps an acknowledged
+/// note for the read-back check.
+fn record_result(
+    record: &Mutex<Record>,
+    sent: Instant,
+    started: Instant,
+    result: &anyhow::Result<u16>,
+    note: Option<(u64, String)>,
+) {
+    let latency = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+    let second = usize::try_from(sent.duration_since(started).as_secs()).unwrap_or(0);
+    let mut record = record.lock().expect("record lock");
+    let Some(bucket) = record.seconds.get_mut(second) else {
+        return;
+    };
+    match result {
+        Ok(status) => {
+            let status = *status;
+            bucket.latencies_us.push(latency);
+            match status {
+                200..=299 => bucket.ok += 1,
+                429 => bucket.too_many += 1,
+                400..=499 => bucket.client_error += 1,
+                _ => bucket.server_error += 1,
+            }
+            if status == 201
+                && let Some(note) = note
+            {
+                record.acknowledged.push(note);
+            }
+        }
+        Err(_) => bucket.failed += 1,
     }
 }
 

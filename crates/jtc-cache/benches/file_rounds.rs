@@ -23,32 +23,45 @@ use common::{FileSetup, KEYS, TTL, VALUE, file_setup, raw_write};
 const OPS: usize = 1_000;
 
 fn main() {
-    let rounds: usize = std::env::var("JTC_ROUNDS")
+    let rounds = rounds();
+    let setup = file_setup();
+    let puts = time_puts(&setup, rounds);
+    let gets = time_gets(&setup, rounds);
+    report("file put: write temp file + rename", &puts);
+    report("file get: fs::read", &gets);
+}
+
+/// `JTC_ROUNDS` (default 15); one round when `cargo test --benches` runs this without
+/// `--bench`, to keep that quick.
+fn rounds() -> usize {
+    let rounds = std::env::var("JTC_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
-    // `cargo test --benches` runs bench targets with `--bench` absent: keep that quick.
-    let rounds = if std::env::args().any(|a| a == "--bench") {
+    if std::env::args().any(|a| a == "--bench") {
         rounds
     } else {
         1
-    };
+    }
+}
+
+/// Writes: a bare write-temp-then-rename against the driver's `put`.
+fn time_puts(setup: &FileSetup, rounds: usize) -> Vec<(Duration, Duration)> {
     let FileSetup {
         rt,
         keys,
-        _tmp,
         raw_dir,
         names,
         driver,
         stored,
-    } = file_setup();
-
+        ..
+    } = setup;
     let mut serial = 0u64;
     let mut raw_put = || {
         let start = Instant::now();
         for i in 0..OPS {
             serial += 1;
-            raw_write(&raw_dir, &names[i % KEYS], serial, &stored);
+            raw_write(raw_dir, &names[i % KEYS], serial, stored);
         }
         start.elapsed()
     };
@@ -62,8 +75,19 @@ fn main() {
             start.elapsed()
         })
     };
-    let puts = alternate(rounds, &mut raw_put, driver_put);
+    alternate(rounds, &mut raw_put, driver_put)
+}
 
+/// Reads: a bare `fs::read` against the driver's `get`.
+fn time_gets(setup: &FileSetup, rounds: usize) -> Vec<(Duration, Duration)> {
+    let FileSetup {
+        rt,
+        keys,
+        raw_dir,
+        names,
+        driver,
+        ..
+    } = setup;
     let raw_get = || {
         let start = Instant::now();
         for i in 0..OPS {
@@ -80,10 +104,7 @@ fn main() {
             start.elapsed()
         })
     };
-    let gets = alternate(rounds, raw_get, driver_get);
-
-    report("file put: write temp file + rename", &puts);
-    report("file get: fs::read", &gets);
+    alternate(rounds, raw_get, driver_get)
 }
 
 /// Per round: (baseline, driver) times per operation, the side that goes first alternating.

@@ -266,24 +266,7 @@ fn worker_increments() {
         .build()
         .unwrap();
     let Some(dir) = std::env::var_os(WORKER_DIR) else {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(driver_in(dir.path()));
-        runtime.block_on(async {
-            let tasks: Vec<_> = (0..4)
-                .map(|_| {
-                    let cache = cache.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..100 {
-                            cache.increment("n", 1).await.unwrap();
-                        }
-                    })
-                })
-                .collect();
-            for task in tasks {
-                task.await.unwrap();
-            }
-            assert_eq!(cache.get::<i64>("n").await.unwrap(), Some(400));
-        });
+        runtime.block_on(increments_from_threads_of_one_process());
         return;
     };
     let dir = PathBuf::from(dir);
@@ -301,27 +284,50 @@ fn worker_increments() {
                 "hit" => drop(cache.hit("hits", MINUTE).await.unwrap()),
                 "increment" => drop(cache.increment("n", 1).await.unwrap()),
                 "lock" => locked_read_modify_write(&cache).await,
-                "remember" => {
-                    let loads = dir.join("loads");
-                    let value: i64 = cache
-                        .remember("report", MINUTE, || async move {
-                            let mut log = fs::OpenOptions::new()
-                                .create(true)
-                                .append(true)
-                                .open(loads)
-                                .unwrap();
-                            writeln!(log, "{}", std::process::id()).unwrap();
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            42
-                        })
-                        .await
-                        .unwrap();
-                    assert_eq!(value, 42);
-                }
+                "remember" => remember_logging_loads(&cache, &dir).await,
                 other => panic!("unknown worker mode {other:?}"),
             }
         }
     });
+}
+
+/// Four tasks of one process increment one key 100 times each: exactly 400.
+async fn increments_from_threads_of_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(driver_in(dir.path()));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    cache.increment("n", 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(cache.get::<i64>("n").await.unwrap(), Some(400));
+}
+
+/// A `remember` whose loader appends this process's id to `<dir>/loads` and takes 300 ms.
+async fn remember_logging_loads(cache: &Cache, dir: &Path) {
+    let loads = dir.join("loads");
+    let value: i64 = cache
+        .remember("report", MINUTE, || async move {
+            let mut log = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(loads)
+                .unwrap();
+            writeln!(log, "{}", std::process::id()).unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            42
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 42);
 }
 
 /// Reads, waits, writes back one more: loses updates unless the lock keeps every other

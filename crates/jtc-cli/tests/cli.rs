@@ -2,7 +2,7 @@
 
 use std::{
     fs,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Output},
 };
 
@@ -139,32 +139,31 @@ fn a_malformed_dotenv_is_one_clear_line() {
     assert_one_line_failure(&output, ".env");
 }
 
-#[test]
-fn get_forget_clear_and_prune_work_on_stored_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("storage/framework/cache");
-    // Entries written by an application on the same folder.
+/// Entries an application wrote into the default folder under `dir`: a JSON value, a
+/// counter, and an entry that has just expired. Returns the cache folder.
+fn seed_entries(dir: &Path) -> PathBuf {
+    let root = dir.join("storage/framework/cache");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         let cache = jtc_cache::Cache::new(jtc_cache::FileDriver::new(&root).unwrap());
-        cache
-            .put(
-                "user:1",
-                &serde_json::json!({"name": "Ana", "id": 1}),
-                std::time::Duration::from_secs(60),
-            )
-            .await
-            .unwrap();
+        let user = serde_json::json!({"name": "Ana", "id": 1});
+        let minute = std::time::Duration::from_secs(60);
+        cache.put("user:1", &user, minute).await.unwrap();
         cache.increment("hits", 42).await.unwrap();
-        cache
-            .put("short", &1, std::time::Duration::from_millis(1))
-            .await
-            .unwrap();
+        let instant = std::time::Duration::from_millis(1);
+        cache.put("short", &1, instant).await.unwrap();
     });
     std::thread::sleep(std::time::Duration::from_millis(5));
+    root
+}
+
+#[test]
+fn get_and_prune_work_on_stored_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_entries(dir.path());
 
     let got = jtc(dir.path(), &["cache", "get", "user:1"], &[]);
     assert!(got.status.success(), "{}", stderr(&got));
@@ -185,6 +184,12 @@ fn get_forget_clear_and_prune_work_on_stored_entries() {
         "{}",
         stdout(&pruned)
     );
+}
+
+#[test]
+fn forget_and_clear_work_on_stored_entries_and_leave_foreign_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = seed_entries(dir.path());
 
     let forgot = jtc(dir.path(), &["cache", "forget", "hits"], &[]);
     assert!(
@@ -198,7 +203,7 @@ fn get_forget_clear_and_prune_work_on_stored_entries() {
     fs::write(root.join("keep.txt"), b"mine").unwrap();
     let cleared = jtc(dir.path(), &["cache", "clear"], &[]);
     assert!(
-        stdout(&cleared).contains("✓ Cache cleared successfully! (1 entries removed)"),
+        stdout(&cleared).contains("✓ Cache cleared successfully! (2 entries removed)"),
         "{}",
         stdout(&cleared)
     );

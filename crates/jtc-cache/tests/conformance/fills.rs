@@ -80,14 +80,7 @@ macro_rules! conformance_fills {
             let fresh = Duration::from_millis(500);
             let stale = Duration::from_millis(1500);
             let calls = Arc::new(AtomicUsize::new(0));
-            let load = |value: i32, calls: &Arc<AtomicUsize>| {
-                let calls = Arc::clone(calls);
-                move || async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    value
-                }
-            };
+            let load = |value: i32, calls: &Arc<AtomicUsize>| slow_loader(value, calls);
             let v: i32 = s
                 .cache
                 .flexible("f", fresh, stale, load(1, &calls))
@@ -106,33 +99,16 @@ macro_rules! conformance_fills {
             assert_eq!((v, calls.load(Ordering::SeqCst)), (1, 1), "fresh: cached");
 
             s.advance(fresh + s.slack()).await;
-            let tasks: Vec<_> = (0..16)
-                .map(|_| {
-                    let cache = s.cache.clone();
-                    let load = load(2, &calls);
-                    tokio::spawn(async move {
-                        let started = Instant::now();
-                        let v: i32 = cache.flexible("f", fresh, stale, load).await.unwrap();
-                        (v, started.elapsed())
-                    })
-                })
-                .collect();
-            for task in tasks {
-                let (v, took) = task.await.unwrap();
+            for (v, took) in
+                read_flexible_16_times(&s.cache, fresh, stale, || load(2, &calls)).await
+            {
                 assert_eq!(v, 1, "stale: the old value at once");
                 assert!(
                     took < Duration::from_millis(250),
                     "not waiting for the loader: {took:?}"
                 );
             }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while s.cache.get::<i32>("f").await.unwrap() != Some(2) {
-                assert!(
-                    Instant::now() < deadline,
-                    "the background refresh never landed"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            wait_for_value(&s.cache, "f", 2).await;
             assert_eq!(
                 calls.load(Ordering::SeqCst),
                 2,

@@ -22,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use std::{future::Future, sync::Mutex};
+use std::{future::Future, pin::Pin, sync::Mutex};
 
 use bytes::Bytes;
 use jtc_cache::{Cache, CacheDriver, DriverFuture, Hit, ManualClock, Result};
@@ -145,6 +145,60 @@ macro_rules! conformance_tests {
             $crate::conformance_observe!($make);
         }
     };
+}
+
+/// A loader that counts its calls and takes 300 ms to return `value`.
+pub(crate) fn slow_loader(
+    value: i32,
+    calls: &Arc<AtomicUsize>,
+) -> impl FnOnce() -> Pin<Box<dyn Future<Output = i32> + Send>> + Send + use<> {
+    let calls = Arc::clone(calls);
+    move || {
+        Box::pin(async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            value
+        })
+    }
+}
+
+/// Sixteen concurrent `flexible` reads of `f`; each one's value and how long it took.
+pub(crate) async fn read_flexible_16_times<L>(
+    cache: &Cache,
+    fresh: Duration,
+    stale: Duration,
+    mut loader: impl FnMut() -> L,
+) -> Vec<(i32, Duration)>
+where
+    L: FnOnce() -> Pin<Box<dyn Future<Output = i32> + Send>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (cache, load) = (cache.clone(), loader());
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let v: i32 = cache.flexible("f", fresh, stale, load).await.unwrap();
+                (v, started.elapsed())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+/// Polls `key` until it holds `value` (a background refresh landing), for at most 10 s.
+pub(crate) async fn wait_for_value(cache: &Cache, key: &str, value: i32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cache.get::<i32>(key).await.unwrap() != Some(value) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the value {value} never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Keys that break naive file paths or protocols.
