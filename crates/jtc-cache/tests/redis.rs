@@ -53,6 +53,38 @@ async fn keys_live_under_the_prefix_and_counters_are_plain_integers() {
 }
 
 #[tokio::test]
+async fn the_apps_own_connection_manager_is_reused() {
+    // A server of its own: the connection count below must not see other tests.
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let manager = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let prefix = unique_prefix("reuse");
+    let cache = Cache::new(RedisDriver::from_connection_manager(
+        manager.clone(),
+        &prefix,
+    ));
+    cache.put("k", &7, Duration::from_secs(60)).await.unwrap();
+    // The app's own commands on the same connection see the cache's entries, and go on
+    // working beside it.
+    let mut app = manager;
+    let raw: String = redis::cmd("GET")
+        .arg(format!("{prefix}k"))
+        .query_async(&mut app)
+        .await
+        .unwrap();
+    assert_eq!(raw, "7");
+    assert_eq!(cache.increment("k", 1).await.unwrap(), 8);
+    let clients = server.cli(&["CLIENT", "LIST"]);
+    let before = clients.lines().count();
+    let _second = Cache::new(RedisDriver::from_connection_manager(app.clone(), &prefix));
+    let after = server.cli(&["CLIENT", "LIST"]).lines().count();
+    assert_eq!(before, after, "no new connection is opened");
+    let slow = RedisDriver::from_connection_manager(app, &prefix)
+        .with_command_timeout(Duration::from_millis(50));
+    assert!(format!("{slow:?}").contains("50ms"), "{slow:?}");
+}
+
+#[tokio::test]
 async fn ttls_are_real_milliseconds() {
     let server = shared_server();
     let prefix = unique_prefix("ttl");

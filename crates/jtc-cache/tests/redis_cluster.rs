@@ -58,3 +58,27 @@ async fn keys_spread_over_every_master_and_flush_reaches_all_of_them() {
         "a foreign key survives: {foreign}"
     );
 }
+
+#[tokio::test]
+async fn the_apps_own_cluster_connection_is_reused() {
+    let nodes: Vec<String> = shared_cluster()
+        .addresses()
+        .iter()
+        .map(|a| format!("redis://{a}"))
+        .collect();
+    let client = redis::cluster::ClusterClient::new(nodes).unwrap();
+    let connection = client.get_async_connection().await.unwrap();
+    let prefix = unique_prefix("reuse");
+    let driver = RedisDriver::from_cluster_connection(connection, &prefix);
+    assert!(driver.is_cluster());
+    let cache = Cache::new(driver);
+    for i in 0..50 {
+        cache
+            .put(&format!("k{i}"), &i, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    assert_eq!(cache.get::<i32>("k49").await.unwrap(), Some(49));
+    cache.flush().await.unwrap();
+    assert_eq!(cache.get::<i32>("k49").await.unwrap(), None);
+}

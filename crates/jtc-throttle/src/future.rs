@@ -14,7 +14,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use crate::{limiter::Decision, shared::Shared};
+use crate::{key, limiter::Decision, shared::Shared};
 
 type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
 
@@ -35,6 +35,9 @@ pin_project! {
             #[pin]
             future: F,
             headers: Option<(Decision, u64, Arc<Shared>)>,
+            // The request matched no route: check the response for a layer placed outside
+            // the Router.
+            unmatched: bool,
         },
         Ready {
             response: Option<Response<Body>>,
@@ -47,9 +50,17 @@ pin_project! {
 
 impl<F, E> ResponseFuture<F, E> {
     /// The inner service's response, with this decision's headers when there is one.
-    pub(crate) fn inner(future: F, headers: Option<(Decision, u64, Arc<Shared>)>) -> Self {
+    pub(crate) fn inner(
+        future: F,
+        headers: Option<(Decision, u64, Arc<Shared>)>,
+        unmatched: bool,
+    ) -> Self {
         Self {
-            kind: Kind::Inner { future, headers },
+            kind: Kind::Inner {
+                future,
+                headers,
+                unmatched,
+            },
         }
     }
 
@@ -84,8 +95,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future, headers } => {
+            KindProj::Inner {
+                future,
+                headers,
+                unmatched,
+            } => {
                 let mut response = ready!(future.poll(cx))?.map(Body::new);
+                if *unmatched {
+                    key::check_unmatched_status(response.status());
+                }
                 if let Some((decision, now, shared)) = headers.take() {
                     shared.add_headers(response.headers_mut(), &decision, now);
                 }

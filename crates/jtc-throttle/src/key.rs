@@ -17,7 +17,7 @@ use std::{
 };
 
 use axum::extract::{ConnectInfo, MatchedPath};
-use http::{HeaderMap, Request};
+use http::{HeaderMap, Request, StatusCode};
 use ipnet::IpNet;
 
 /// The route part of the key for requests that matched no route.
@@ -52,6 +52,33 @@ pub(crate) struct Route(Option<MatchedPath>);
 impl Route {
     pub(crate) fn as_str(&self) -> &str {
         self.0.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
+    }
+}
+
+impl CounterKey {
+    /// Whether this is a client-and-route key for a request that matched no route.
+    pub(crate) fn lacks_route(&self) -> bool {
+        matches!(self, Self::Request(_, Route(None)))
+    }
+}
+
+/// Called with the status of a response to a request that matched no route. A request that
+/// matched no route ends in a 404 or a 405 when the layer sits inside the `Router`; any other
+/// status means the layer wraps the whole `Router` from outside, where axum has not matched a
+/// route yet, so every route shares one bucket per client. Says so once, with the fix.
+pub(crate) fn check_unmatched_status(status: StatusCode) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED {
+        return;
+    }
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            %status,
+            "jtc-throttle: a request reached a handler without a matched route, so every route \
+             shares one rate-limit bucket per client; the ThrottleLayer wraps the Router from \
+             outside (ServiceBuilder around the app?). Apply it with `Router::layer` or \
+             `Router::route_layer` instead"
+        );
     }
 }
 

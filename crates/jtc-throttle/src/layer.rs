@@ -35,6 +35,12 @@ const DEFAULT_MEMORY_CAPACITY: u64 = 100_000;
 ///     .trusted_proxies(["10.0.0.0/8".parse().unwrap()])
 ///     .ietf_headers(true);
 /// ```
+///
+/// **Placement.** Apply the layer with `Router::layer` (every route) or `route_layer` / a
+/// route's `.layer` (one route): there it sees the matched route template. Wrapped around the
+/// whole `Router` from outside (`ServiceBuilder::new().layer(throttle).service(router)`), it
+/// runs before axum matches a route, so all routes share one bucket per client; the layer
+/// notices that and logs a warning once.
 #[derive(Clone)]
 #[must_use]
 pub struct ThrottleLayer {

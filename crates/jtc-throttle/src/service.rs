@@ -13,6 +13,7 @@ use tower::{BoxError, Service};
 
 use crate::{
     future::ResponseFuture,
+    key,
     limiter::Decision,
     response,
     shared::{Outcome, Shared},
@@ -74,12 +75,12 @@ where
         let shared = &self.shared;
         let now = shared.config.clock.now_ms();
         let Some(key) = shared.counter_key(&request) else {
-            return ResponseFuture::inner(self.inner.call(request), None);
+            return ResponseFuture::inner(self.inner.call(request), None, false);
         };
         let Some(cache) = shared.config.cache.clone() else {
             // Counting in memory decides at once: no clone of the inner service, no box.
             let decision = shared.memory.hit(&key, shared.config.quota);
-            return self.respond(request, decision, now);
+            return self.respond(request, decision, now, key.lacks_route());
         };
         // Counting in a cache waits for it before calling the inner service, so the service
         // that was polled ready moves into the future and a clone stays behind.
@@ -90,6 +91,9 @@ where
             match shared.decide(&cache, &key, now).await {
                 Outcome::Decided(decision) if decision.allowed => {
                     let mut response = inner.call(request).await?.map(Body::new);
+                    if key.lacks_route() {
+                        key::check_unmatched_status(response.status());
+                    }
                     shared.add_headers(response.headers_mut(), &decision, now);
                     Ok(response)
                 }
@@ -109,13 +113,14 @@ impl<S> Throttle<S> {
         request: Request<ReqBody>,
         decision: Decision,
         now: u64,
+        unmatched: bool,
     ) -> ResponseFuture<S::Future, S::Error>
     where
         S: Service<Request<ReqBody>>,
     {
         if decision.allowed {
             let headers = Some((decision, now, Arc::clone(&self.shared)));
-            ResponseFuture::inner(self.inner.call(request), headers)
+            ResponseFuture::inner(self.inner.call(request), headers, unmatched)
         } else {
             ResponseFuture::ready(self.shared.limited(request.headers(), &decision, now))
         }

@@ -9,7 +9,7 @@ use crate::{Error, ErrorKind, Result};
 /// The key prefix unless configured otherwise.
 pub(crate) const DEFAULT_PREFIX: &str = "jtc_cache:";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 const MASK: &str = "********";
 
 /// Settings of the Redis driver.
@@ -53,6 +53,8 @@ pub struct RedisConfig {
     /// than this is treated as down: the call fails rather than stall the request. Default:
     /// 500 ms.
     pub command_timeout: Duration,
+    /// Connect to `host` and `port` over TLS, as a `rediss://` URL does. Default: no.
+    pub tls: bool,
 }
 
 impl Default for RedisConfig {
@@ -68,6 +70,7 @@ impl Default for RedisConfig {
             cluster_nodes: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            tls: false,
         }
     }
 }
@@ -85,6 +88,7 @@ impl fmt::Debug for RedisConfig {
             .field("cluster_nodes", &self.cluster_nodes)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -104,6 +108,57 @@ impl RedisConfig {
             cluster_nodes: nodes.into_iter().map(Into::into).collect(),
             ..Self::default()
         }
+    }
+
+    /// Connects to `host` (with [`port`](Self::port)) instead of a URL.
+    ///
+    /// ```
+    /// use jtc_cache::RedisConfig;
+    ///
+    /// let config = RedisConfig::default().host("cache.internal").port(6380).db(2).tls(true);
+    /// assert_eq!((config.host.as_str(), config.port, config.db, config.tls), ("cache.internal", 6380, 2, true));
+    /// ```
+    #[must_use]
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// The server's port, with [`host`](Self::host).
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The database number, with [`host`](Self::host) (a URL names its own).
+    #[must_use]
+    pub fn db(mut self, db: i64) -> Self {
+        self.db = db;
+        self
+    }
+
+    /// The ACL user, used when the URL names none.
+    ///
+    /// ```
+    /// use jtc_cache::RedisConfig;
+    ///
+    /// let config = RedisConfig::default().username("app").password("s3cret");
+    /// assert_eq!(config.username.as_deref(), Some("app"));
+    /// assert!(!format!("{config:?}").contains("s3cret"));
+    /// ```
+    #[must_use]
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// TLS to [`host`](Self::host) and [`port`](Self::port), as a `rediss://` URL asks for. The
+    /// server's certificate is checked against the system's roots (or `SSL_CERT_FILE`).
+    #[must_use]
+    pub fn tls(mut self, enabled: bool) -> Self {
+        self.tls = enabled;
+        self
     }
 
     /// Sets the key prefix.
@@ -191,6 +246,13 @@ impl RedisConfig {
     pub(crate) fn connection_info(&self) -> Result<ConnectionInfo> {
         let info = match &self.url {
             Some(url) => url.as_str().into_connection_info(),
+            None if self.tls => ConnectionAddr::TcpTls {
+                host: self.host.clone(),
+                port: self.port,
+                insecure: false,
+                tls_params: None,
+            }
+            .into_connection_info(),
             None => ConnectionAddr::Tcp(self.host.clone(), self.port).into_connection_info(),
         }
         .map_err(|e| Error::redis("connect", e))?;
@@ -262,14 +324,20 @@ impl RedisConfig {
             .and_then(|s| s.password())
             .or(self.password.as_deref());
         let mut rows = Vec::new();
-        if let Some(url) = &self.url {
-            rows.push(("URL", mask_url(url)));
-        }
-        if self.cluster_nodes.is_empty() {
+        let tls = if self.cluster_nodes.is_empty() {
+            if let Some(url) = &self.url {
+                rows.push(("URL", mask_url(url)));
+            }
             rows.extend([("Host", host), ("Port", port), ("Database", db.to_string())]);
+            tls
         } else {
-            rows.push(("Cluster Nodes", self.cluster_nodes.join(", ")));
-        }
+            // In cluster mode the nodes are all there is: a REDIS_URL is not used.
+            let nodes: Vec<String> = self.cluster_nodes.iter().map(|n| mask_url(n)).collect();
+            rows.push(("Cluster Nodes", nodes.join(", ")));
+            self.cluster_nodes
+                .iter()
+                .any(|n| n.starts_with("rediss://"))
+        };
         rows.extend([
             ("Username", username.unwrap_or("(none)").to_owned()),
             ("Password", password.map_or("(none)", |_| MASK).to_owned()),
@@ -342,6 +410,45 @@ fn parse_nodes(nodes: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn setters_reach_the_connection() {
+        let config = RedisConfig::default()
+            .host("cache.internal")
+            .port(6380)
+            .db(3)
+            .username("app")
+            .password("pw")
+            .tls(true);
+        let info = config.connection_info().unwrap();
+        assert!(matches!(
+            info.addr(),
+            ConnectionAddr::TcpTls { host, port: 6380, .. } if host == "cache.internal"
+        ));
+        let settings = info.redis_settings();
+        assert_eq!((settings.db(), settings.username()), (3, Some("app")));
+        let rows = config.describe();
+        assert!(rows.contains(&("TLS", "yes".to_owned())), "{rows:?}");
+        assert!(!format!("{rows:?}").contains("pw\""), "{rows:?}");
+    }
+
+    #[test]
+    fn a_cluster_describes_its_nodes_not_an_unused_url() {
+        let mut config =
+            RedisConfig::cluster(["rediss://:pw@10.0.0.1:7000", "rediss://10.0.0.2:7000"]);
+        config.url = Some("redis://ignored:6379".to_owned());
+        let rows = config.describe();
+        let text = format!("{rows:?}");
+        assert!(
+            !text.contains("ignored") && !text.contains(":pw@"),
+            "{text}"
+        );
+        assert!(rows.contains(&("TLS", "yes".to_owned())), "{text}");
+        assert!(
+            rows.iter().any(|(name, _)| *name == "Cluster Nodes"),
+            "{text}"
+        );
+    }
 
     fn from(vars: &[(&str, &str)]) -> Result<RedisConfig> {
         RedisConfig::from_lookup(&|name| {

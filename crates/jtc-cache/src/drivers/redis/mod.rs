@@ -113,6 +113,78 @@ impl RedisDriver {
         Self::from_config(&RedisConfig::from_url(url).prefix(prefix)).await
     }
 
+    /// A driver over the app's own standalone connection, so the app and its cache share one
+    /// multiplexed socket instead of opening a second. Keys are stored under `prefix`; every
+    /// call is bounded by the default command timeout (500 ms; see
+    /// [`with_command_timeout`](Self::with_command_timeout)). Reconnection is the manager's
+    /// own, as the app configured it.
+    ///
+    /// ```no_run
+    /// # async fn app() -> Result<(), Box<dyn std::error::Error>> {
+    /// use jtc_cache::{Cache, RedisDriver};
+    ///
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/0")?;
+    /// let manager = redis::aio::ConnectionManager::new(client).await?;
+    /// // The app keeps using `manager` for its own commands; the cache shares it.
+    /// let cache = Cache::new(RedisDriver::from_connection_manager(manager.clone(), "app_cache:"));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_connection_manager(manager: ConnectionManager, prefix: &str) -> Self {
+        Self::from_connection(
+            Connection::Standalone(manager),
+            prefix,
+            "an existing connection",
+        )
+    }
+
+    /// A driver over the app's own Redis Cluster connection; see
+    /// [`from_connection_manager`](Self::from_connection_manager).
+    ///
+    /// ```no_run
+    /// # async fn app() -> Result<(), Box<dyn std::error::Error>> {
+    /// use jtc_cache::{Cache, RedisDriver};
+    ///
+    /// let client = redis::cluster::ClusterClient::new(vec!["redis://127.0.0.1:7000"])?;
+    /// let connection = client.get_async_connection().await?;
+    /// let cache = Cache::new(RedisDriver::from_cluster_connection(connection, "app_cache:"));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_cluster_connection(connection: ClusterConnection, prefix: &str) -> Self {
+        Self::from_connection(
+            Connection::Cluster(connection),
+            prefix,
+            "an existing cluster connection",
+        )
+    }
+
+    /// The same driver with every call bounded by `timeout` instead.
+    #[must_use]
+    pub fn with_command_timeout(self, timeout: Duration) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                connection: inner.connection.clone(),
+                prefix: inner.prefix.clone(),
+                command_timeout: timeout,
+                hit: inner.hit.clone(),
+                persist: inner.persist.clone(),
+                forget_if: inner.forget_if.clone(),
+                target: inner.target.clone(),
+            }),
+        }
+    }
+
+    fn from_connection(connection: Connection, prefix: &str, target: &str) -> Self {
+        Self {
+            inner: Arc::new(Inner::new(
+                connection,
+                prefix.to_owned(),
+                config::DEFAULT_COMMAND_TIMEOUT,
+                target.to_owned(),
+            )),
+        }
+    }
+
     /// Connects as `config` says: standalone, or cluster when it lists cluster nodes.
     pub async fn from_config(config: &RedisConfig) -> Result<Self> {
         install_tls_provider();
@@ -132,15 +204,12 @@ impl RedisDriver {
                 })
             })??;
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Inner::new(
                 connection,
-                prefix: config.prefix.clone(),
-                command_timeout: config.command_timeout,
-                hit: Script::new(HIT_SCRIPT),
-                persist: Script::new(PERSIST_SCRIPT),
-                forget_if: Script::new(FORGET_IF_SCRIPT),
-                target: config.target(),
-            }),
+                config.prefix.clone(),
+                config.command_timeout,
+                config.target(),
+            )),
         })
     }
 
@@ -201,6 +270,23 @@ fn install_tls_provider() {
 }
 
 impl Inner {
+    fn new(
+        connection: Connection,
+        prefix: String,
+        command_timeout: Duration,
+        target: String,
+    ) -> Self {
+        Self {
+            connection,
+            prefix,
+            command_timeout,
+            hit: Script::new(HIT_SCRIPT),
+            persist: Script::new(PERSIST_SCRIPT),
+            forget_if: Script::new(FORGET_IF_SCRIPT),
+            target,
+        }
+    }
+
     fn key(&self, key: &str) -> Vec<u8> {
         let mut full = Vec::with_capacity(self.prefix.len() + key.len());
         full.extend_from_slice(self.prefix.as_bytes());
