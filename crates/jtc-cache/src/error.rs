@@ -171,6 +171,18 @@ pub enum ErrorKind {
         source: redis::RedisError,
     },
 
+    /// A Redis Cluster `flush` could not reach every master that holds slots: the entries on
+    /// the masters it did not reach are still there, and come back when those masters do.
+    /// Nothing is wrong with the entries it did reach (they are gone); run the flush again
+    /// once the cluster is whole.
+    #[error("flush reached masters for {covered} of 16384 cluster slots; not reached: {unreached}")]
+    IncompleteFlush {
+        /// How many of the 16384 slots belong to masters the flush scanned.
+        covered: u32,
+        /// The masters it did not reach (`host:port` and why), or `unassigned slots`.
+        unreached: String,
+    },
+
     /// A blocking file task of the file driver was cancelled or panicked.
     #[error("a background file task of the cache failed")]
     Task(#[source] tokio::task::JoinError),

@@ -4,11 +4,11 @@
 
 mod conformance;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conformance::Subject;
-use jtc_cache::{Cache, RedisConfig, RedisDriver};
-use jtc_test_support::{shared_cluster, unique_prefix};
+use jtc_cache::{Cache, ErrorKind, RedisConfig, RedisDriver};
+use jtc_test_support::{RedisCluster, shared_cluster, unique_prefix};
 
 async fn driver(prefix: &str) -> RedisDriver {
     let config = RedisConfig::cluster(shared_cluster().addresses()).prefix(prefix);
@@ -81,4 +81,66 @@ async fn the_apps_own_cluster_connection_is_reused() {
     assert_eq!(cache.get::<i32>("k49").await.unwrap(), Some(49));
     cache.flush().await.unwrap();
     assert_eq!(cache.get::<i32>("k49").await.unwrap(), None);
+}
+
+/// A master that hangs (SIGSTOP) until the others flag it failed: a flush cannot reach its
+/// keys, so it must fail rather than report success; once the master is back, a flush
+/// removes everything. The other masters keep serving their slots meanwhile
+/// (`cluster-require-full-coverage no`, as available clusters run), so a flush that skipped
+/// the hung master would otherwise succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_that_cannot_reach_every_master_is_an_error() {
+    let partial = ["--cluster-require-full-coverage", "no"];
+    let cluster = RedisCluster::start_with(3, Duration::from_secs(2), &partial);
+    let config = RedisConfig::cluster(cluster.addresses()).prefix("partial:");
+    let cache = Cache::new(RedisDriver::from_config(&config).await.unwrap());
+    for i in 0..300 {
+        let ttl = Duration::from_secs(600);
+        cache.put(&format!("k{i}"), &i, ttl).await.unwrap();
+    }
+
+    let (paused, watcher) = (&cluster.nodes()[2], &cluster.nodes()[0]);
+    paused.pause();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let paused_line = |nodes: &str| {
+        nodes
+            .lines()
+            .find(|l| l.contains(&paused.address()))
+            .map(str::to_owned)
+    };
+    while !paused_line(&watcher.cli(&["CLUSTER", "NODES"])).is_some_and(|l| l.contains("fail")) {
+        assert!(
+            Instant::now() < deadline,
+            "the paused master was never flagged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = cache.flush().await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::IncompleteFlush { covered, .. } if *covered < 16_384)
+            || matches!(
+                err.kind(),
+                ErrorKind::Timeout { .. } | ErrorKind::Redis { .. }
+            ),
+        "{err}"
+    );
+    if let ErrorKind::IncompleteFlush { unreached, .. } = err.kind() {
+        assert!(unreached.contains(&paused.address()), "{unreached}");
+    }
+
+    paused.resume();
+    cluster.wait_until_ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(err) = cache.flush().await {
+        assert!(Instant::now() < deadline, "flush never recovered: {err}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..300 {
+        let key = format!("k{i}");
+        assert_eq!(
+            cache.get::<i32>(&key).await.unwrap(),
+            None,
+            "{key} survived"
+        );
+    }
 }

@@ -107,6 +107,26 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing, as a
+    /// machine that hangs does. [`resume`](Self::resume) thaws it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a server frozen by [`pause`](Self::pause) (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Starts the server again on the same port with the same arguments.
     pub fn restart(&mut self) {
         self.stop();
@@ -207,17 +227,24 @@ impl RedisCluster {
     /// Starts `masters` nodes, joins them with `redis-cli --cluster create` and waits until
     /// every node reports `cluster_state:ok`.
     pub fn start(masters: usize) -> Self {
+        Self::start_with(masters, Duration::from_secs(5), &[])
+    }
+
+    /// Like [`start`](Self::start), with the time after which the nodes flag a silent node
+    /// as failed (`cluster-node-timeout`) and extra `redis-server` arguments for every node.
+    pub fn start_with(masters: usize, node_timeout: Duration, extra: &[&str]) -> Self {
+        let timeout = node_timeout.as_millis().to_string();
+        let mut args = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            &timeout,
+        ];
+        args.extend_from_slice(extra);
         let nodes: Vec<RedisServer> = (0..masters)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "5000",
-                ])
-            })
+            .map(|_| RedisServer::start_with(&args))
             .collect();
         let mut create: Vec<String> = vec!["--cluster".into(), "create".into()];
         create.extend(nodes.iter().map(RedisServer::address));
@@ -232,8 +259,14 @@ impl RedisCluster {
             "cluster create failed:\n{output}"
         );
         let cluster = Self { nodes };
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    /// Waits until every node reports `cluster_state:ok`.
+    pub fn wait_until_ok(&self) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while !cluster
+        while !self
             .nodes
             .iter()
             .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"))
@@ -244,7 +277,6 @@ impl RedisCluster {
             );
             thread::sleep(Duration::from_millis(50));
         }
-        cluster
     }
 
     /// `127.0.0.1:<port>` of every node.

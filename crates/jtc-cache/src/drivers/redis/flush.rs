@@ -7,7 +7,7 @@ use redis::{
 };
 
 use super::{Connection, Inner};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// How many keys one `SCAN` step asks for, and one `UNLINK` removes, during `flush`.
 const FLUSH_BATCH: usize = 1_000;
@@ -41,6 +41,8 @@ impl Inner {
     }
 
     /// The nodes that hold keys: the one server, or every cluster master as `(host, port)`.
+    /// In a cluster, an error unless the masters that answer own every slot: a flush that
+    /// skipped a master would leave its entries behind and still say it flushed.
     async fn masters(&self) -> Result<Vec<Option<(String, u16)>>> {
         if matches!(self.connection, Connection::Standalone(_)) {
             return Ok(vec![None]);
@@ -48,7 +50,28 @@ impl Inner {
         let nodes: String = self
             .query("flush", redis::cmd("CLUSTER").arg("NODES").clone())
             .await?;
-        Ok(cluster_masters(&nodes).into_iter().map(Some).collect())
+        let masters = cluster_masters(&nodes);
+        let covered: u32 = masters.iter().filter(|m| !m.failing).map(|m| m.slots).sum();
+        if covered < SLOTS {
+            let mut unreached: Vec<String> = masters
+                .iter()
+                .filter(|m| m.failing && m.slots > 0)
+                .map(|m| format!("{}:{} ({}, {} slots)", m.host, m.port, m.flags, m.slots))
+                .collect();
+            if unreached.is_empty() {
+                unreached.push("unassigned slots".to_owned());
+            }
+            return Err(ErrorKind::IncompleteFlush {
+                covered,
+                unreached: unreached.join(", "),
+            }
+            .into());
+        }
+        Ok(masters
+            .into_iter()
+            .filter(|m| !m.failing)
+            .map(|m| Some((m.host, m.port)))
+            .collect())
     }
 
     async fn on_node<T: FromRedisValue>(
@@ -85,22 +108,58 @@ fn glob_escape(prefix: &str) -> String {
     escaped
 }
 
-/// The `host:port` of every reachable master in `CLUSTER NODES` output.
-fn cluster_masters(nodes: &str) -> Vec<(String, u16)> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let flags = fields.get(2)?;
-            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
-                return None;
-            }
-            // `ip:port@cport[,hostname]`
-            let address = fields.get(1)?.split('@').next()?;
-            let (host, port) = address.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
-        })
-        .collect()
+/// The slots of a Redis Cluster.
+const SLOTS: u32 = 16_384;
+
+/// A master as `CLUSTER NODES` describes it.
+#[derive(Debug, PartialEq, Eq)]
+struct Master {
+    host: String,
+    port: u16,
+    /// Its flags as the node asked sees them (`master`, `master,fail?`, ...).
+    flags: String,
+    /// Flagged `fail?` or `fail`: not to be counted on.
+    failing: bool,
+    /// How many slots it serves.
+    slots: u32,
+}
+
+/// Every master in `CLUSTER NODES` output, with its slot count.
+fn cluster_masters(nodes: &str) -> Vec<Master> {
+    nodes.lines().filter_map(parse_master).collect()
+}
+
+/// `<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot>...`
+fn parse_master(line: &str) -> Option<Master> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let flags = *fields.get(2)?;
+    if !flags.split(',').any(|f| f == "master") {
+        return None;
+    }
+    let address = fields.get(1)?.split('@').next()?;
+    let (host, port) = address.rsplit_once(':')?;
+    let slots = fields.iter().skip(8).map(|range| slot_count(range)).sum();
+    Some(Master {
+        host: host.to_owned(),
+        port: port.parse().ok()?,
+        flags: flags.to_owned(),
+        failing: flags.split(',').any(|f| f == "fail" || f == "fail?"),
+        slots,
+    })
+}
+
+/// Slots in one entry of a slot list: `0-5460`, `5461`; migrating (`[...]`) ones count 0.
+fn slot_count(range: &str) -> u32 {
+    if range.starts_with('[') {
+        return 0;
+    }
+    match range.split_once('-') {
+        Some((start, end)) => match (start.parse::<u32>(), end.parse::<u32>()) {
+            (Ok(start), Ok(end)) if end >= start => end - start + 1,
+            _ => 0,
+        },
+        None => u32::from(range.parse::<u32>().is_ok()),
+    }
 }
 
 #[cfg(test)]
@@ -122,13 +181,28 @@ mod tests {
 e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
 aaaa 127.0.0.1:30009@40009 master,fail - 0 0 1 disconnected
 ";
+        let masters = cluster_masters(nodes);
+        let summary: Vec<(u16, bool, u32)> = masters
+            .iter()
+            .map(|m| (m.port, m.failing, m.slots))
+            .collect();
         assert_eq!(
-            cluster_masters(nodes),
+            summary,
             vec![
-                ("127.0.0.1".to_owned(), 30002),
-                ("127.0.0.1".to_owned(), 30003),
-                ("127.0.0.1".to_owned(), 30001),
+                (30002, false, 5462),
+                (30003, false, 5461),
+                (30001, false, 5461),
+                (30009, true, 0),
             ]
         );
+        let paused = nodes.replace("myself,master -", "myself,master,fail? -");
+        let covered: u32 = cluster_masters(&paused)
+            .iter()
+            .filter(|m| !m.failing)
+            .map(|m| m.slots)
+            .sum();
+        assert_eq!(covered, 16_384 - 5461);
+        assert_eq!(slot_count("[93->-292f]"), 0);
+        assert_eq!(slot_count("17"), 1);
     }
 }
