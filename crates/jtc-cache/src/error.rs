@@ -162,6 +162,7 @@ pub enum ErrorKind {
 
     /// Redis answered with an error, or the connection to it failed.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     #[error("redis {operation} failed")]
     Redis {
         /// The cache operation (`get`, `put`, `connect`, ...).

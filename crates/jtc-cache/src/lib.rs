@@ -8,7 +8,14 @@
 //! | [`ArrayDriver`] | this process's memory                  | tests, single-instance apps   |
 //! | `RedisDriver`   | a Redis server or Redis Cluster        | production, many instances    |
 //!
-//! `RedisDriver` needs the `redis` cargo feature (on by default).
+//! # Features
+//!
+//! | feature       | default | what it adds |
+//! |---------------|---------|--------------|
+//! | `redis`       | yes     | `RedisDriver` and `RedisConfig`: Redis standalone and Cluster, TLS |
+//! | `compression` | yes     | LZ4 compression of values above [`DEFAULT_COMPRESSION_THRESHOLD`] |
+//!
+//! The array and file drivers are always there.
 //!
 //! An application starts on the file driver and moves to another by changing `CACHE_DRIVER`,
 //! with no code change: [`Cache::from_env`] reads the choice.
@@ -50,6 +57,8 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod cache;
 mod clock;
 mod codec;
@@ -74,6 +83,7 @@ pub use codec::Codec;
 pub use config::{CacheConfig, DEFAULT_FILE_PATH, DriverKind};
 pub use driver::{CacheDriver, DriverFuture, Hit};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use drivers::redis::{RedisConfig, RedisDriver};
 pub use drivers::{
     array::{ArrayDriver, ArrayDriverBuilder},

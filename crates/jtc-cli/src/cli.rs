@@ -5,6 +5,10 @@ use clap::{Parser, Subcommand};
 /// jtc: manage the application cache configured by CACHE_DRIVER and friends.
 ///
 /// Settings come from the environment and from a `.env` file in the working directory.
+///
+/// Exit codes: 0 success; 1 not found (`get`, `forget` of a key that is not set) or declined
+/// (`clear` answered no); 2 usage or configuration error; 3 the cache backend is unreachable
+/// or failed.
 #[derive(Debug, Parser)]
 #[command(name = "jtc", version, propagate_version = true)]
 pub(crate) struct Cli {
@@ -17,6 +21,13 @@ pub(crate) enum Command {
     /// Work with the configured cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print a shell completion script: `jtc completions bash > /etc/bash_completion.d/jtc`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `jtc man > /usr/local/share/man/man1/jtc.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -24,10 +35,22 @@ pub(crate) enum CacheCommand {
     /// Check the cache works: put, get, increment and forget a test key.
     Test,
     /// Show the active driver and its settings (secrets masked).
-    Config,
-    /// Remove every entry of this cache (other applications' data is left alone).
-    Clear,
-    /// Remove one key.
+    Config {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every entry of this cache (other applications' data is left alone), or with
+    /// --tags the entries of those tags. On a terminal it asks first, unless --force.
+    Clear {
+        /// Flush only these tags (comma separated): `--tags users,posts`.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        force: bool,
+    },
+    /// Remove one key; exits 1 when it was not set.
     Forget {
         /// The key to remove.
         key: String,
@@ -36,15 +59,21 @@ pub(crate) enum CacheCommand {
     Get {
         /// The key to read.
         key: String,
+        /// Print the value as one line of JSON, and nothing else.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove expired entries that nobody has read since (file driver).
     Prune,
-    /// Show cache counters: a running app's (from its stats endpoint, with --url) or those of
-    /// a round trip this command makes on the configured cache.
+    /// Show cache counters: a running app's (from its stats endpoint, with --url), or without
+    /// --url those of a round trip this command makes itself (a live check of the driver).
     Stats {
         /// An app's stats endpoint returning `Cache::stats()` as JSON, e.g.
         /// http://127.0.0.1:3000/_cache/stats (plain http).
         #[arg(long)]
         url: Option<String>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -18,12 +18,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             output::error(&error);
-            ExitCode::FAILURE
+            output::exit_code(&error)
         }
     }
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Completions { shell } => return Ok(commands::completions(shell)),
+        cli::Command::Man => return commands::man(),
+        cli::Command::Cache(_) => {}
+    }
     load_dotenv()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

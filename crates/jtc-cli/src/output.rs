@@ -26,6 +26,23 @@ pub(crate) fn error(error: &anyhow::Error) {
     eprintln!("✗ error: {}", line.replace(['\n', '\r'], " "));
 }
 
+/// The exit codes of `jtc`, as its `--help` documents them.
+pub(crate) const NOT_FOUND: u8 = 1;
+const USAGE: u8 = 2;
+const BACKEND: u8 = 3;
+
+/// The exit code of a failed command: 2 for configuration errors (a bad variable, a broken
+/// `.env`), 3 for everything else, which is the backend failing or out of reach.
+pub(crate) fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
+    let usage = error.chain().any(|cause| {
+        cause.is::<dotenvy::Error>()
+            || cause
+                .downcast_ref::<jtc_cache::Error>()
+                .is_some_and(|e| matches!(e.kind(), jtc_cache::ErrorKind::Config { .. }))
+    });
+    std::process::ExitCode::from(if usage { USAGE } else { BACKEND })
+}
+
 /// Reports progress over folders: a bar on a terminal, a few plain lines otherwise.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,

@@ -1,26 +1,20 @@
 //! Translated messages and `Accept-Language` negotiation.
 //!
-//! The catalogues are the JSON files in `resources/lang/` at the workspace root, embedded at
-//! build time and looked up by key (`http.too_many_requests`).
+//! The shipped catalogues are the JSON files in this crate's `lang/` folder (`en.json`,
+//! `pt_BR.json`), embedded at build time and looked up by key (`http.too_many_requests`).
+//! Adding a shipped locale is adding a file there and a line below. An app adds its own
+//! catalogues at run time with [`ThrottleLayer::translations`](crate::ThrottleLayer::translations).
 
-use std::{collections::HashMap, sync::OnceLock};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 /// The locales shipped, with their catalogues.
 const CATALOGUES: &[(&str, &str)] = &[
-    (
-        "en",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../resources/lang/en.json"
-        )),
-    ),
-    (
-        "pt_BR",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../resources/lang/pt_BR.json"
-        )),
-    ),
+    ("en", include_str!("../lang/en.json")),
+    ("pt_BR", include_str!("../lang/pt_BR.json")),
 ];
 
 /// The locale used when nothing else matches.
@@ -28,7 +22,7 @@ pub(crate) const DEFAULT_LOCALE: &str = "en";
 
 type Catalogue = HashMap<String, String>;
 
-fn catalogues() -> &'static HashMap<&'static str, Catalogue> {
+fn shipped() -> &'static HashMap<&'static str, Catalogue> {
     static PARSED: OnceLock<HashMap<&'static str, Catalogue>> = OnceLock::new();
     PARSED.get_or_init(|| {
         CATALOGUES
@@ -45,31 +39,92 @@ fn catalogues() -> &'static HashMap<&'static str, Catalogue> {
     })
 }
 
-/// The shipped locale named by `tag` (`pt-BR`, `pt_br`, `pt` → `pt_BR`), if any.
-pub(crate) fn supported(tag: &str) -> Option<&'static str> {
-    let tag = tag.trim().replace('_', "-").to_ascii_lowercase();
-    let language = tag.split('-').next().unwrap_or_default();
-    let locales = || CATALOGUES.iter().map(|(locale, _)| *locale);
-    locales()
-        .find(|locale| locale.replace('_', "-").to_ascii_lowercase() == tag)
-        .or_else(|| locales().find(|locale| locale.split('_').next() == Some(language)))
+/// The catalogues one layer answers in: its app's own, then the shipped ones.
+#[derive(Clone, Default)]
+pub(crate) struct Catalogues {
+    /// Registered by the app, by locale name as given (`de`, `fr_CA`).
+    custom: Arc<Vec<(String, Catalogue)>>,
 }
 
-/// The message for `key` in `locale`, falling back to English, then to the key itself.
-pub(crate) fn translate(locale: &str, key: &str) -> String {
-    let all = catalogues();
-    [locale, DEFAULT_LOCALE]
-        .iter()
-        .find_map(|l| all.get(l).and_then(|c| c.get(key)))
-        .cloned()
-        .unwrap_or_else(|| key.to_owned())
+impl fmt::Debug for Catalogues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let custom: Vec<&str> = self.custom.iter().map(|(l, _)| l.as_str()).collect();
+        f.debug_struct("Catalogues")
+            .field("custom", &custom)
+            .finish()
+    }
 }
 
-/// The best shipped locale for an `Accept-Language` header: highest q-value first, header
-/// order among equals, `q=0` never; `fallback` when nothing matches.
-pub(crate) fn negotiate(accept_language: Option<&str>, fallback: &'static str) -> &'static str {
+impl Catalogues {
+    /// Adds `messages` to the app's catalogue of `locale`, over any it had before.
+    pub(crate) fn register(&mut self, locale: &str, messages: Catalogue) {
+        let mut custom = (*self.custom).clone();
+        match custom.iter_mut().find(|(l, _)| same_tag(l, locale)) {
+            Some((_, catalogue)) => catalogue.extend(messages),
+            None => custom.push((locale.trim().to_owned(), messages)),
+        }
+        self.custom = Arc::new(custom);
+    }
+
+    /// The locale named by `tag` (`pt-BR`, `pt_br`, `pt` → `pt_BR`), the app's first.
+    pub(crate) fn supported(&self, tag: &str) -> Option<String> {
+        let names = || {
+            self.custom
+                .iter()
+                .map(|(l, _)| l.as_str())
+                .chain(CATALOGUES.iter().map(|(l, _)| *l))
+        };
+        let language = normalize(tag);
+        let language = language.split('-').next().unwrap_or_default().to_owned();
+        names()
+            .find(|name| same_tag(name, tag))
+            .or_else(|| names().find(|name| normalize(name).split('-').next() == Some(&language)))
+            .map(str::to_owned)
+    }
+
+    /// The message for `key` in `locale`, falling back to English, then to the key itself.
+    pub(crate) fn translate(&self, locale: &str, key: &str) -> String {
+        let custom = |l: &str| {
+            self.custom
+                .iter()
+                .find(|(name, _)| same_tag(name, l))
+                .and_then(|(_, c)| c.get(key))
+        };
+        [locale, DEFAULT_LOCALE]
+            .iter()
+            .find_map(|l| custom(l).or_else(|| shipped().get(l).and_then(|c| c.get(key))))
+            .cloned()
+            .unwrap_or_else(|| key.to_owned())
+    }
+
+    /// The best locale for an `Accept-Language` header: highest q-value first, header order
+    /// among equals, `q=0` never; `fallback` when nothing matches.
+    pub(crate) fn negotiate(&self, accept_language: Option<&str>, fallback: &str) -> String {
+        ranges(accept_language)
+            .iter()
+            .find_map(|tag| self.supported(tag))
+            .unwrap_or_else(|| fallback.to_owned())
+    }
+}
+
+/// `pt_BR`, `pt-br` → `pt-br`.
+fn normalize(tag: &str) -> String {
+    tag.trim().replace('_', "-").to_ascii_lowercase()
+}
+
+fn same_tag(a: &str, b: &str) -> bool {
+    normalize(a) == normalize(b)
+}
+
+/// The language tag of a locale for `Content-Language`: `pt_BR` → `pt-BR`.
+pub(crate) fn content_language(locale: &str) -> String {
+    locale.replace('_', "-")
+}
+
+/// The language ranges of an `Accept-Language` header, best first.
+fn ranges(accept_language: Option<&str>) -> Vec<&str> {
     let Some(header) = accept_language else {
-        return fallback;
+        return Vec::new();
     };
     let mut ranges: Vec<(f32, usize, &str)> = header
         .split(',')
@@ -89,10 +144,7 @@ pub(crate) fn negotiate(accept_language: Option<&str>, fallback: &'static str) -
         })
         .collect();
     ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    ranges
-        .iter()
-        .find_map(|(_, _, tag)| supported(tag))
-        .unwrap_or(fallback)
+    ranges.into_iter().map(|(_, _, tag)| tag).collect()
 }
 
 #[cfg(test)]
@@ -109,16 +161,58 @@ mod tests {
         }
     }
 
+    fn supported(tag: &str) -> Option<String> {
+        Catalogues::default().supported(tag)
+    }
+
+    fn negotiate(header: Option<&str>, fallback: &str) -> String {
+        Catalogues::default().negotiate(header, fallback)
+    }
+
+    fn translate(locale: &str, key: &str) -> String {
+        Catalogues::default().translate(locale, key)
+    }
+
     #[test]
     fn tags_map_to_shipped_locales() {
         for tag in ["pt-BR", "pt_BR", "PT-br", "pt", "pt-PT"] {
-            assert_eq!(supported(tag), Some("pt_BR"), "{tag}");
+            assert_eq!(supported(tag).as_deref(), Some("pt_BR"), "{tag}");
         }
         for tag in ["en", "en-US", "EN_gb"] {
-            assert_eq!(supported(tag), Some("en"), "{tag}");
+            assert_eq!(supported(tag).as_deref(), Some("en"), "{tag}");
         }
         assert_eq!(supported("de-DE"), None);
         assert_eq!(supported("*"), None);
+    }
+
+    #[test]
+    fn an_apps_catalogue_is_negotiated_and_falls_back_to_english() {
+        let mut catalogues = Catalogues::default();
+        let german = [("http.too_many_requests", "Zu viele Anfragen.")];
+        catalogues.register(
+            "de",
+            german.map(|(k, v)| (k.to_owned(), v.to_owned())).into(),
+        );
+        assert_eq!(catalogues.negotiate(Some("de-AT, en;q=0.5"), "en"), "de");
+        assert_eq!(
+            catalogues.translate("de", "http.too_many_requests"),
+            "Zu viele Anfragen."
+        );
+        assert!(
+            catalogues
+                .translate("de", "http.service_unavailable")
+                .starts_with("The service")
+        );
+        let english = [("http.too_many_requests", "Easy, tiger.")];
+        catalogues.register(
+            "en",
+            english.map(|(k, v)| (k.to_owned(), v.to_owned())).into(),
+        );
+        assert_eq!(
+            catalogues.translate("en", "http.too_many_requests"),
+            "Easy, tiger."
+        );
+        assert_eq!(content_language("pt_BR"), "pt-BR");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tower::Layer;
 use crate::{
     Algorithm, Limited, RequestInfo, StoreErrorPolicy, Throttle,
     key::Identity,
-    lang,
+    lang::{self, Catalogues},
     limiter::Quota,
     response::OnLimited,
     shared::{Config, KeyFn, Shared},
@@ -106,7 +106,8 @@ impl ThrottleLayer {
             on_limited: None,
             on_store_error: StoreErrorPolicy::default(),
             ietf_headers: false,
-            fallback_locale: lang::DEFAULT_LOCALE,
+            fallback_locale: lang::DEFAULT_LOCALE.to_owned(),
+            catalogues: Catalogues::default(),
             memory_capacity: DEFAULT_MEMORY_CAPACITY,
             clock: Arc::new(MonotonicClock::new()),
         };
@@ -399,9 +400,9 @@ impl ThrottleLayer {
         self.with(|c| c.ietf_headers = enabled)
     }
 
-    /// The locale of 429 bodies when `Accept-Language` names none we ship (`en`, `pt_BR`;
-    /// `pt-BR` and `pt` work too). An unknown value keeps `en`. Default: `en`. Apps usually
-    /// pass `APP_LOCALE` here.
+    /// The locale of 429 bodies when `Accept-Language` names none we have (`en`, `pt_BR` and
+    /// those added with [`translations`](Self::translations); `pt-BR` and `pt` work too). An
+    /// unknown value keeps `en`. Default: `en`. Apps usually pass `APP_LOCALE` here.
     ///
     /// ```
     /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
@@ -422,8 +423,53 @@ impl ThrottleLayer {
     /// # })
     /// ```
     pub fn fallback_locale(self, locale: &str) -> Self {
-        let locale = lang::supported(locale).unwrap_or(lang::DEFAULT_LOCALE);
+        let locale = locale.to_owned();
         self.with(|c| c.fallback_locale = locale)
+    }
+
+    /// Adds the app's own messages for `locale` (`de`, `fr_CA`): a new language for 429 and
+    /// 503 bodies, or other wording for a shipped one. Keys are those of the shipped files
+    /// (`http.too_many_requests`, `http.service_unavailable`); a key the catalogue lacks
+    /// falls back to English. Called again for the same locale, it adds to what was there.
+    ///
+    /// ```
+    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
+    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
+    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
+    /// #     let mut r = r.body(Body::empty()).unwrap();
+    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+    /// #     app.clone().oneshot(r).await.unwrap() }
+    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use http_body_util::BodyExt;
+    /// use jtc_throttle::ThrottleLayer;
+    ///
+    /// let layer = ThrottleLayer::new(1, 60).translations(
+    ///     "de",
+    ///     [("http.too_many_requests", "Zu viele Anfragen. Bitte später erneut versuchen.")],
+    /// );
+    /// let app = app(layer);
+    /// send(&app, "203.0.113.9:1", &[]).await;
+    /// let limited = send(&app, "203.0.113.9:1", &[("accept-language", "de-DE")]).await;
+    /// assert_eq!(limited.headers()["content-language"], "de");
+    /// let body = limited.into_body().collect().await.unwrap().to_bytes();
+    /// assert!(String::from_utf8_lossy(&body).contains("Zu viele Anfragen"));
+    /// # })
+    /// ```
+    pub fn translations<K, V>(
+        self,
+        locale: &str,
+        messages: impl IntoIterator<Item = (K, V)>,
+    ) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let messages = messages
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.with(|c| c.catalogues.register(locale, messages))
     }
 
     /// How many client keys the in-process counters hold at most (also the fallback store's

@@ -54,6 +54,14 @@
 //! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! None of its own. It depends on `jtc-cache` without that crate's default features, so an
+//! app that limits in memory compiles neither Redis nor rustls nor LZ4; enable `jtc-cache`'s
+//! `redis` feature in your own dependency on it to count in Redis.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod future;
 mod key;

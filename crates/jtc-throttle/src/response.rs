@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 use axum::body::Body;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
-use crate::{lang, limiter::Decision};
+use crate::{
+    lang::{self, Catalogues},
+    limiter::Decision,
+};
 
 /// `X-RateLimit-Limit`: the requests allowed per window.
 pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -27,8 +30,9 @@ pub struct Limited {
     pub retry_after_secs: u64,
     /// The Unix time (seconds) the window ends: the `X-RateLimit-Reset` value.
     pub reset_at: u64,
-    /// The locale negotiated from `Accept-Language` (`en`, `pt_BR`).
-    pub locale: &'static str,
+    /// The locale negotiated from `Accept-Language` (`en`, `pt_BR`, or one the app
+    /// registered with [`translations`](crate::ThrottleLayer::translations)).
+    pub locale: String,
     /// The translated message for that locale.
     pub message: String,
 }
@@ -41,14 +45,19 @@ pub(crate) fn retry_after_secs(reset_after: Duration) -> u64 {
     reset_after.as_millis().div_ceil(1000).max(1) as u64
 }
 
-pub(crate) fn limited(decision: &Decision, now_ms: u64, locale: &'static str) -> Limited {
+pub(crate) fn limited(
+    decision: &Decision,
+    now_ms: u64,
+    locale: String,
+    catalogues: &Catalogues,
+) -> Limited {
     let retry_after_secs = retry_after_secs(decision.reset_after);
     Limited {
         limit: decision.limit,
         retry_after_secs,
         reset_at: now_ms / 1000 + retry_after_secs,
+        message: catalogues.translate(&locale, "http.too_many_requests"),
         locale,
-        message: lang::translate(locale, "http.too_many_requests"),
     }
 }
 
@@ -59,20 +68,17 @@ pub(crate) fn too_many_requests(limited: &Limited) -> Response<Body> {
         "retry_after": limited.retry_after_secs,
         "limit": limited.limit,
     });
-    json_response(StatusCode::TOO_MANY_REQUESTS, &body, limited.locale)
+    json_response(StatusCode::TOO_MANY_REQUESTS, &body, &limited.locale)
 }
 
 /// The 503 of the fail-closed store-error policy.
-pub(crate) fn service_unavailable(locale: &'static str) -> Response<Body> {
-    let body = serde_json::json!({ "error": lang::translate(locale, "http.service_unavailable") });
+pub(crate) fn service_unavailable(locale: &str, catalogues: &Catalogues) -> Response<Body> {
+    let message = catalogues.translate(locale, "http.service_unavailable");
+    let body = serde_json::json!({ "error": message });
     json_response(StatusCode::SERVICE_UNAVAILABLE, &body, locale)
 }
 
-fn json_response(
-    status: StatusCode,
-    body: &serde_json::Value,
-    locale: &'static str,
-) -> Response<Body> {
+fn json_response(status: StatusCode, body: &serde_json::Value, locale: &str) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -80,10 +86,9 @@ fn json_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(
-        header::CONTENT_LANGUAGE,
-        HeaderValue::from_static(if locale == "pt_BR" { "pt-BR" } else { "en" }),
-    );
+    if let Ok(language) = HeaderValue::from_str(&lang::content_language(locale)) {
+        headers.insert(header::CONTENT_LANGUAGE, language);
+    }
     response
 }
 

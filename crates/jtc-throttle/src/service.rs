@@ -100,7 +100,8 @@ where
                 Outcome::Decided(decision) => Ok(shared.limited(request.headers(), &decision, now)),
                 Outcome::Uncounted => inner.call(request).await.map(|r| r.map(Body::new)),
                 Outcome::Unavailable => Ok(response::service_unavailable(
-                    shared.locale(request.headers()),
+                    &shared.locale(request.headers()),
+                    &shared.config.catalogues,
                 )),
             }
         })

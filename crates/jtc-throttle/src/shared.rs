@@ -11,7 +11,7 @@ use jtc_cache::{Cache, Clock};
 use crate::{
     RequestInfo, StoreErrorPolicy,
     key::{self, CounterKey, Identity},
-    lang,
+    lang::{self, Catalogues},
     limiter::{self, Decision, FailureLog, MemoryStore, Quota},
     response::{self, OnLimited},
 };
@@ -30,7 +30,8 @@ pub(crate) struct Config {
     pub(crate) on_limited: Option<OnLimited>,
     pub(crate) on_store_error: StoreErrorPolicy,
     pub(crate) ietf_headers: bool,
-    pub(crate) fallback_locale: &'static str,
+    pub(crate) fallback_locale: String,
+    pub(crate) catalogues: Catalogues,
     pub(crate) memory_capacity: u64,
     pub(crate) clock: Arc<dyn Clock>,
 }
@@ -122,7 +123,8 @@ impl Shared {
         decision: &Decision,
         now: u64,
     ) -> Response<Body> {
-        let limited = response::limited(decision, now, self.locale(headers));
+        let locale = self.locale(headers);
+        let limited = response::limited(decision, now, locale, &self.config.catalogues);
         let mut response = match &self.config.on_limited {
             Some(hook) => hook(&limited),
             None => response::too_many_requests(&limited),
@@ -142,10 +144,14 @@ impl Shared {
         );
     }
 
-    pub(crate) fn locale(&self, headers: &HeaderMap) -> &'static str {
+    pub(crate) fn locale(&self, headers: &HeaderMap) -> String {
         let accept = headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok());
-        lang::negotiate(accept, self.config.fallback_locale)
+        let catalogues = &self.config.catalogues;
+        let fallback = catalogues
+            .supported(&self.config.fallback_locale)
+            .unwrap_or_else(|| lang::DEFAULT_LOCALE.to_owned());
+        catalogues.negotiate(accept, &fallback)
     }
 }

@@ -16,8 +16,9 @@ pub(crate) async fn run(config: &CacheConfig, key: &str) -> anyhow::Result<ExitC
         .context("failed to remove the key")?
     {
         output::ok(format!("Cache key '{key}' removed"));
+        Ok(ExitCode::SUCCESS)
     } else {
-        output::ok(format!("Cache key '{key}' was not set"));
+        println!("Cache key '{key}' was not set");
+        Ok(ExitCode::from(output::NOT_FOUND))
     }
-    Ok(ExitCode::SUCCESS)
 }

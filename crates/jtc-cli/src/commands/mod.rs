@@ -11,22 +11,39 @@ mod test;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::CommandFactory;
 use jtc_cache::{Cache, CacheConfig, DriverKind, FileDriver};
 
-use crate::cli::{CacheCommand, Command};
+use crate::cli::{CacheCommand, Cli, Command};
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let Command::Cache(command) = command;
+    let Command::Cache(command) = command else {
+        unreachable!("completions and man are answered before the cache is configured")
+    };
     let config = CacheConfig::from_env()?;
     match command {
         CacheCommand::Test => test::run(&config).await,
-        CacheCommand::Config => config::run(&config),
-        CacheCommand::Clear => clear::run(&config).await,
+        CacheCommand::Config { json } => config::run(&config, json),
+        CacheCommand::Clear { tags, force } => clear::run(&config, &tags, force).await,
         CacheCommand::Forget { key } => forget::run(&config, &key).await,
-        CacheCommand::Get { key } => get::run(&config, &key).await,
+        CacheCommand::Get { key, json } => get::run(&config, &key, json).await,
         CacheCommand::Prune => prune::run(&config).await,
-        CacheCommand::Stats { url } => stats::run(&config, url.as_deref()).await,
+        CacheCommand::Stats { url, json } => stats::run(&config, url.as_deref(), json).await,
     }
+}
+
+/// `jtc completions <shell>`: the completion script on stdout.
+pub(crate) fn completions(shell: clap_complete::Shell) -> ExitCode {
+    clap_complete::generate(shell, &mut Cli::command(), "jtc", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// `jtc man`: the manual page (roff) on stdout.
+pub(crate) fn man() -> anyhow::Result<ExitCode> {
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut std::io::stdout())
+        .context("failed to write the manual page")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the configured cache, saying which driver failed to open.

@@ -19,14 +19,33 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Stats are a few numbers; anything much larger is not a stats endpoint.
 const MAX_BODY: usize = 64 * 1024;
 
-pub(crate) async fn run(config: &CacheConfig, url: Option<&str>) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    config: &CacheConfig,
+    url: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let (source, stats) = match url {
         Some(url) => (url.to_owned(), fetch(url).await?),
         None => (
-            format!("this process, {} driver", config.driver),
+            format!("round trip of this command on the {} cache", config.driver),
             round_trip(config).await?,
         ),
     };
+    if json {
+        let mut object = serde_json::to_value(stats)?;
+        object["source"] = source.into();
+        object["hit_ratio"] = stats.hit_ratio().into();
+        println!("{object}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if url.is_none() {
+        println!(
+            "These are the counters of a round trip this command just made (put, get, forget, \
+             get): a live check that the {} cache works and counts. An app's own counters live \
+             in the app's process: pass --url with its stats endpoint to see them.",
+            config.driver
+        );
+    }
     print(&source, &stats);
     Ok(ExitCode::SUCCESS)
 }
