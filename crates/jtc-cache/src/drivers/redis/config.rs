@@ -55,6 +55,12 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     /// Connect to `host` and `port` over TLS, as a `rediss://` URL does. Default: no.
     pub tls: bool,
+    /// `host:port` of Redis Sentinels (`REDIS_SENTINEL_NODES`, comma separated); when
+    /// non-empty the driver asks them for the master and follows failovers. Default: empty.
+    pub sentinel_nodes: Vec<String>,
+    /// The name the Sentinels monitor the master under (`REDIS_SENTINEL_MASTER`). Default:
+    /// `mymaster`.
+    pub sentinel_master: Option<String>,
 }
 
 impl Default for RedisConfig {
@@ -71,6 +77,8 @@ impl Default for RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             tls: false,
+            sentinel_nodes: Vec::new(),
+            sentinel_master: None,
         }
     }
 }
@@ -89,6 +97,8 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("tls", &self.tls)
+            .field("sentinel_nodes", &self.sentinel_nodes)
+            .field("sentinel_master", &self.sentinel_master)
             .finish()
     }
 }
@@ -161,6 +171,27 @@ impl RedisConfig {
         self
     }
 
+    /// The master the Sentinels at `nodes` monitor as `master`: the driver asks them where
+    /// it is, and again after a failover. Database, credentials and timeouts apply to the
+    /// master as usual.
+    ///
+    /// ```
+    /// use jtc_cache::RedisConfig;
+    ///
+    /// let config = RedisConfig::sentinel(["10.0.0.1:26379", "10.0.0.2:26379"], "cache").db(1);
+    /// assert_eq!(config.sentinel_master.as_deref(), Some("cache"));
+    /// ```
+    pub fn sentinel<S: Into<String>>(
+        nodes: impl IntoIterator<Item = S>,
+        master: impl Into<String>,
+    ) -> Self {
+        Self {
+            sentinel_nodes: nodes.into_iter().map(Into::into).collect(),
+            sentinel_master: Some(master.into()),
+            ..Self::default()
+        }
+    }
+
     /// Sets the key prefix.
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -227,6 +258,10 @@ impl RedisConfig {
         if let Some(nodes) = var("REDIS_CLUSTER_NODES") {
             config.cluster_nodes = parse_nodes(&nodes)?;
         }
+        if let Some(nodes) = var("REDIS_SENTINEL_NODES") {
+            config.sentinel_nodes = parse_nodes(&nodes)?;
+        }
+        config.sentinel_master = var("REDIS_SENTINEL_MASTER");
         for (variable, field) in [
             ("REDIS_CONNECT_TIMEOUT_MS", &mut config.connect_timeout),
             ("REDIS_COMMAND_TIMEOUT_MS", &mut config.command_timeout),
@@ -288,6 +323,11 @@ impl RedisConfig {
 
     /// Where the driver connects, for logs: no password.
     pub(crate) fn target(&self) -> String {
+        if !self.sentinel_nodes.is_empty() {
+            let nodes: Vec<String> = self.sentinel_nodes.iter().map(|n| mask_url(n)).collect();
+            let master = self.sentinel_master.as_deref().unwrap_or("mymaster");
+            return format!("sentinel {master} via {}", nodes.join(","));
+        }
         if !self.cluster_nodes.is_empty() {
             return format!(
                 "cluster {}",
@@ -324,7 +364,16 @@ impl RedisConfig {
             .and_then(|s| s.password())
             .or(self.password.as_deref());
         let mut rows = Vec::new();
-        let tls = if self.cluster_nodes.is_empty() {
+        let tls = if !self.sentinel_nodes.is_empty() {
+            let nodes: Vec<String> = self.sentinel_nodes.iter().map(|n| mask_url(n)).collect();
+            rows.push(("Sentinel Nodes", nodes.join(", ")));
+            let master = self.sentinel_master.as_deref().unwrap_or("mymaster");
+            rows.extend([
+                ("Sentinel Master", master.to_owned()),
+                ("Database", db.to_string()),
+            ]);
+            false
+        } else if self.cluster_nodes.is_empty() {
             if let Some(url) = &self.url {
                 rows.push(("URL", mask_url(url)));
             }

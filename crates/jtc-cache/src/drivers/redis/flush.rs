@@ -6,7 +6,7 @@ use redis::{
     cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
 
-use super::{Connection, Inner};
+use super::{Connection, Inner, Live};
 use crate::{Error, ErrorKind, Result};
 
 /// How many keys one `SCAN` step asks for, and one `UNLINK` removes, during `flush`.
@@ -44,7 +44,7 @@ impl Inner {
     /// In a cluster, an error unless the masters that answer own every slot: a flush that
     /// skipped a master would leave its entries behind and still say it flushed.
     async fn masters(&self) -> Result<Vec<Option<(String, u16)>>> {
-        if matches!(self.connection, Connection::Standalone(_)) {
+        if !matches!(self.connection, Connection::Cluster(_)) {
             return Ok(vec![None]);
         }
         let nodes: String = self
@@ -84,7 +84,7 @@ impl Inner {
         };
         let value: Value = self
             .within("flush", |connection| async move {
-                let Connection::Cluster(mut c) = connection else {
+                let Live::Cluster(mut c) = connection else {
                     unreachable!("node addresses exist only in cluster mode")
                 };
                 let routing =

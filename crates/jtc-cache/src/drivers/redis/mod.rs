@@ -23,11 +23,16 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use redis::{
-    Cmd, FromRedisValue, Script, aio::ConnectionManager, cluster_async::ClusterConnection,
+    Cmd, FromRedisValue, Pipeline, RedisFuture, Script, Value,
+    aio::{ConnectionLike, ConnectionManager, MultiplexedConnection},
+    cluster_async::ClusterConnection,
 };
+
+use self::sentinel::SentinelLink;
 
 mod config;
 mod flush;
+mod sentinel;
 
 pub use config::RedisConfig;
 
@@ -90,10 +95,71 @@ struct Inner {
     target: String,
 }
 
+/// How the driver reaches Redis.
 #[derive(Clone)]
 enum Connection {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
+    /// The master Sentinel names, asked again after a failover.
+    Sentinel(Arc<SentinelLink>),
+}
+
+/// A connection ready for one call.
+enum Live {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(MultiplexedConnection),
+}
+
+impl Connection {
+    async fn live(&self) -> redis::RedisResult<Live> {
+        Ok(match self {
+            Self::Standalone(c) => Live::Standalone(c.clone()),
+            Self::Cluster(c) => Live::Cluster(c.clone()),
+            Self::Sentinel(link) => Live::Sentinel(link.master().await?),
+        })
+    }
+
+    /// Tells a Sentinel link that a call failed, so that it asks for the master again.
+    fn failed(&self, error: Option<&redis::RedisError>) {
+        if let Self::Sentinel(link) = self {
+            match error {
+                Some(error) => link.failed(error),
+                None => link.forget_master(),
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Live {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Standalone(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Standalone(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(c) => c.get_db(),
+        }
+    }
 }
 
 impl fmt::Debug for RedisDriver {
@@ -189,7 +255,10 @@ impl RedisDriver {
     pub async fn from_config(config: &RedisConfig) -> Result<Self> {
         install_tls_provider();
         let connect = async {
-            if config.cluster_nodes.is_empty() {
+            if !config.sentinel_nodes.is_empty() {
+                let link = SentinelLink::connect(config).await?;
+                Ok(Connection::Sentinel(Arc::new(link)))
+            } else if config.cluster_nodes.is_empty() {
                 connect_standalone(config).await
             } else {
                 connect_cluster(config).await
@@ -294,28 +363,34 @@ impl Inner {
         full
     }
 
-    /// Runs `call` on a clone of the connection, bounded by the command timeout.
+    /// Runs `call` on a live connection, bounded by the command timeout (finding the master
+    /// through Sentinel included).
     async fn within<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T>
     where
-        F: FnOnce(Connection) -> Fut,
+        F: FnOnce(Live) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(self.command_timeout, call(self.connection.clone())).await {
-            Ok(result) => result.map_err(|e| Error::redis(operation, e)),
-            Err(_) => Err(ErrorKind::Timeout {
-                operation,
-                after: self.command_timeout,
+        let attempt = async { call(self.connection.live().await?).await };
+        match tokio::time::timeout(self.command_timeout, attempt).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.connection.failed(Some(&error));
+                Err(Error::redis(operation, error))
             }
-            .into()),
+            Err(_) => {
+                self.connection.failed(None);
+                Err(ErrorKind::Timeout {
+                    operation,
+                    after: self.command_timeout,
+                }
+                .into())
+            }
         }
     }
 
     async fn query<T: FromRedisValue>(&self, operation: &'static str, cmd: Cmd) -> Result<T> {
-        self.within(operation, |connection| async move {
-            match connection {
-                Connection::Standalone(mut c) => cmd.query_async(&mut c).await,
-                Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
-            }
+        self.within(operation, |mut live| async move {
+            cmd.query_async(&mut live).await
         })
         .await
     }
@@ -328,13 +403,10 @@ impl Inner {
         arg: impl redis::ToRedisArgs + Send,
     ) -> Result<T> {
         let key = self.key(key);
-        self.within(operation, |connection| async move {
+        self.within(operation, |mut connection| async move {
             let mut invocation = script.key(key);
             invocation.arg(arg);
-            match connection {
-                Connection::Standalone(mut c) => invocation.invoke_async(&mut c).await,
-                Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
-            }
+            invocation.invoke_async(&mut connection).await
         })
         .await
     }
