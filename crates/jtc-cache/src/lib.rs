@@ -6,7 +6,7 @@
 //! |-----------------|----------------------------------------|-------------------------------|
 //! | [`FileDriver`]  | one file per entry in a local folder   | the default: no servers       |
 //! | [`ArrayDriver`] | this process's memory                  | tests, single-instance apps   |
-//! | `RedisDriver`   | a Redis server or Redis Cluster        | production, many instances    |
+//! | `RedisDriver`   | Redis, Redis Cluster or behind Sentinel | production, many instances   |
 //!
 //! # Features
 //!
