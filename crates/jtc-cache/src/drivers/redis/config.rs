@@ -4,13 +4,14 @@ use std::{fmt, time::Duration};
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
+use super::describe::mask_url;
 use crate::{Error, ErrorKind, Result};
 
 /// The key prefix unless configured otherwise.
 pub(crate) const DEFAULT_PREFIX: &str = "jtc_cache:";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
-const MASK: &str = "********";
+pub(super) const MASK: &str = "********";
 
 /// Settings of the Redis driver.
 ///
@@ -319,103 +320,6 @@ impl RedisConfig {
                     .map_err(|e| Error::redis("connect", e))
             })
             .collect()
-    }
-
-    /// Where the driver connects, for logs: no password.
-    pub(crate) fn target(&self) -> String {
-        if !self.sentinel_nodes.is_empty() {
-            let nodes: Vec<String> = self.sentinel_nodes.iter().map(|n| mask_url(n)).collect();
-            let master = self.sentinel_master.as_deref().unwrap_or("mymaster");
-            return format!("sentinel {master} via {}", nodes.join(","));
-        }
-        if !self.cluster_nodes.is_empty() {
-            return format!(
-                "cluster {}",
-                self.cluster_nodes
-                    .iter()
-                    .map(|n| mask_url(n))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-        }
-        match &self.url {
-            Some(url) => mask_url(url),
-            None => format!("redis://{}:{}/{}", self.host, self.port, self.db),
-        }
-    }
-
-    /// The settings as (name, value) rows, the password masked.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let info = self.connection_info().ok();
-        let (host, port, tls) = match info.as_ref().map(ConnectionInfo::addr) {
-            Some(ConnectionAddr::Tcp(host, port)) => (host.clone(), port.to_string(), false),
-            Some(ConnectionAddr::TcpTls { host, port, .. }) => {
-                (host.clone(), port.to_string(), true)
-            }
-            Some(other) => (other.to_string(), "-".to_owned(), false),
-            None => (self.host.clone(), self.port.to_string(), false),
-        };
-        let settings = info.as_ref().map(ConnectionInfo::redis_settings);
-        let db = settings.map_or(self.db, |s| s.db());
-        let username = settings
-            .and_then(|s| s.username())
-            .or(self.username.as_deref());
-        let password = settings
-            .and_then(|s| s.password())
-            .or(self.password.as_deref());
-        let mut rows = Vec::new();
-        let tls = if !self.sentinel_nodes.is_empty() {
-            let nodes: Vec<String> = self.sentinel_nodes.iter().map(|n| mask_url(n)).collect();
-            rows.push(("Sentinel Nodes", nodes.join(", ")));
-            let master = self.sentinel_master.as_deref().unwrap_or("mymaster");
-            rows.extend([
-                ("Sentinel Master", master.to_owned()),
-                ("Database", db.to_string()),
-            ]);
-            false
-        } else if self.cluster_nodes.is_empty() {
-            if let Some(url) = &self.url {
-                rows.push(("URL", mask_url(url)));
-            }
-            rows.extend([("Host", host), ("Port", port), ("Database", db.to_string())]);
-            tls
-        } else {
-            // In cluster mode the nodes are all there is: a REDIS_URL is not used.
-            let nodes: Vec<String> = self.cluster_nodes.iter().map(|n| mask_url(n)).collect();
-            rows.push(("Cluster Nodes", nodes.join(", ")));
-            self.cluster_nodes
-                .iter()
-                .any(|n| n.starts_with("rediss://"))
-        };
-        rows.extend([
-            ("Username", username.unwrap_or("(none)").to_owned()),
-            ("Password", password.map_or("(none)", |_| MASK).to_owned()),
-            ("TLS", if tls { "yes" } else { "no" }.to_owned()),
-            ("Prefix", self.prefix.clone()),
-            (
-                "Connect Timeout",
-                format!("{} ms", self.connect_timeout.as_millis()),
-            ),
-            (
-                "Command Timeout",
-                format!("{} ms", self.command_timeout.as_millis()),
-            ),
-        ]);
-        rows
-    }
-}
-
-/// A URL with its password replaced by asterisks; an unparseable one is not echoed at all.
-pub(crate) fn mask_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some(MASK));
-            }
-            parsed.to_string()
-        }
-        Err(_) if !url.contains('@') => url.to_owned(),
-        Err(_) => "(a URL that does not parse)".to_owned(),
     }
 }
 

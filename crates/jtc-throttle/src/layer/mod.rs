@@ -1,20 +1,20 @@
-//! `ThrottleLayer`: the configuration, its setters, and `impl Layer`.
+//! `ThrottleLayer`: the configuration, its setters, and `impl Layer`. The setters that say
+//! who the client is live in `client.rs`, those that shape a rejection in `answer.rs`.
 
-use std::{fmt, net::IpAddr, sync::Arc, time::Duration};
+mod answer;
+mod client;
 
-use axum::body::Body;
-use http::Response;
-use ipnet::IpNet;
+use std::{fmt, sync::Arc, time::Duration};
+
 use jtc_cache::{Cache, Clock, MonotonicClock};
 use tower::Layer;
 
 use crate::{
-    Algorithm, Limited, RequestInfo, StoreErrorPolicy, Throttle,
+    Algorithm, StoreErrorPolicy, Throttle,
     key::Identity,
     lang::{self, Catalogues},
     limiter::Quota,
-    response::OnLimited,
-    shared::{Config, KeyFn, Shared},
+    shared::{Config, Shared},
 };
 
 /// Keys the in-process counters keep at most, unless told otherwise.
@@ -116,7 +116,7 @@ impl ThrottleLayer {
         }
     }
 
-    fn with(self, change: impl FnOnce(&mut Config)) -> Self {
+    pub(crate) fn with(self, change: impl FnOnce(&mut Config)) -> Self {
         let mut config = self.shared.config.clone();
         change(&mut config);
         Self {
@@ -201,151 +201,6 @@ impl ThrottleLayer {
         self.with(|c| c.quota.algorithm = algorithm)
     }
 
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed. Default: none, so
-    /// the socket peer is always the client.
-    ///
-    /// ```
-    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
-    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
-    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
-    /// #     let mut r = r.body(Body::empty()).unwrap();
-    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    /// #     app.clone().oneshot(r).await.unwrap() }
-    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use jtc_throttle::ThrottleLayer;
-    /// let layer = ThrottleLayer::new(1, 60).trusted_proxies(["10.0.0.0/8".parse().unwrap()]);
-    /// let app = app(layer);
-    /// let ana = [("x-forwarded-for", "198.51.100.1")];
-    /// let bob = [("x-forwarded-for", "198.51.100.2")];
-    /// assert_eq!(send(&app, "10.0.0.5:1", &ana).await.status(), 200);
-    /// assert_eq!(send(&app, "10.0.0.5:1", &bob).await.status(), 200, "another client");
-    /// assert_eq!(send(&app, "10.0.0.5:1", &ana).await.status(), 429);
-    /// # })
-    /// ```
-    pub fn trusted_proxies(self, networks: impl IntoIterator<Item = IpNet>) -> Self {
-        let networks: Vec<IpNet> = networks.into_iter().collect();
-        self.with(|c| c.identity.trusted_proxies = networks)
-    }
-
-    /// Trusts one proxy address.
-    ///
-    /// ```
-    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
-    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
-    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
-    /// #     let mut r = r.body(Body::empty()).unwrap();
-    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    /// #     app.clone().oneshot(r).await.unwrap() }
-    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use jtc_throttle::ThrottleLayer;
-    /// let app = app(ThrottleLayer::new(1, 60).trust_proxy("10.0.0.5".parse().unwrap()));
-    /// let ana = [("forwarded", "for=198.51.100.1")];
-    /// assert_eq!(send(&app, "10.0.0.5:1", &ana).await.status(), 200);
-    /// assert_eq!(send(&app, "10.0.0.5:1", &[("forwarded", "for=198.51.100.2")]).await.status(), 200);
-    /// // From a peer that is not the proxy the header is ignored: the peer is the client.
-    /// assert_eq!(send(&app, "192.0.2.7:1", &ana).await.status(), 200);
-    /// assert_eq!(send(&app, "192.0.2.7:1", &ana).await.status(), 429);
-    /// # })
-    /// ```
-    pub fn trust_proxy(self, ip: IpAddr) -> Self {
-        self.with(|c| c.identity.trusted_proxies.push(IpNet::from(ip)))
-    }
-
-    /// How many leading bits of an IPv6 address identify a client (0–128). Default: 64.
-    ///
-    /// ```
-    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
-    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
-    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
-    /// #     let mut r = r.body(Body::empty()).unwrap();
-    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    /// #     app.clone().oneshot(r).await.unwrap() }
-    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use jtc_throttle::ThrottleLayer;
-    /// let by_64 = app(ThrottleLayer::new(1, 60));
-    /// assert_eq!(send(&by_64, "[2001:db8::1]:1", &[]).await.status(), 200);
-    /// assert_eq!(send(&by_64, "[2001:db8::2]:1", &[]).await.status(), 429, "one /64, one client");
-    /// let by_128 = app(ThrottleLayer::new(1, 60).ipv6_prefix(128));
-    /// assert_eq!(send(&by_128, "[2001:db8::1]:1", &[]).await.status(), 200);
-    /// assert_eq!(send(&by_128, "[2001:db8::2]:1", &[]).await.status(), 200);
-    /// # })
-    /// ```
-    pub fn ipv6_prefix(self, bits: u8) -> Self {
-        self.with(|c| c.identity.ipv6_prefix = bits.min(128))
-    }
-
-    /// Counts requests under the key `key_fn` returns instead of client and route; `None`
-    /// lets the request through uncounted (an allow-list). Default: client and route.
-    ///
-    /// ```
-    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
-    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
-    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
-    /// #     let mut r = r.body(Body::empty()).unwrap();
-    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    /// #     app.clone().oneshot(r).await.unwrap() }
-    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use jtc_throttle::ThrottleLayer;
-    /// let layer = ThrottleLayer::new(1, 60).key_fn(|req| {
-    ///     let key = req.headers.get("x-api-key")?.to_str().ok()?;
-    ///     (key != "internal").then(|| format!("key:{key}"))
-    /// });
-    /// let app = app(layer);
-    /// assert_eq!(send(&app, "203.0.113.9:1", &[("x-api-key", "a")]).await.status(), 200);
-    /// assert_eq!(send(&app, "198.51.100.1:1", &[("x-api-key", "a")]).await.status(), 429);
-    /// for _ in 0..3 {
-    ///     let internal = send(&app, "203.0.113.9:1", &[("x-api-key", "internal")]).await;
-    ///     assert_eq!(internal.status(), 200, "uncounted");
-    /// }
-    /// # })
-    /// ```
-    pub fn key_fn(
-        self,
-        key_fn: impl Fn(&RequestInfo<'_>) -> Option<String> + Send + Sync + 'static,
-    ) -> Self {
-        let key_fn: KeyFn = Arc::new(key_fn);
-        self.with(|c| c.key_fn = Some(key_fn))
-    }
-
-    /// Builds the 429 response; the layer still adds the rate-limit headers. Default: JSON
-    /// `{"error": <translated message>, "retry_after": <seconds>, "limit": <n>}`.
-    ///
-    /// ```
-    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
-    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
-    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
-    /// #     let mut r = r.body(Body::empty()).unwrap();
-    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    /// #     app.clone().oneshot(r).await.unwrap() }
-    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use jtc_throttle::ThrottleLayer;
-    /// use http_body_util::BodyExt;
-    ///
-    /// let layer = ThrottleLayer::new(1, 60).on_limited(|limited| {
-    ///     let text = format!("slow down, try again in {} s", limited.retry_after_secs);
-    ///     http::Response::builder().status(429).body(Body::from(text)).unwrap()
-    /// });
-    /// let app = app(layer);
-    /// send(&app, "203.0.113.9:1", &[]).await;
-    /// let limited = send(&app, "203.0.113.9:1", &[]).await;
-    /// assert_eq!(limited.headers()["x-ratelimit-limit"], "1", "the layer adds its headers");
-    /// let body = limited.into_body().collect().await.unwrap().to_bytes();
-    /// assert_eq!(body, "slow down, try again in 60 s");
-    /// # })
-    /// ```
-    pub fn on_limited(
-        self,
-        hook: impl Fn(&Limited) -> Response<Body> + Send + Sync + 'static,
-    ) -> Self {
-        let hook: OnLimited = Arc::new(hook);
-        self.with(|c| c.on_limited = Some(hook))
-    }
-
     /// What to do while the cache cannot be reached. Default:
     /// [`StoreErrorPolicy::FallbackToMemory`].
     ///
@@ -376,100 +231,6 @@ impl ThrottleLayer {
     /// ```
     pub fn on_store_error(self, policy: StoreErrorPolicy) -> Self {
         self.with(|c| c.on_store_error = policy)
-    }
-
-    /// Also sends the IETF draft `RateLimit-Policy` and `RateLimit` fields. Default: off.
-    ///
-    /// ```
-    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
-    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
-    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
-    /// #     let mut r = r.body(Body::empty()).unwrap();
-    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    /// #     app.clone().oneshot(r).await.unwrap() }
-    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use jtc_throttle::ThrottleLayer;
-    /// let app = app(ThrottleLayer::new(10, 60).ietf_headers(true));
-    /// let response = send(&app, "203.0.113.9:1", &[]).await;
-    /// assert_eq!(response.headers()["ratelimit-policy"], "\"default\";q=10;w=60");
-    /// assert_eq!(response.headers()["ratelimit"], "\"default\";r=9;t=60");
-    /// # })
-    /// ```
-    pub fn ietf_headers(self, enabled: bool) -> Self {
-        self.with(|c| c.ietf_headers = enabled)
-    }
-
-    /// The locale of 429 bodies when `Accept-Language` names none we have (`en`, `pt_BR` and
-    /// those added with [`translations`](Self::translations); `pt-BR` and `pt` work too). An
-    /// unknown value keeps `en`. Default: `en`. Apps usually pass `APP_LOCALE` here.
-    ///
-    /// ```
-    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
-    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
-    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
-    /// #     let mut r = r.body(Body::empty()).unwrap();
-    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    /// #     app.clone().oneshot(r).await.unwrap() }
-    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use jtc_throttle::ThrottleLayer;
-    /// let app = app(ThrottleLayer::new(1, 60).fallback_locale("pt-BR"));
-    /// send(&app, "203.0.113.9:1", &[]).await;
-    /// let limited = send(&app, "203.0.113.9:1", &[("accept-language", "de")]).await;
-    /// assert_eq!(limited.headers()["content-language"], "pt-BR");
-    /// let asked = send(&app, "203.0.113.9:1", &[("accept-language", "en-GB")]).await;
-    /// assert_eq!(asked.headers()["content-language"], "en");
-    /// # })
-    /// ```
-    pub fn fallback_locale(self, locale: &str) -> Self {
-        let locale = locale.to_owned();
-        self.with(|c| c.fallback_locale = locale)
-    }
-
-    /// Adds the app's own messages for `locale` (`de`, `fr_CA`): a new language for 429 and
-    /// 503 bodies, or other wording for a shipped one. Keys are those of the shipped files
-    /// (`http.too_many_requests`, `http.service_unavailable`); a key the catalogue lacks
-    /// falls back to English. Called again for the same locale, it adds to what was there.
-    ///
-    /// ```
-    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
-    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
-    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
-    /// #     let mut r = r.body(Body::empty()).unwrap();
-    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
-    /// #     app.clone().oneshot(r).await.unwrap() }
-    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// use http_body_util::BodyExt;
-    /// use jtc_throttle::ThrottleLayer;
-    ///
-    /// let layer = ThrottleLayer::new(1, 60).translations(
-    ///     "de",
-    ///     [("http.too_many_requests", "Zu viele Anfragen. Bitte später erneut versuchen.")],
-    /// );
-    /// let app = app(layer);
-    /// send(&app, "203.0.113.9:1", &[]).await;
-    /// let limited = send(&app, "203.0.113.9:1", &[("accept-language", "de-DE")]).await;
-    /// assert_eq!(limited.headers()["content-language"], "de");
-    /// let body = limited.into_body().collect().await.unwrap().to_bytes();
-    /// assert!(String::from_utf8_lossy(&body).contains("Zu viele Anfragen"));
-    /// # })
-    /// ```
-    pub fn translations<K, V>(
-        self,
-        locale: &str,
-        messages: impl IntoIterator<Item = (K, V)>,
-    ) -> Self
-    where
-        K: Into<String>,
-        V: Into<String>,
-    {
-        let messages = messages
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        self.with(|c| c.catalogues.register(locale, messages))
     }
 
     /// How many client keys the in-process counters hold at most (also the fallback store's

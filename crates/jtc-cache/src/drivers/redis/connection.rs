@@ -1,0 +1,125 @@
+//! The ways the driver reaches Redis — one multiplexed connection (standalone), one per node
+//! (cluster), or the master Sentinel names — and `Live`, the connection one call uses.
+
+use std::{sync::Arc, time::Duration};
+
+use redis::{
+    Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager, MultiplexedConnection},
+    cluster_async::ClusterConnection,
+};
+
+use super::{RedisConfig, sentinel::SentinelLink};
+use crate::{Error, Result};
+
+/// How the driver reaches Redis.
+#[derive(Clone)]
+pub(super) enum Connection {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+    /// The master Sentinel names, asked again after a failover.
+    Sentinel(Arc<SentinelLink>),
+}
+
+/// A connection ready for one call.
+pub(super) enum Live {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(MultiplexedConnection),
+}
+
+impl Connection {
+    pub(super) async fn live(&self) -> redis::RedisResult<Live> {
+        Ok(match self {
+            Self::Standalone(c) => Live::Standalone(c.clone()),
+            Self::Cluster(c) => Live::Cluster(c.clone()),
+            Self::Sentinel(link) => Live::Sentinel(link.master().await?),
+        })
+    }
+
+    /// Tells a Sentinel link that a call failed, so that it asks for the master again.
+    pub(super) fn failed(&self, error: Option<&redis::RedisError>) {
+        if let Self::Sentinel(link) = self {
+            match error {
+                Some(error) => link.failed(error),
+                None => link.forget_master(),
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Live {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Standalone(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Standalone(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(c) => c.get_db(),
+        }
+    }
+}
+
+/// One multiplexed connection that reconnects by itself (a few quick retries, then errors).
+pub(super) async fn connect_standalone(config: &RedisConfig) -> Result<Connection> {
+    let client =
+        redis::Client::open(config.connection_info()?).map_err(|e| Error::redis("connect", e))?;
+    let manager = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.command_timeout))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1))
+        .set_number_of_retries(3);
+    let manager = ConnectionManager::new_with_config(client, manager)
+        .await
+        .map_err(|e| Error::redis("connect", e))?;
+    Ok(Connection::Standalone(manager))
+}
+
+/// A cluster connection: one multiplexed connection per node, following slot moves.
+pub(super) async fn connect_cluster(config: &RedisConfig) -> Result<Connection> {
+    let mut builder = redis::cluster::ClusterClientBuilder::new(config.cluster_connection_infos()?)
+        .connection_timeout(config.connect_timeout)
+        .response_timeout(config.command_timeout)
+        .retries(2);
+    if let Some(username) = &config.username {
+        builder = builder.username(username);
+    }
+    if let Some(password) = &config.password {
+        builder = builder.password(password);
+    }
+    let client = builder.build().map_err(|e| Error::redis("connect", e))?;
+    let connection = client
+        .get_async_connection()
+        .await
+        .map_err(|e| Error::redis("connect", e))?;
+    Ok(Connection::Cluster(connection))
+}
+
+/// rustls needs a process-wide crypto provider for `rediss://`; install ring's unless the
+/// application installed one already.
+pub(super) fn install_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing this race to another thread is fine: a provider is installed either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
