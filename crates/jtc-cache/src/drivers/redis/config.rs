@@ -307,20 +307,30 @@ impl RedisConfig {
 
     /// The seed nodes of a cluster.
     pub(crate) fn cluster_connection_infos(&self) -> Result<Vec<ConnectionInfo>> {
-        self.cluster_nodes
-            .iter()
-            .map(|node| {
-                let url = if node.contains("://") {
-                    node.clone()
-                } else {
-                    format!("redis://{node}")
-                };
-                url.as_str()
-                    .into_connection_info()
-                    .map_err(|e| Error::redis("connect", e))
-            })
-            .collect()
+        node_infos(&self.cluster_nodes)
     }
+
+    /// The Sentinels to ask for the master.
+    pub(crate) fn sentinel_connection_infos(&self) -> Result<Vec<ConnectionInfo>> {
+        node_infos(&self.sentinel_nodes)
+    }
+}
+
+/// `host:port` (or full URLs) as connection infos.
+fn node_infos(nodes: &[String]) -> Result<Vec<ConnectionInfo>> {
+    nodes
+        .iter()
+        .map(|node| {
+            let url = if node.contains("://") {
+                node.clone()
+            } else {
+                format!("redis://{node}")
+            };
+            url.as_str()
+                .into_connection_info()
+                .map_err(|e| Error::redis("connect", e))
+        })
+        .collect()
 }
 
 fn parse<T: std::str::FromStr>(value: &str) -> Option<T> {

@@ -11,7 +11,7 @@
 use std::sync::Mutex;
 
 use redis::{
-    AsyncConnectionConfig, IntoConnectionInfo, RedisError, RedisResult,
+    AsyncConnectionConfig, RedisError, RedisResult,
     aio::MultiplexedConnection,
     sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
 };
@@ -30,20 +30,7 @@ impl SentinelLink {
     /// A link to the master `config.sentinel_master` names, through `config.sentinel_nodes`;
     /// connects once, so that a wrong setting fails at start-up.
     pub(super) async fn connect(config: &RedisConfig) -> Result<Self> {
-        let sentinels = config
-            .sentinel_nodes
-            .iter()
-            .map(|node| {
-                let url = if node.contains("://") {
-                    node.clone()
-                } else {
-                    format!("redis://{node}")
-                };
-                url.as_str()
-                    .into_connection_info()
-                    .map_err(|e| Error::redis("connect", e))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let sentinels = config.sentinel_connection_infos()?;
         let node = SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(config.connection_info()?.redis_settings().clone());
         let master = config.sentinel_master.as_deref().unwrap_or("mymaster");
