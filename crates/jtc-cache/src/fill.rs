@@ -13,7 +13,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::OnceCell;
 
 use crate::{
-    Cache, ErrorKind, EventKind, Result,
+    Cache, ErrorKind, Result,
     cache::observe::{KeyHash, Op},
     codec::decode,
     flexible, keys,
@@ -251,13 +251,10 @@ impl Op<'_> {
             source: e.into(),
         })?;
         let bytes = self.cache().encode(self.key(), &value)?;
-        if keep.ttl.is_some_and(|t| t.is_zero()) {
-            self.remove(at).await?;
-            return Ok(bytes);
-        }
-        self.put(at, bytes.clone(), keep.ttl).await?;
-        self.event(EventKind::Written);
-        if let Some(fresh) = keep.fresh {
+        self.store(at, bytes.clone(), keep.ttl).await?;
+        // A zero TTL removed the entry: nothing to mark fresh.
+        let stored = !keep.ttl.is_some_and(|t| t.is_zero());
+        if let Some(fresh) = keep.fresh.filter(|_| stored) {
             flexible::mark_fresh(self, at, fresh).await?;
         }
         Ok(bytes)

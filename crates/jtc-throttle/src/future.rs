@@ -14,7 +14,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use crate::{key, limiter::Decision, shared::Shared};
+use crate::{limiter::Decision, shared::Shared};
 
 type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
 
@@ -34,10 +34,7 @@ pin_project! {
         Inner {
             #[pin]
             future: F,
-            headers: Option<(Decision, u64, Arc<Shared>)>,
-            // The request matched no route: check the response for a layer placed outside
-            // the Router.
-            unmatched: bool,
+            finish: Option<Finish>,
         },
         Ready {
             response: Option<Response<Body>>,
@@ -48,19 +45,21 @@ pin_project! {
     }
 }
 
+/// What an admitted request's response still needs once the inner service answers.
+pub(crate) struct Finish {
+    pub(crate) decision: Decision,
+    pub(crate) now: u64,
+    pub(crate) shared: Arc<Shared>,
+    /// The request matched no route (see `Shared::finish`).
+    pub(crate) unmatched: bool,
+}
+
 impl<F, E> ResponseFuture<F, E> {
-    /// The inner service's response, with this decision's headers when there is one.
-    pub(crate) fn inner(
-        future: F,
-        headers: Option<(Decision, u64, Arc<Shared>)>,
-        unmatched: bool,
-    ) -> Self {
+    /// The inner service's response, finished by the decision that admitted it when there is
+    /// one (an uncounted request has none).
+    pub(crate) fn inner(future: F, finish: Option<Finish>) -> Self {
         Self {
-            kind: Kind::Inner {
-                future,
-                headers,
-                unmatched,
-            },
+            kind: Kind::Inner { future, finish },
         }
     }
 
@@ -95,17 +94,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner {
-                future,
-                headers,
-                unmatched,
-            } => {
+            KindProj::Inner { future, finish } => {
                 let mut response = ready!(future.poll(cx))?.map(Body::new);
-                if *unmatched {
-                    key::check_unmatched_status(response.status());
-                }
-                if let Some((decision, now, shared)) = headers.take() {
-                    shared.add_headers(response.headers_mut(), &decision, now);
+                if let Some(Finish {
+                    decision,
+                    now,
+                    shared,
+                    unmatched,
+                }) = finish.take()
+                {
+                    shared.finish(&mut response, &decision, now, unmatched);
                 }
                 Poll::Ready(Ok(response))
             }

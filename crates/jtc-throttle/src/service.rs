@@ -12,8 +12,7 @@ use http::{Extensions, HeaderMap, Method, Request, Response, Uri};
 use tower::{BoxError, Service};
 
 use crate::{
-    future::ResponseFuture,
-    key,
+    future::{Finish, ResponseFuture},
     limiter::Decision,
     response,
     shared::{Outcome, Shared},
@@ -75,7 +74,7 @@ where
         let shared = &self.shared;
         let now = shared.config.clock.now_ms();
         let Some(key) = shared.counter_key(&request) else {
-            return ResponseFuture::inner(self.inner.call(request), None, false);
+            return ResponseFuture::inner(self.inner.call(request), None);
         };
         let Some(cache) = shared.config.cache.clone() else {
             // Counting in memory decides at once: no clone of the inner service, no box.
@@ -91,10 +90,7 @@ where
             match shared.decide(&cache, &key, now).await {
                 Outcome::Decided(decision) if decision.allowed => {
                     let mut response = inner.call(request).await?.map(Body::new);
-                    if key.lacks_route() {
-                        key::check_unmatched_status(response.status());
-                    }
-                    shared.add_headers(response.headers_mut(), &decision, now);
+                    shared.finish(&mut response, &decision, now, key.lacks_route());
                     Ok(response)
                 }
                 Outcome::Decided(decision) => Ok(shared.limited(request.headers(), &decision, now)),
@@ -120,8 +116,13 @@ impl<S> Throttle<S> {
         S: Service<Request<ReqBody>>,
     {
         if decision.allowed {
-            let headers = Some((decision, now, Arc::clone(&self.shared)));
-            ResponseFuture::inner(self.inner.call(request), headers, unmatched)
+            let finish = Finish {
+                decision,
+                now,
+                shared: Arc::clone(&self.shared),
+                unmatched,
+            };
+            ResponseFuture::inner(self.inner.call(request), Some(finish))
         } else {
             ResponseFuture::ready(self.shared.limited(request.headers(), &decision, now))
         }

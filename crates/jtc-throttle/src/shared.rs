@@ -47,6 +47,8 @@ pub(crate) enum Outcome {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) prefix: String,
+    /// `config.fallback_locale` as one of the catalogues names it (`en` when none does).
+    fallback: String,
     pub(crate) memory: MemoryStore,
     pub(crate) failures: FailureLog,
 }
@@ -58,8 +60,13 @@ impl Shared {
             .name
             .clone()
             .unwrap_or_else(|| format!("{}per{}ms", quota.limit, quota.window.as_millis()));
+        let fallback = config
+            .catalogues
+            .supported(&config.fallback_locale)
+            .unwrap_or_else(|| lang::DEFAULT_LOCALE.to_owned());
         Self {
             prefix: format!("throttle:{name}:"),
+            fallback,
             memory: MemoryStore::new(config.memory_capacity, Arc::clone(&config.clock)),
             failures: FailureLog::default(),
             config,
@@ -133,6 +140,21 @@ impl Shared {
         response
     }
 
+    /// Finishes an admitted request's response: this layer's headers, and for a request that
+    /// matched no route the check for a layer placed outside the Router.
+    pub(crate) fn finish<B>(
+        &self,
+        response: &mut Response<B>,
+        decision: &Decision,
+        now: u64,
+        unmatched: bool,
+    ) {
+        if unmatched {
+            key::check_unmatched_status(response.status());
+        }
+        self.add_headers(response.headers_mut(), decision, now);
+    }
+
     pub(crate) fn add_headers(&self, headers: &mut HeaderMap, decision: &Decision, now: u64) {
         let config = &self.config;
         response::add_headers(
@@ -148,10 +170,6 @@ impl Shared {
         let accept = headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok());
-        let catalogues = &self.config.catalogues;
-        let fallback = catalogues
-            .supported(&self.config.fallback_locale)
-            .unwrap_or_else(|| lang::DEFAULT_LOCALE.to_owned());
-        catalogues.negotiate(accept, &fallback)
+        self.config.catalogues.negotiate(accept, &self.fallback)
     }
 }

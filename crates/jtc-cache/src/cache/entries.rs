@@ -371,6 +371,20 @@ impl Op<'_> {
             return Ok(());
         }
         let bytes = self.cache().encode(self.key(), value)?;
+        self.store(at, bytes, ttl).await
+    }
+
+    /// Stores encoded `bytes` at `at`; a zero `ttl` removes the entry instead.
+    pub(crate) async fn store(
+        &self,
+        at: &StoreKey<'_>,
+        bytes: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        if ttl.is_some_and(|t| t.is_zero()) {
+            self.remove(at).await?;
+            return Ok(());
+        }
         self.put(at, bytes, ttl).await?;
         self.event(EventKind::Written);
         Ok(())

@@ -87,6 +87,7 @@ pub struct RedisDriver {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     connection: Connection,
     prefix: String,
@@ -162,17 +163,12 @@ impl RedisDriver {
     /// The same driver with every call bounded by `timeout` instead.
     #[must_use]
     pub fn with_command_timeout(self, timeout: Duration) -> Self {
-        let inner = &self.inner;
+        let inner = Inner {
+            command_timeout: timeout,
+            ..(*self.inner).clone()
+        };
         Self {
-            inner: Arc::new(Inner {
-                connection: inner.connection.clone(),
-                prefix: inner.prefix.clone(),
-                command_timeout: timeout,
-                hit: inner.hit.clone(),
-                persist: inner.persist.clone(),
-                forget_if: inner.forget_if.clone(),
-                target: inner.target.clone(),
-            }),
+            inner: Arc::new(inner),
         }
     }
 
