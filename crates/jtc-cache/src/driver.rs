@@ -10,7 +10,7 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::Result;
+use crate::{RateRule, RateVerdict, Result};
 
 /// A storage backend for [`Cache`](crate::Cache).
 ///
@@ -118,6 +118,27 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     /// A counter found without a TTL is given `window` too: a counter that never expires
     /// would lock a client out for good.
     fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit>;
+
+    /// Applies rate-limit `rules` to the record at `key` in one atomic step and returns one
+    /// verdict per rule; with `consume` the request is counted (see [`crate::rate`] for the
+    /// algorithms and what counts). This is the rate limiter's operation for several limits
+    /// and for the sliding-window and token-bucket algorithms.
+    ///
+    /// The default implementation answers [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported):
+    /// a driver can only offer it with an atomic read-modify-write of one key.
+    fn rate<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        consume: bool,
+    ) -> DriverFuture<'a, Vec<RateVerdict>> {
+        let _ = (key, rules, consume);
+        DriverFuture::ready(Err(crate::ErrorKind::Unsupported {
+            operation: "rate",
+            driver: self.name(),
+        }
+        .into()))
+    }
 
     /// Removes the key; returns whether a live entry was there.
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool>;

@@ -184,6 +184,16 @@ pub enum ErrorKind {
         unreached: String,
     },
 
+    /// The driver does not offer this operation (a driver written outside this crate that
+    /// keeps the default of an optional [`CacheDriver`](crate::CacheDriver) method).
+    #[error("the {driver} cache driver does not support {operation}")]
+    Unsupported {
+        /// The operation (`rate`).
+        operation: &'static str,
+        /// The driver's name.
+        driver: &'static str,
+    },
+
     /// A blocking file task of the file driver was cancelled or panicked.
     #[error("a background file task of the cache failed")]
     Task(#[source] tokio::task::JoinError),

@@ -72,6 +72,7 @@ mod fill;
 mod flexible;
 mod keys;
 mod lock;
+pub mod rate;
 mod tags;
 
 pub use cache::{
@@ -93,4 +94,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use events::{CacheEvent, CacheStats, EventKind};
 pub use keys::MAX_KEY_BYTES;
 pub use lock::{Lock, LockGuard};
+pub use rate::{RateKind, RateRecord, RateRule, RateVerdict};
 pub use tags::TaggedCache;

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::{Cache, ErrorKind, EventKind, Hit, Result, keys, keys::StoreKey};
+use crate::{
+    Cache, ErrorKind, EventKind, Hit, RateRule, RateVerdict, Result, keys, keys::StoreKey,
+};
 
 use super::observe::Op;
 
@@ -82,6 +84,53 @@ impl Cache {
             let hit = op.hit(&at, window).await?;
             op.event(EventKind::Written);
             Ok(hit)
+        })
+        .await
+    }
+
+    /// Applies rate-limit `rules` to the record at `key` in one atomic step (one Redis script,
+    /// one locked file) and returns one verdict per rule. With `consume` the request is
+    /// counted — when every rule admits it (fixed windows count it regardless); without, the
+    /// record is only read. The algorithms are described in [`crate::rate`]; `jtc-throttle`
+    /// is built on this operation.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// use jtc_cache::{RateKind, RateRule};
+    ///
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let second = RateRule { limit: 2, window: Duration::from_secs(1), kind: RateKind::FixedWindow };
+    /// let minute = RateRule { limit: 3, window: Duration::from_secs(60), kind: RateKind::SlidingWindow };
+    /// let rules = [second, minute];
+    /// for _ in 0..2 {
+    ///     assert!(cache.rate("user:7", &rules, true).await?.iter().all(|v| v.allowed));
+    /// }
+    /// let third = cache.rate("user:7", &rules, true).await?;
+    /// assert!(!third[0].allowed, "two per second");
+    /// let look = cache.rate("user:7", &rules, false).await?; // counts nothing
+    /// assert_eq!(look[1].remaining, 1, "the sliding window did not count the rejection");
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An invalid key ([`ErrorKind::KeyTooLong`]), a backend failure, or
+    /// [`ErrorKind::Unsupported`] from a driver written elsewhere that does not offer it.
+    pub async fn rate(
+        &self,
+        key: &str,
+        rules: &[RateRule],
+        consume: bool,
+    ) -> Result<Vec<RateVerdict>> {
+        let at = keys::entry(key)?;
+        let op = self.op("rate", key);
+        op.run(async {
+            let verdicts = op.rate(&at, rules, consume).await?;
+            if consume {
+                op.event(EventKind::Written);
+            }
+            Ok(verdicts)
         })
         .await
     }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tracing::{Instrument, instrument::Instrumented};
 
 use super::Inner;
-use crate::{Cache, DriverFuture, EventKind, Hit, Result, keys::StoreKey};
+use crate::{Cache, DriverFuture, EventKind, Hit, RateRule, RateVerdict, Result, keys::StoreKey};
 
 /// One operation of a cache in progress: which, on which key, and the door to the driver.
 #[derive(Clone, Copy)]
@@ -167,6 +167,18 @@ impl<'a> Op<'a> {
         'a: 'k,
     {
         self.observed(self.inner().driver.hit(at.as_str(), window))
+    }
+
+    pub(crate) fn rate<'k>(
+        &self,
+        at: &'k StoreKey<'_>,
+        rules: &'k [RateRule],
+        consume: bool,
+    ) -> Observed<'k, Vec<RateVerdict>>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.rate(at.as_str(), rules, consume))
     }
 
     pub(crate) fn forget<'k>(&self, at: &'k StoreKey<'_>) -> Observed<'k, bool>

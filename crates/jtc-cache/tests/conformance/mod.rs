@@ -10,6 +10,7 @@ mod counters;
 mod fills;
 mod locks;
 mod observe;
+mod rates;
 mod tags;
 mod values;
 
@@ -46,7 +47,7 @@ pub(crate) mod prelude {
 
     pub(crate) use bytes::Bytes;
     pub(crate) use jtc_cache::{
-        Cache, CacheDriver, CacheStats, Codec, Error, ErrorKind, EventKind,
+        Cache, CacheDriver, CacheStats, Codec, Error, ErrorKind, EventKind, RateKind, RateRule,
     };
 }
 
@@ -138,6 +139,11 @@ macro_rules! conformance_tests {
             #[allow(unused_imports)]
             use $crate::conformance::{prelude::*, *};
             $crate::conformance_tags!($make);
+        }
+        mod rates {
+            #[allow(unused_imports)]
+            use $crate::conformance::{prelude::*, *};
+            $crate::conformance_rates!($make);
         }
         mod observe {
             #[allow(unused_imports)]

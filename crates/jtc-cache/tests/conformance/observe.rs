@@ -106,6 +106,12 @@ macro_rules! conformance_observe {
             check.op("increment", c.increment("n", 2)).await;
             check.op("decrement", c.decrement("n", 1)).await;
             check.op("hit", c.hit("h", MINUTE)).await;
+            let rule = jtc_cache::RateRule {
+                limit: 5,
+                window: MINUTE,
+                kind: jtc_cache::RateKind::FixedWindow,
+            };
+            check.op("rate", c.rate("rl", &[rule], true)).await;
             check
                 .op("remember", c.remember("r", MINUTE, || async { 1 }))
                 .await;

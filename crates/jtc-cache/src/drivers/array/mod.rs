@@ -22,7 +22,7 @@ use self::{
 };
 
 use crate::{
-    Clock, Hit, Result,
+    Clock, Hit, RateRecord, RateRule, RateVerdict, Result,
     clock::{duration_ms, expiry_at},
     driver::{CacheDriver, DriverFuture, ReadNow},
 };
@@ -211,6 +211,15 @@ impl CacheDriver for ArrayDriver {
         DriverFuture::ready(self.hit_now(key, window))
     }
 
+    fn rate<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        consume: bool,
+    ) -> DriverFuture<'a, Vec<RateVerdict>> {
+        DriverFuture::ready(Ok(self.rate_now(key, rules, consume)))
+    }
+
     #[inline]
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
         DriverFuture::ready(Ok(self.forget_now(key)))
@@ -356,6 +365,28 @@ impl ArrayDriver {
                 count,
                 expires_in: Duration::from_millis(expires_at - now),
             })
+        })
+    }
+
+    /// Applies rate rules to the record at `key` under the shard's lock.
+    fn rate_now(&self, key: &str, rules: &[RateRule], consume: bool) -> Vec<RateVerdict> {
+        let now = self.now();
+        let now_us = i64::try_from(now).unwrap_or(i64::MAX / 4_000) * 1_000;
+        self.with_counter(key, |entry| {
+            let mut record = if entry.is_live(now) {
+                RateRecord::decode(&entry.value.to_bytes())
+            } else {
+                RateRecord::default()
+            };
+            let verdicts = record.apply(rules, now_us, consume);
+            if consume {
+                let ttl = record.ttl(now_us).unwrap_or(Duration::from_millis(1));
+                *entry = Entry {
+                    value: Stored::Bytes(Bytes::from(record.encode())),
+                    expires_at: Some(now + duration_ms(ttl)),
+                };
+            }
+            verdicts
         })
     }
 

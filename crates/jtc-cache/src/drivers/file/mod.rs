@@ -43,7 +43,7 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
-    Clock, Error, ErrorKind, Hit, Result, SystemClock,
+    Clock, Error, ErrorKind, Hit, RateRecord, RateRule, RateVerdict, Result, SystemClock,
     clock::{SharedClock, duration_ms, expiry_at},
     counter::{format_integer, incremented},
     driver::{CacheDriver, DriverFuture},
@@ -384,6 +384,31 @@ impl CacheDriver for FileDriver {
                     count,
                     expires_in: Duration::from_millis(expires_at.saturating_sub(now)),
                 })
+            })
+        })
+    }
+
+    fn rate<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        consume: bool,
+    ) -> DriverFuture<'a, Vec<RateVerdict>> {
+        let rules = rules.to_vec();
+        self.run(key, move |inner, entry| {
+            inner.locked(entry, |live| {
+                let now = inner.now();
+                let now_us = i64::try_from(now).unwrap_or(i64::MAX / 4_000) * 1_000;
+                let mut record = live.map_or_else(RateRecord::default, |(_, stored)| {
+                    RateRecord::decode(&stored)
+                });
+                let verdicts = record.apply(&rules, now_us, consume);
+                if consume {
+                    let ttl = record.ttl(now_us).unwrap_or(Duration::from_millis(1));
+                    let expires_at = now.saturating_add(duration_ms(ttl));
+                    inner.write(entry, Some(expires_at), &record.encode())?;
+                }
+                Ok(verdicts)
             })
         })
     }

@@ -40,7 +40,7 @@ mod sentinel;
 pub use config::RedisConfig;
 
 use crate::{
-    Error, ErrorKind, Hit, Result,
+    Error, ErrorKind, Hit, RateRule, RateVerdict, Result,
     clock::duration_ms,
     driver::{CacheDriver, DriverFuture},
 };
@@ -56,6 +56,9 @@ if ttl < 0 then
 end
 return {count, ttl}
 ";
+
+/// `Cache::rate`: the arithmetic of `RateRecord::apply` on a hash, on the server's clock.
+const RATE_SCRIPT: &str = include_str!("rate.lua");
 
 /// Make a live key persistent; `PERSIST` alone cannot tell a missing key from a key without TTL.
 const PERSIST_SCRIPT: &str = r"
@@ -93,6 +96,7 @@ struct Inner {
     prefix: String,
     command_timeout: Duration,
     hit: Script,
+    rate: Script,
     persist: Script,
     forget_if: Script,
     /// Where the driver connects, passwords masked: for `Debug` and logs.
@@ -237,6 +241,7 @@ impl Inner {
             prefix,
             command_timeout,
             hit: Script::new(HIT_SCRIPT),
+            rate: Script::new(RATE_SCRIPT),
             persist: Script::new(PERSIST_SCRIPT),
             forget_if: Script::new(FORGET_IF_SCRIPT),
             target,
@@ -349,6 +354,35 @@ impl Inner {
         })
     }
 
+    async fn rate(&self, key: &str, rules: &[RateRule], consume: bool) -> Result<Vec<RateVerdict>> {
+        let key = self.key(key);
+        let flat: Vec<u64> = self
+            .within("rate", |mut connection| async move {
+                let mut invocation = self.rate.key(key);
+                invocation.arg(u8::from(consume));
+                for rule in rules {
+                    let (kind, burst) = rule.code();
+                    invocation
+                        .arg(rule.field())
+                        .arg(kind)
+                        .arg(rule.limit.min(1 << 52))
+                        .arg(rule.window_us())
+                        .arg(burst.min(1 << 52));
+                }
+                invocation.invoke_async(&mut connection).await
+            })
+            .await?;
+        Ok(flat
+            .chunks_exact(4)
+            .map(|v| RateVerdict {
+                allowed: v[0] == 1,
+                limit: v[1],
+                remaining: v[2],
+                reset_after: Duration::from_micros(v[3]),
+            })
+            .collect())
+    }
+
     async fn forget(&self, key: &str) -> Result<bool> {
         let removed: i64 = self
             .query("forget", redis::cmd("UNLINK").arg(self.key(key)).clone())
@@ -454,6 +488,15 @@ impl CacheDriver for RedisDriver {
 
     fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
         DriverFuture::new(self.inner.hit(key, window))
+    }
+
+    fn rate<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        consume: bool,
+    ) -> DriverFuture<'a, Vec<RateVerdict>> {
+        DriverFuture::new(self.inner.rate(key, rules, consume))
     }
 
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {

@@ -1,0 +1,159 @@
+//! `Cache::rate`: the rate limiter's operation, on every driver.
+
+#[macro_export]
+macro_rules! conformance_rates {
+    ($make:ident) => {
+        fn rule(limit: u64, window: Duration, kind: RateKind) -> RateRule {
+            RateRule {
+                limit,
+                window,
+                kind,
+            }
+        }
+
+        fn kinds() -> [RateKind; 3] {
+            [
+                RateKind::FixedWindow,
+                RateKind::SlidingWindow,
+                RateKind::TokenBucket { burst: 10 },
+            ]
+        }
+
+        /// The `limits` library's case: 10 per 2 s → ten pass, the 11th fails with nothing
+        /// remaining and a reset within the window; a look never counts.
+        #[tokio::test]
+        async fn ten_per_two_seconds_on_every_algorithm() {
+            let s = &super::$make().await;
+            let window = Duration::from_secs(2);
+            for kind in kinds() {
+                let key = format!("ten:{kind:?}");
+                let rules = [rule(10, window, kind)];
+                for _ in 0..3 {
+                    let look = s.cache.rate(&key, &rules, false).await.unwrap()[0];
+                    assert!(look.allowed && look.remaining == 10, "{kind:?}: {look:?}");
+                }
+                for n in 1..=10u64 {
+                    let v = s.cache.rate(&key, &rules, true).await.unwrap()[0];
+                    assert!(v.allowed, "{kind:?}: request {n}");
+                    assert_eq!(v.limit, 10);
+                    assert_eq!(v.remaining, 10 - n, "{kind:?}");
+                }
+                let eleventh = s.cache.rate(&key, &rules, true).await.unwrap()[0];
+                assert!(!eleventh.allowed, "{kind:?}");
+                assert_eq!(eleventh.remaining, 0);
+                assert!(eleventh.reset_after <= window, "{kind:?}: {eleventh:?}");
+                assert!(eleventh.reset_after > Duration::ZERO, "{kind:?}");
+                let look = s.cache.rate(&key, &rules, false).await.unwrap()[0];
+                assert!(!look.allowed && look.remaining == 0, "{kind:?}: {look:?}");
+            }
+        }
+
+        #[tokio::test]
+        async fn a_window_later_every_algorithm_admits_again() {
+            let s = &super::$make().await;
+            let window = Duration::from_millis(1_000);
+            for kind in kinds() {
+                let key = format!("again:{kind:?}");
+                let rules = [rule(10, window, kind)];
+                while s.cache.rate(&key, &rules, true).await.unwrap()[0].allowed {}
+                let rejected = s.cache.rate(&key, &rules, true).await.unwrap()[0];
+                s.advance(rejected.reset_after + s.slack()).await;
+                assert!(
+                    s.cache.rate(&key, &rules, true).await.unwrap()[0].allowed,
+                    "{kind:?} after {:?}",
+                    rejected.reset_after
+                );
+            }
+        }
+
+        #[tokio::test]
+        async fn the_bucket_refills_one_token_per_interval() {
+            let s = &super::$make().await;
+            // 4 per second with a burst of 2: a token every 250 ms.
+            let rules = [rule(
+                4,
+                Duration::from_secs(1),
+                RateKind::TokenBucket { burst: 2 },
+            )];
+            assert!(s.cache.rate("b", &rules, true).await.unwrap()[0].allowed);
+            assert!(s.cache.rate("b", &rules, true).await.unwrap()[0].allowed);
+            let rejected = s.cache.rate("b", &rules, true).await.unwrap()[0];
+            assert!(!rejected.allowed);
+            assert!(
+                rejected.reset_after <= Duration::from_millis(250),
+                "{rejected:?}"
+            );
+            assert!(
+                rejected.reset_after >= Duration::from_millis(200),
+                "{rejected:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn several_rules_must_all_admit() {
+            let s = &super::$make().await;
+            let rules = [
+                rule(2, Duration::from_secs(60), RateKind::FixedWindow),
+                rule(
+                    5,
+                    Duration::from_secs(60),
+                    RateKind::TokenBucket { burst: 5 },
+                ),
+            ];
+            let admitted = {
+                let mut n = 0;
+                for _ in 0..4 {
+                    let v = s.cache.rate("multi", &rules, true).await.unwrap();
+                    if v.iter().all(|v| v.allowed) {
+                        n += 1;
+                    }
+                }
+                n
+            };
+            assert_eq!(admitted, 2);
+            let look = s.cache.rate("multi", &rules, false).await.unwrap();
+            assert_eq!(
+                look[1].remaining, 3,
+                "the bucket gave no token to a rejection"
+            );
+            assert!(s.cache.forget("multi").await.unwrap(), "one record per key");
+            assert!(s.cache.rate("multi", &rules, true).await.unwrap()[0].allowed);
+        }
+
+        #[tokio::test]
+        async fn a_key_holding_something_else_starts_afresh() {
+            let s = &super::$make().await;
+            s.cache.put("plain", &"not a record", MINUTE).await.unwrap();
+            let rules = [rule(1, MINUTE, RateKind::SlidingWindow)];
+            assert!(s.cache.rate("plain", &rules, true).await.unwrap()[0].allowed);
+            assert!(!s.cache.rate("plain", &rules, true).await.unwrap()[0].allowed);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn every_algorithm_is_exact_under_concurrency() {
+            let s = &super::$make().await;
+            for kind in kinds() {
+                let kind = match kind {
+                    RateKind::TokenBucket { .. } => RateKind::TokenBucket { burst: 100 },
+                    other => other,
+                };
+                let rules = [rule(100, Duration::from_secs(3_600), kind)];
+                let key = format!("exact:{kind:?}");
+                let handles: Vec<_> = (0..1_000)
+                    .map(|_| {
+                        let cache = s.cache.clone();
+                        let key = key.clone();
+                        tokio::spawn(async move {
+                            cache.rate(&key, &rules, true).await.unwrap()[0].allowed
+                        })
+                    })
+                    .collect();
+                let mut admitted = 0;
+                for handle in handles {
+                    admitted += usize::from(handle.await.unwrap());
+                }
+                assert_eq!(admitted, 100, "{kind:?}");
+            }
+        }
+    };
+}
