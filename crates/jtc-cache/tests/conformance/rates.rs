@@ -1,5 +1,6 @@
 //! `Cache::rate`: the rate limiter's operation, on every driver.
 
+/// The `Cache::rate` cases: every algorithm's timeline, several rules at once, exactness.
 #[macro_export]
 macro_rules! conformance_rates {
     ($make:ident) => {
