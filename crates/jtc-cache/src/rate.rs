@@ -125,15 +125,6 @@ impl RateRule {
             .unwrap_or(i64::MAX / 4)
             .min(i64::MAX / 4)
     }
-
-    /// The Lua script's code for the algorithm.
-    pub(crate) fn code(&self) -> (u8, u64) {
-        match self.kind {
-            RateKind::FixedWindow => (0, 0),
-            RateKind::SlidingWindow => (1, 0),
-            RateKind::TokenBucket { burst } => (2, burst.max(1)),
-        }
-    }
 }
 
 fn verdict(allowed: bool, limit: i64, remaining: i64, reset_after: i64) -> RateVerdict {
@@ -234,9 +225,10 @@ fn step(rule: &RateRule, old: Option<State>, now: i64, consume: bool) -> Step {
             let interval = (window / limit.max(1)).max(1);
             let capacity = interval.saturating_mul(burst);
             let tat = old.map_or(now, |s| s.a.max(now));
+            // `b` only counts the tokens taken, for `weight`.
             let state = State {
                 a: tat,
-                b: 0,
+                b: old.map_or(0, |s| s.b),
                 c: 0,
                 expires: tat,
             };
@@ -262,8 +254,9 @@ fn step(rule: &RateRule, old: Option<State>, now: i64, consume: bool) -> Step {
                 kept: state,
                 counted: State {
                     a: next,
+                    b: state.b.saturating_add(1),
+                    c: 0,
                     expires: next,
-                    ..state
                 },
                 always: false,
             }
@@ -329,6 +322,15 @@ impl RateRecord {
         let last = self.fields.iter().map(|(_, s)| s.expires).max()?;
         let left = last - now_us;
         (left > 0).then(|| Duration::from_micros(left.unsigned_abs()).max(Duration::from_millis(1)))
+    }
+
+    /// How many requests the record has counted in the states that still matter: a store
+    /// that must drop records to stay bounded drops the lightest first.
+    pub fn weight(&self) -> u64 {
+        self.fields
+            .iter()
+            .map(|(_, s)| s.b.max(0).unsigned_abs())
+            .fold(0, u64::saturating_add)
     }
 
     /// The stored form: `jtc-rate/1` and one `field=a,b,c,expires` per line.

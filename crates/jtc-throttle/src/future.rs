@@ -14,7 +14,10 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use crate::{limiter::Decision, shared::Shared};
+use crate::{
+    limiter::{Decision, Plan},
+    shared::Shared,
+};
 
 type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
 
@@ -48,7 +51,7 @@ pin_project! {
 /// What an admitted request's response still needs once the inner service answers.
 pub(crate) struct Finish {
     pub(crate) decision: Decision,
-    pub(crate) now: u64,
+    pub(crate) plan: Arc<Plan>,
     pub(crate) shared: Arc<Shared>,
     /// The request matched no route (see `Shared::finish`).
     pub(crate) unmatched: bool,
@@ -98,12 +101,12 @@ where
                 let mut response = ready!(future.poll(cx))?.map(Body::new);
                 if let Some(Finish {
                     decision,
-                    now,
+                    plan,
                     shared,
                     unmatched,
                 }) = finish.take()
                 {
-                    shared.finish(&mut response, &decision, now, unmatched);
+                    shared.finish(&mut response, &plan, &decision, unmatched);
                 }
                 Poll::Ready(Ok(response))
             }

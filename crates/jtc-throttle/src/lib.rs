@@ -67,15 +67,21 @@ mod future;
 mod key;
 mod lang;
 mod layer;
+mod limit;
 mod limiter;
+mod rate_limiter;
 mod response;
 mod service;
 mod shared;
 
 pub use future::ResponseFuture;
 pub use layer::ThrottleLayer;
-pub use limiter::Algorithm;
-pub use response::{Limited, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET};
+pub use limit::{Limit, Limits, ParseLimitError};
+pub use limiter::{Algorithm, Decision};
+pub use rate_limiter::RateLimiter;
+pub use response::{
+    Limited, Unavailable, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+};
 pub use service::{RequestInfo, Throttle};
 
 /// What a layer counting in a cache does while the cache cannot be reached.

@@ -24,12 +24,22 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Limited {
-    /// The requests allowed per window.
+    /// The requests allowed per window by the limit that rejected.
     pub limit: u64,
     /// Seconds until the client may retry (rounded up, at least 1): the `Retry-After` value.
     pub retry_after_secs: u64,
-    /// The Unix time (seconds) the window ends: the `X-RateLimit-Reset` value.
+    /// The Unix time (seconds) the client may retry: the `X-RateLimit-Reset` value.
     pub reset_at: u64,
+    /// The key the request was counted under: a [`Limit::by`](crate::Limit::by) key, a custom
+    /// key, or `<client>:<route>`. It may hold personal data (an e-mail address): log it with
+    /// care.
+    pub key: String,
+    /// The client as the layer identified it (`203.0.113.9`, `2001:db8::/64`).
+    pub client: String,
+    /// The matched route template (`/users/{id}`), or `(unmatched)`.
+    pub route: String,
+    /// The name of the limit that rejected ([`Limit::name`](crate::Limit::name)).
+    pub policy: String,
     /// The locale negotiated from `Accept-Language` (`en`, `pt_BR`, or one the app
     /// registered with [`translations`](crate::ThrottleLayer::translations)).
     pub locale: String,
@@ -37,8 +47,29 @@ pub struct Limited {
     pub message: String,
 }
 
+/// What a custom [`on_unavailable`](crate::ThrottleLayer::on_unavailable) hook knows: the
+/// store is down and the policy is [`FailClosed`](crate::StoreErrorPolicy::FailClosed).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Unavailable {
+    /// The locale negotiated from `Accept-Language`.
+    pub locale: String,
+    /// The translated message for that locale.
+    pub message: String,
+}
+
 /// A hook that builds the 429 response; the layer adds the rate-limit headers to it.
 pub(crate) type OnLimited = Arc<dyn Fn(&Limited) -> Response<Body> + Send + Sync>;
+/// A hook that builds the fail-closed response.
+pub(crate) type OnUnavailable = Arc<dyn Fn(&Unavailable) -> Response<Body> + Send + Sync>;
+
+/// Who and what a rejection is about.
+pub(crate) struct Context {
+    pub(crate) key: String,
+    pub(crate) client: String,
+    pub(crate) route: String,
+    pub(crate) policy: String,
+}
 
 /// Seconds to wait, rounded up, never 0: a client told "retry after 0" retries at once.
 pub(crate) fn retry_after_secs(reset_after: Duration) -> u64 {
@@ -47,7 +78,7 @@ pub(crate) fn retry_after_secs(reset_after: Duration) -> u64 {
 
 pub(crate) fn limited(
     decision: &Decision,
-    now_ms: u64,
+    context: Context,
     locale: String,
     catalogues: &Catalogues,
 ) -> Limited {
@@ -55,7 +86,11 @@ pub(crate) fn limited(
     Limited {
         limit: decision.limit,
         retry_after_secs,
-        reset_at: now_ms / 1000 + retry_after_secs,
+        reset_at: decision.at_ms / 1000 + retry_after_secs,
+        key: context.key,
+        client: context.client,
+        route: context.route,
+        policy: context.policy,
         message: catalogues.translate(&locale, "http.too_many_requests"),
         locale,
     }
@@ -71,11 +106,17 @@ pub(crate) fn too_many_requests(limited: &Limited) -> Response<Body> {
     json_response(StatusCode::TOO_MANY_REQUESTS, &body, &limited.locale)
 }
 
-/// The 503 of the fail-closed store-error policy.
-pub(crate) fn service_unavailable(locale: &str, catalogues: &Catalogues) -> Response<Body> {
-    let message = catalogues.translate(locale, "http.service_unavailable");
-    let body = serde_json::json!({ "error": message });
-    json_response(StatusCode::SERVICE_UNAVAILABLE, &body, locale)
+pub(crate) fn unavailable(locale: String, catalogues: &Catalogues) -> Unavailable {
+    Unavailable {
+        message: catalogues.translate(&locale, "http.service_unavailable"),
+        locale,
+    }
+}
+
+/// The default 503 of the fail-closed store-error policy: `{"error": "<message>"}`.
+pub(crate) fn service_unavailable(unavailable: &Unavailable) -> Response<Body> {
+    let body = serde_json::json!({ "error": unavailable.message });
+    json_response(StatusCode::SERVICE_UNAVAILABLE, &body, &unavailable.locale)
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value, locale: &str) -> Response<Body> {
@@ -94,13 +135,7 @@ fn json_response(status: StatusCode, body: &serde_json::Value, locale: &str) -> 
 
 /// Adds this limiter's headers, unless the response already carries a more restrictive
 /// limiter's (a per-route layer inside a global one): the tighter figures win.
-pub(crate) fn add_headers(
-    headers: &mut HeaderMap,
-    decision: &Decision,
-    now_ms: u64,
-    window: Duration,
-    ietf: bool,
-) {
+pub(crate) fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
     let existing = headers
         .get(&X_RATELIMIT_REMAINING)
         .and_then(|v| v.to_str().ok())
@@ -118,21 +153,36 @@ pub(crate) fn add_headers(
         }
     } else {
         let retry = retry_after_secs(decision.reset_after);
-        headers.insert(X_RATELIMIT_RESET, number(now_ms / 1000 + retry));
+        headers.insert(X_RATELIMIT_RESET, number(decision.at_ms / 1000 + retry));
         headers.insert(header::RETRY_AFTER, number(retry));
     }
-    if ietf {
-        let reset = decision.reset_after.as_millis().div_ceil(1000);
-        let window = window.as_secs().max(1);
-        let policy = format!("\"default\";q={};w={window}", decision.limit);
-        let state = format!("\"default\";r={};t={reset}", decision.remaining);
-        if let (Ok(policy), Ok(state)) = (
-            HeaderValue::from_str(&policy),
-            HeaderValue::from_str(&state),
-        ) {
-            headers.insert(RATELIMIT_POLICY, policy);
-            headers.insert(RATELIMIT, state);
-        }
+}
+
+/// The IETF draft fields: `RateLimit-Policy` lists every limit, `RateLimit` the tightest's
+/// state. Like the `X-RateLimit-*` headers, a tighter limiter's fields are kept.
+pub(crate) fn add_ietf_headers(
+    headers: &mut HeaderMap,
+    policy: Option<HeaderValue>,
+    name: &str,
+    decision: &Decision,
+) {
+    let ours = headers
+        .get(&X_RATELIMIT_REMAINING)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        == Some(decision.remaining);
+    if !ours {
+        return;
+    }
+    let reset = decision.reset_after.as_millis().div_ceil(1000);
+    let state = format!(
+        "\"{}\";r={};t={reset}",
+        crate::limiter::quoted(name),
+        decision.remaining
+    );
+    if let (Some(policy), Ok(state)) = (policy, HeaderValue::from_str(&state)) {
+        headers.insert(RATELIMIT_POLICY, policy);
+        headers.insert(RATELIMIT, state);
     }
 }
 
@@ -159,31 +209,15 @@ mod tests {
             limit,
             remaining,
             reset_after: Duration::from_secs(10),
+            at_ms: 0,
+            policy: 0,
         };
         let mut headers = HeaderMap::new();
-        add_headers(
-            &mut headers,
-            &decision(5, 1),
-            0,
-            Duration::from_secs(60),
-            false,
-        );
-        add_headers(
-            &mut headers,
-            &decision(60, 59),
-            0,
-            Duration::from_secs(60),
-            false,
-        );
+        add_headers(&mut headers, &decision(5, 1));
+        add_headers(&mut headers, &decision(60, 59));
         assert_eq!(headers[&X_RATELIMIT_LIMIT], "5");
         assert_eq!(headers[&X_RATELIMIT_REMAINING], "1");
-        add_headers(
-            &mut headers,
-            &decision(60, 0),
-            0,
-            Duration::from_secs(60),
-            false,
-        );
+        add_headers(&mut headers, &decision(60, 0));
         assert_eq!(headers[&X_RATELIMIT_LIMIT], "60");
         assert_eq!(headers[&X_RATELIMIT_REMAINING], "0");
     }

@@ -13,9 +13,8 @@ use tower::{BoxError, Service};
 
 use crate::{
     future::{Finish, ResponseFuture},
-    limiter::Decision,
-    response,
-    shared::{Outcome, Shared},
+    limiter::{Decision, Outcome},
+    shared::{Counting, Shared},
 };
 
 /// The middleware [`ThrottleLayer`](crate::ThrottleLayer) wraps a service in.
@@ -28,7 +27,8 @@ pub struct Throttle<S> {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// What a custom [`key_fn`](crate::ThrottleLayer::key_fn) sees of a request.
+/// What a custom [`key_fn`](crate::ThrottleLayer::key_fn) and a
+/// [`dynamic`](crate::ThrottleLayer::dynamic) layer's function see of a request.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct RequestInfo<'a> {
@@ -49,7 +49,7 @@ pub struct RequestInfo<'a> {
 impl<S> fmt::Debug for Throttle<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Throttle")
-            .field("prefix", &self.shared.prefix)
+            .field("prefix", &self.shared.counters.prefix)
             .finish_non_exhaustive()
     }
 }
@@ -72,14 +72,16 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        let now = shared.config.clock.now_ms();
-        let Some(key) = shared.counter_key(&request) else {
+        let Some(counting) = shared.counting(&request) else {
             return ResponseFuture::inner(self.inner.call(request), None);
         };
+        let now = shared.counters.clock.now_ms();
         let Some(cache) = shared.config.cache.clone() else {
             // Counting in memory decides at once: no clone of the inner service, no box.
-            let decision = shared.memory.hit(&key, shared.config.quota);
-            return self.respond(request, decision, now, key.lacks_route());
+            let decision = shared
+                .counters
+                .in_memory(&counting.plan, &counting.key, now, true);
+            return self.respond(request, counting, decision);
         };
         // Counting in a cache waits for it before calling the inner service, so the service
         // that was polled ready moves into the future and a clone stays behind.
@@ -87,18 +89,20 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(shared);
         ResponseFuture::boxed(async move {
-            match shared.decide(&cache, &key, now).await {
+            let counters = &shared.counters;
+            match counters
+                .in_cache(&cache, &counting.plan, &counting.key, now)
+                .await
+            {
                 Outcome::Decided(decision) if decision.allowed => {
+                    let unmatched = counting.key.lacks_route();
                     let mut response = inner.call(request).await?.map(Body::new);
-                    shared.finish(&mut response, &decision, now, key.lacks_route());
+                    shared.finish(&mut response, &counting.plan, &decision, unmatched);
                     Ok(response)
                 }
-                Outcome::Decided(decision) => Ok(shared.limited(request.headers(), &decision, now)),
+                Outcome::Decided(decision) => Ok(shared.limited(&request, &counting, &decision)),
                 Outcome::Uncounted => inner.call(request).await.map(|r| r.map(Body::new)),
-                Outcome::Unavailable => Ok(response::service_unavailable(
-                    &shared.locale(request.headers()),
-                    &shared.config.catalogues,
-                )),
+                Outcome::Unavailable => Ok(shared.unavailable(request.headers())),
             }
         })
     }
@@ -108,9 +112,8 @@ impl<S> Throttle<S> {
     fn respond<ReqBody>(
         &mut self,
         request: Request<ReqBody>,
+        counting: Counting,
         decision: Decision,
-        now: u64,
-        unmatched: bool,
     ) -> ResponseFuture<S::Future, S::Error>
     where
         S: Service<Request<ReqBody>>,
@@ -118,13 +121,13 @@ impl<S> Throttle<S> {
         if decision.allowed {
             let finish = Finish {
                 decision,
-                now,
+                unmatched: counting.key.lacks_route(),
+                plan: counting.plan,
                 shared: Arc::clone(&self.shared),
-                unmatched,
             };
             ResponseFuture::inner(self.inner.call(request), Some(finish))
         } else {
-            ResponseFuture::ready(self.shared.limited(request.headers(), &decision, now))
+            ResponseFuture::ready(self.shared.limited(&request, &counting, &decision))
         }
     }
 }

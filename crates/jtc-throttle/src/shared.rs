@@ -1,34 +1,47 @@
 //! What every service of one layer shares — the settings and the counters — and what it does
-//! with them for each request: the counter key, the decision (store-error policy included),
-//! the 429 and the headers.
+//! with them for each request: which limits apply, under which key, the 429 and the headers.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use http::{HeaderMap, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use jtc_cache::{Cache, Clock};
 
 use crate::{
-    RequestInfo, StoreErrorPolicy,
+    Limits, RequestInfo, StoreErrorPolicy,
     key::{self, CounterKey, Identity},
     lang::{self, Catalogues},
-    limiter::{self, Decision, FailureLog, MemoryStore, Quota},
-    response::{self, OnLimited},
+    limiter::{Counters, Decision, Plan},
+    response::{self, OnLimited, OnUnavailable},
 };
 
 /// A custom key: what to count a request under, or `None` to let it through uncounted.
 pub(crate) type KeyFn = Arc<dyn Fn(&RequestInfo<'_>) -> Option<String> + Send + Sync>;
+/// Limits decided per request.
+pub(crate) type LimitsFn = Arc<dyn Fn(&RequestInfo<'_>) -> Limits + Send + Sync>;
+
+/// Where a layer's limits come from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// The same for every request, prepared once.
+    Fixed(Arc<Plan>),
+    /// Decided per request.
+    Dynamic(LimitsFn),
+}
 
 /// The settings, as the setters leave them.
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) quota: Quota,
+    pub(crate) limits: Source,
     pub(crate) name: Option<String>,
     pub(crate) cache: Option<Cache>,
     pub(crate) identity: Identity,
     pub(crate) key_fn: Option<KeyFn>,
+    pub(crate) methods: Option<Vec<Method>>,
     pub(crate) on_limited: Option<OnLimited>,
+    pub(crate) on_unavailable: Option<OnUnavailable>,
     pub(crate) on_store_error: StoreErrorPolicy,
+    pub(crate) deny_cache: bool,
     pub(crate) ietf_headers: bool,
     pub(crate) fallback_locale: String,
     pub(crate) catalogues: Catalogues,
@@ -36,108 +49,131 @@ pub(crate) struct Config {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
-/// The limiter's verdict, store errors and policy included.
-pub(crate) enum Outcome {
-    Decided(Decision),
-    Uncounted,
-    Unavailable,
+/// What one request is counted against, and under which default key.
+pub(crate) struct Counting {
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) key: CounterKey,
 }
 
 /// What every service of one layer shares: the settings and the counters.
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) prefix: String,
+    pub(crate) counters: Arc<Counters>,
     /// `config.fallback_locale` as one of the catalogues names it (`en` when none does).
     fallback: String,
-    pub(crate) memory: MemoryStore,
-    pub(crate) failures: FailureLog,
+    /// The `RateLimit-Policy` value of fixed limits, built once.
+    fixed_policy: Option<HeaderValue>,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
-        let quota = config.quota;
-        let name = config
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}per{}ms", quota.limit, quota.window.as_millis()));
+        let name = config.name.clone().unwrap_or_else(|| default_name(&config.limits));
         let fallback = config
             .catalogues
             .supported(&config.fallback_locale)
             .unwrap_or_else(|| lang::DEFAULT_LOCALE.to_owned());
+        let fixed_policy = match &config.limits {
+            Source::Fixed(plan) => HeaderValue::from_str(&plan.policy_header()).ok(),
+            Source::Dynamic(_) => None,
+        };
+        let counters = Counters::new(
+            config.cache.clone(),
+            format!("throttle:{name}:"),
+            Arc::clone(&config.clock),
+            config.memory_capacity,
+            config.deny_cache,
+            config.on_store_error,
+        );
         Self {
-            prefix: format!("throttle:{name}:"),
+            counters: Arc::new(counters),
             fallback,
-            memory: MemoryStore::new(config.memory_capacity, Arc::clone(&config.clock)),
-            failures: FailureLog::default(),
+            fixed_policy,
             config,
         }
     }
 
-    /// What a request is counted under, or `None` when a custom key lets it through.
-    pub(crate) fn counter_key<B>(&self, request: &Request<B>) -> Option<CounterKey> {
-        let client = self.config.identity.client(request);
+    /// What `request` is counted against and under which key, or `None` when it passes
+    /// uncounted (a method the layer skips, a custom key that says so, no limit at all).
+    pub(crate) fn counting<B>(&self, request: &Request<B>) -> Option<Counting> {
+        let config = &self.config;
+        if let Some(methods) = &config.methods
+            && !methods.contains(request.method())
+        {
+            return None;
+        }
+        let client = config.identity.client(request);
         let route = key::route(request);
-        let Some(key_fn) = &self.config.key_fn else {
-            return Some(CounterKey::Request(client, route));
-        };
-        let client = client.to_string();
-        let info = RequestInfo {
-            client: &client,
-            route: route.as_str(),
-            method: request.method(),
-            uri: request.uri(),
-            headers: request.headers(),
-            extensions: request.extensions(),
-        };
-        key_fn(&info).map(CounterKey::Custom)
-    }
-
-    /// The key of a counter in the cache: `throttle:<name>:<client>:<route>`.
-    pub(crate) fn cache_key(&self, key: &CounterKey) -> String {
-        match key {
-            CounterKey::Request(client, route) => {
-                format!("{}{client}:{}", self.prefix, route.as_str())
+        let (plan, key) = match (&config.limits, &config.key_fn) {
+            (Source::Fixed(plan), None) => (Arc::clone(plan), CounterKey::Request(client, route)),
+            (limits, key_fn) => {
+                let client_text = client.to_string();
+                let info = RequestInfo {
+                    client: &client_text,
+                    route: route.as_str(),
+                    method: request.method(),
+                    uri: request.uri(),
+                    headers: request.headers(),
+                    extensions: request.extensions(),
+                };
+                let custom = key_fn.as_ref().map(|key_fn| key_fn(&info));
+                let plan = match limits {
+                    Source::Fixed(plan) => Arc::clone(plan),
+                    Source::Dynamic(limits_fn) => Arc::new(Plan::new(limits_fn(&info))),
+                };
+                let key = match custom {
+                    Some(custom) => CounterKey::Custom(custom?),
+                    None => CounterKey::Request(client, route),
+                };
+                (plan, key)
             }
-            CounterKey::Custom(custom) => format!("{}{custom}", self.prefix),
-        }
-    }
-
-    /// The decision of a layer counting in `cache`, with the store-error policy applied.
-    pub(crate) async fn decide(&self, cache: &Cache, key: &CounterKey, now: u64) -> Outcome {
-        let quota = self.config.quota;
-        let policy = self.config.on_store_error;
-        if !self.failures.skip_store(now) {
-            match limiter::hit_cache(cache, &*self.config.clock, &self.cache_key(key), quota).await
-            {
-                Ok(decision) => {
-                    self.failures.succeeded();
-                    return Outcome::Decided(decision);
-                }
-                Err(error) => self.failures.failed(now, &error, policy.as_str()),
-            }
-        }
-        match policy {
-            StoreErrorPolicy::FallbackToMemory => Outcome::Decided(self.memory.hit(key, quota)),
-            StoreErrorPolicy::FailOpen => Outcome::Uncounted,
-            StoreErrorPolicy::FailClosed => Outcome::Unavailable,
-        }
+        };
+        (!plan.limits.is_unlimited()).then_some(Counting { plan, key })
     }
 
     /// The 429 for a rejected request: the hook's or the translated JSON, with headers.
-    pub(crate) fn limited(
+    pub(crate) fn limited<B>(
         &self,
-        headers: &HeaderMap,
+        request: &Request<B>,
+        counting: &Counting,
         decision: &Decision,
-        now: u64,
     ) -> Response<Body> {
+        let headers = request.headers();
         let locale = self.locale(headers);
-        let limited = response::limited(decision, now, locale, &self.config.catalogues);
+        let limit = counting.plan.limit(decision.policy);
+        let key = match limit.and_then(|l| l.key()) {
+            Some(own) => own.to_owned(),
+            None => match &counting.key {
+                CounterKey::Request(client, route) => format!("{client}:{}", route.as_str()),
+                CounterKey::Custom(custom) => custom.clone(),
+            },
+        };
+        let context = response::Context {
+            key,
+            client: match &counting.key {
+                CounterKey::Request(client, _) => client.to_string(),
+                CounterKey::Custom(_) => self.config.identity.client(request).to_string(),
+            },
+            route: key::route(request).as_str().to_owned(),
+            policy: limit.map(crate::Limit::policy_name).unwrap_or_default(),
+        };
+        let limited =
+            response::limited(decision, context, locale, &self.config.catalogues);
         let mut response = match &self.config.on_limited {
             Some(hook) => hook(&limited),
             None => response::too_many_requests(&limited),
         };
-        self.add_headers(response.headers_mut(), decision, now);
+        self.add_headers(response.headers_mut(), &counting.plan, decision);
         response
+    }
+
+    /// The answer of the fail-closed policy: the hook's, or a translated 503.
+    pub(crate) fn unavailable(&self, headers: &HeaderMap) -> Response<Body> {
+        let locale = self.locale(headers);
+        let unavailable = response::unavailable(locale, &self.config.catalogues);
+        match &self.config.on_unavailable {
+            Some(hook) => hook(&unavailable),
+            None => response::service_unavailable(&unavailable),
+        }
     }
 
     /// Finishes an admitted request's response: this layer's headers, and for a request that
@@ -145,25 +181,29 @@ impl Shared {
     pub(crate) fn finish<B>(
         &self,
         response: &mut Response<B>,
+        plan: &Plan,
         decision: &Decision,
-        now: u64,
         unmatched: bool,
     ) {
         if unmatched {
             key::check_unmatched_status(response.status());
         }
-        self.add_headers(response.headers_mut(), decision, now);
+        self.add_headers(response.headers_mut(), plan, decision);
     }
 
-    pub(crate) fn add_headers(&self, headers: &mut HeaderMap, decision: &Decision, now: u64) {
-        let config = &self.config;
-        response::add_headers(
-            headers,
-            decision,
-            now,
-            config.quota.window,
-            config.ietf_headers,
-        );
+    fn add_headers(&self, headers: &mut HeaderMap, plan: &Plan, decision: &Decision) {
+        response::add_headers(headers, decision);
+        if self.config.ietf_headers {
+            let policy = self
+                .fixed_policy
+                .clone()
+                .or_else(|| HeaderValue::from_str(&plan.policy_header()).ok());
+            let name = plan
+                .limit(decision.policy)
+                .map(crate::Limit::policy_name)
+                .unwrap_or_default();
+            response::add_ietf_headers(headers, policy, &name, decision);
+        }
     }
 
     pub(crate) fn locale(&self, headers: &HeaderMap) -> String {
@@ -171,5 +211,19 @@ impl Shared {
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok());
         self.config.catalogues.negotiate(accept, &self.fallback)
+    }
+}
+
+/// The name of a layer that was not given one: `<max>per<window ms>ms` of each fixed limit
+/// (`60per60000ms`), `dynamic` for limits decided per request.
+fn default_name(limits: &Source) -> String {
+    match limits {
+        Source::Fixed(plan) => plan
+            .limits
+            .iter()
+            .map(|l| format!("{}per{}ms", l.max(), l.window().as_millis()))
+            .collect::<Vec<_>>()
+            .join("+"),
+        Source::Dynamic(_) => "dynamic".to_owned(),
     }
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::Response;
 
-use crate::{Limited, ThrottleLayer, response::OnLimited};
+use crate::{
+    Limited, ThrottleLayer, Unavailable,
+    response::{OnLimited, OnUnavailable},
+};
 
 impl ThrottleLayer {
     /// Builds the 429 response; the layer still adds the rate-limit headers. Default: JSON
@@ -41,6 +44,47 @@ impl ThrottleLayer {
     ) -> Self {
         let hook: OnLimited = Arc::new(hook);
         self.with(|c| c.on_limited = Some(hook))
+    }
+
+    /// Builds the response of the [`FailClosed`](crate::StoreErrorPolicy::FailClosed) policy
+    /// while the store is down. Default: a 503 with JSON `{"error": <translated message>}`.
+    ///
+    /// ```
+    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
+    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
+    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
+    /// #     let mut r = r.body(Body::empty()).unwrap();
+    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+    /// #     app.clone().oneshot(r).await.unwrap() }
+    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use jtc_cache::{Cache, FileDriver};
+    /// use jtc_throttle::{StoreErrorPolicy, ThrottleLayer};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cache = Cache::new(FileDriver::new(dir.path().join("cache")).unwrap());
+    /// std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+    /// std::fs::write(dir.path().join("cache"), "not a folder").unwrap(); // the store now fails
+    /// let layer = ThrottleLayer::new(5, 60)
+    ///     .with_cache(cache)
+    ///     .on_store_error(StoreErrorPolicy::FailClosed)
+    ///     .on_unavailable(|unavailable| {
+    ///         let mut response = http::Response::new(Body::from(unavailable.message.clone()));
+    ///         *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    ///         response.headers_mut().insert("retry-after", http::HeaderValue::from_static("5"));
+    ///         response
+    ///     });
+    /// let response = send(&app(layer), "203.0.113.9:1", &[]).await;
+    /// assert_eq!(response.status(), 429);
+    /// assert_eq!(response.headers()["retry-after"], "5");
+    /// # })
+    /// ```
+    pub fn on_unavailable(
+        self,
+        hook: impl Fn(&Unavailable) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        let hook: OnUnavailable = Arc::new(hook);
+        self.with(|c| c.on_unavailable = Some(hook))
     }
 
     /// Also sends the IETF draft `RateLimit-Policy` and `RateLimit` fields. Default: off.

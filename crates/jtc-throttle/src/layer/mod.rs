@@ -1,8 +1,10 @@
 //! `ThrottleLayer`: the configuration, its setters, and `impl Layer`. The setters that say
-//! who the client is live in `client.rs`, those that shape a rejection in `answer.rs`.
+//! who the client is live in `client.rs`, those that shape a rejection in `answer.rs`, those
+//! that say which requests count and how the store is spared in `scope.rs`.
 
 mod answer;
 mod client;
+mod scope;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -10,15 +12,13 @@ use jtc_cache::{Cache, Clock, MonotonicClock};
 use tower::Layer;
 
 use crate::{
-    Algorithm, StoreErrorPolicy, Throttle,
+    Algorithm, Limit, Limits, RateLimiter, RequestInfo, StoreErrorPolicy, Throttle,
     key::Identity,
     lang::{self, Catalogues},
-    limiter::Quota,
-    shared::{Config, Shared},
+    limiter::Plan,
+    rate_limiter::DEFAULT_MEMORY_CAPACITY,
+    shared::{Config, LimitsFn, Shared, Source},
 };
-
-/// Keys the in-process counters keep at most, unless told otherwise.
-const DEFAULT_MEMORY_CAPACITY: u64 = 100_000;
 
 /// Limits requests per client and route: `max_requests` per window.
 ///
@@ -93,18 +93,97 @@ impl ThrottleLayer {
     /// # })
     /// ```
     pub fn per(max_requests: u64, window: Duration) -> Self {
+        Self::with_limits(Limit::new(max_requests, window).name("default"))
+    }
+
+    /// Every request must pass all of `limits` (a [`Limit`], a `Vec` or array of them, or
+    /// parsed text), each counted under its [`by`](Limit::by) key or the client and route.
+    /// Limits on one key cost one store round trip together.
+    ///
+    /// ```
+    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
+    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
+    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
+    /// #     let mut r = r.body(Body::empty()).unwrap();
+    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+    /// #     app.clone().oneshot(r).await.unwrap() }
+    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use jtc_throttle::{Limits, ThrottleLayer};
+    ///
+    /// let limits: Limits = "2/second; 100/hour".parse().unwrap();
+    /// let app = app(ThrottleLayer::with_limits(limits).ietf_headers(true));
+    /// let first = send(&app, "203.0.113.9:1", &[]).await;
+    /// assert_eq!(first.headers()["x-ratelimit-remaining"], "1", "the tightest limit");
+    /// assert_eq!(
+    ///     first.headers()["ratelimit-policy"],
+    ///     "\"2-per-1s\";q=2;w=1, \"100-per-3600s\";q=100;w=3600"
+    /// );
+    /// send(&app, "203.0.113.9:1", &[]).await;
+    /// assert_eq!(send(&app, "203.0.113.9:1", &[]).await.status(), 429);
+    /// # })
+    /// ```
+    pub fn with_limits(limits: impl Into<Limits>) -> Self {
+        Self::from_source(Source::Fixed(Arc::new(Plan::new(limits.into()))))
+    }
+
+    /// Decides the limits of each request with `limits_fn` (Laravel's `RateLimiter::for`): per
+    /// user, per plan, none for admins. It sees the request's client, route, headers and
+    /// extensions (an authenticated user put there by earlier middleware). Name the layer
+    /// with [`name`](Self::name) when several dynamic layers share a cache (default:
+    /// `dynamic`).
+    ///
+    /// ```
+    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use jtc_throttle::{Limit, RequestInfo, ThrottleLayer};
+    ///
+    /// #[derive(Clone)]
+    /// struct User { id: u64, rpm: u64, is_admin: bool }
+    ///
+    /// let layer = ThrottleLayer::dynamic(|req: &RequestInfo<'_>| match req.extensions.get::<User>() {
+    ///     Some(u) if u.is_admin => Limit::none().into(),
+    ///     Some(u) => Limit::per_minute(u.rpm).by(u.id.to_string()).into(),
+    ///     None => vec![Limit::per_second(2), Limit::per_minute(30)].into(),
+    /// });
+    /// let app = Router::new().route("/", get(|| async { "hi" })).layer(layer);
+    /// let send = |user: Option<User>| {
+    ///     let mut request = http::Request::get("/").body(Body::empty()).unwrap();
+    ///     request.extensions_mut().insert(ConnectInfo("203.0.113.9:1".parse::<std::net::SocketAddr>().unwrap()));
+    ///     if let Some(user) = user { request.extensions_mut().insert(user); }
+    ///     app.clone().oneshot(request)
+    /// };
+    /// let ana = User { id: 1, rpm: 1, is_admin: false };
+    /// assert_eq!(send(Some(ana.clone())).await.unwrap().status(), 200);
+    /// assert_eq!(send(Some(ana)).await.unwrap().status(), 429, "one a minute for her plan");
+    /// let admin = User { id: 2, rpm: 1, is_admin: true };
+    /// for _ in 0..5 {
+    ///     let response = send(Some(admin.clone())).await.unwrap();
+    ///     assert_eq!(response.status(), 200);
+    ///     assert!(response.headers().get("x-ratelimit-limit").is_none(), "uncounted");
+    /// }
+    /// assert_eq!(send(None).await.unwrap().headers()["x-ratelimit-limit"], "2");
+    /// # })
+    /// ```
+    pub fn dynamic(
+        limits_fn: impl Fn(&RequestInfo<'_>) -> Limits + Send + Sync + 'static,
+    ) -> Self {
+        let limits_fn: LimitsFn = Arc::new(limits_fn);
+        Self::from_source(Source::Dynamic(limits_fn))
+    }
+
+    fn from_source(limits: Source) -> Self {
         let config = Config {
-            quota: Quota {
-                limit: max_requests,
-                window: window.max(Duration::from_millis(1)),
-                algorithm: Algorithm::default(),
-            },
+            limits,
             name: None,
             cache: None,
             identity: Identity::default(),
             key_fn: None,
+            methods: None,
             on_limited: None,
+            on_unavailable: None,
             on_store_error: StoreErrorPolicy::default(),
+            deny_cache: true,
             ietf_headers: false,
             fallback_locale: lang::DEFAULT_LOCALE.to_owned(),
             catalogues: Catalogues::default(),
@@ -114,6 +193,24 @@ impl ThrottleLayer {
         Self {
             shared: Arc::new(Shared::new(config)),
         }
+    }
+
+    /// A [`RateLimiter`] over this layer's counters (same store, same names): a handler can
+    /// check or clear what the layer counts under [`Limit::by`] keys.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use jtc_throttle::{Limit, ThrottleLayer};
+    /// let login = Limit::per_minute(5).by("login:ana@example.com");
+    /// let layer = ThrottleLayer::with_limits(login.clone());
+    /// let limiter = layer.limiter();
+    /// limiter.hit("login:ana@example.com", &login).await?; // what the layer would count
+    /// assert_eq!(limiter.check("login:ana@example.com", &login).await?.remaining(), 4);
+    /// limiter.clear("login:ana@example.com").await?;
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    pub fn limiter(&self) -> RateLimiter {
+        RateLimiter::from_counters(Arc::clone(&self.shared.counters))
     }
 
     pub(crate) fn with(self, change: impl FnOnce(&mut Config)) -> Self {
@@ -169,7 +266,7 @@ impl ThrottleLayer {
     /// let cache = Cache::new(ArrayDriver::new());
     /// let app = app(ThrottleLayer::new(5, 60).name("login").with_cache(cache.clone()));
     /// send(&app, "203.0.113.9:1", &[]).await;
-    /// assert_eq!(cache.get::<i64>("throttle:login:203.0.113.9:/").await.unwrap(), Some(1));
+    /// assert!(cache.has("throttle:login:203.0.113.9:/").await.unwrap());
     /// # })
     /// ```
     pub fn name(self, name: impl Into<String>) -> Self {
@@ -177,7 +274,8 @@ impl ThrottleLayer {
         self.with(|c| c.name = Some(name))
     }
 
-    /// The algorithm. Default: [`Algorithm::FixedWindow`].
+    /// The algorithm of every fixed limit (a [`dynamic`](Self::dynamic) layer's limits say
+    /// their own with [`Limit::algorithm`]). Default: [`Algorithm::FixedWindow`].
     ///
     /// ```
     /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
@@ -198,7 +296,12 @@ impl ThrottleLayer {
     /// # })
     /// ```
     pub fn algorithm(self, algorithm: Algorithm) -> Self {
-        self.with(|c| c.quota.algorithm = algorithm)
+        self.with(|c| {
+            if let Source::Fixed(plan) = &c.limits {
+                let limits = plan.limits.iter().cloned().map(|l| l.algorithm(algorithm));
+                c.limits = Source::Fixed(Arc::new(Plan::new(limits.collect())));
+            }
+        })
     }
 
     /// What to do while the cache cannot be reached. Default:
@@ -297,11 +400,13 @@ impl ThrottleLayer {
 impl fmt::Debug for ThrottleLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = &self.shared.config;
-        f.debug_struct("ThrottleLayer")
-            .field("limit", &config.quota.limit)
-            .field("window", &config.quota.window)
-            .field("algorithm", &config.quota.algorithm)
-            .field("prefix", &self.shared.prefix)
+        let mut debug = f.debug_struct("ThrottleLayer");
+        match &config.limits {
+            Source::Fixed(plan) => debug.field("limits", &plan.limits),
+            Source::Dynamic(_) => debug.field("limits", &"dynamic"),
+        };
+        debug
+            .field("prefix", &self.shared.counters.prefix)
             .field("cache", &config.cache)
             .field("on_store_error", &config.on_store_error)
             .finish_non_exhaustive()

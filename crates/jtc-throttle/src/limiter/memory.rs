@@ -9,150 +9,101 @@ use std::{
 };
 
 use dashmap::DashMap;
-use jtc_cache::Clock;
+use jtc_cache::{Clock, RateKind, RateRecord, RateRule, RateVerdict};
 
-use super::{Algorithm, Decision, Quota};
 use crate::key::CounterKey;
 
 /// Counters in process memory, bounded.
 ///
-/// A sharded map (DashMap with aHash) holds one small counter per key; each request updates
-/// its counter under the shard lock, so counting is exact. Memory is bounded two ways:
-/// counters whose window is over are swept out (at most once per window, on the request path),
-/// and when `capacity` keys are held, a sweep first drops the finished windows and then, if
-/// still full, the lightest counters (one request, then two, ...) until a tenth is free —
+/// A sharded map (DashMap with aHash) holds one small slot per key. Memory is bounded two
+/// ways: slots whose windows are over are swept out (at most once per window, on the request
+/// path), and when `capacity` keys are held, a sweep first drops the finished ones and then,
+/// if still full, the lightest (one request counted, then two, ...) until a tenth is free —
 /// one-off clients go before the clients the limiter is actually holding back.
 pub(crate) struct MemoryStore {
     counters: DashMap<CounterKey, Slot, ahash::RandomState>,
     held: AtomicUsize,
     capacity: usize,
     next_sweep: AtomicU64,
-    /// Clock reading at creation: packed fixed-window starts count from here.
+    /// Clock reading at creation: packed expiries count from here.
     epoch: u64,
     clock: Arc<dyn Clock>,
 }
 
-/// One key's state. A fixed window with a limit below [`PACKED_LIMIT`] lives in `packed`
-/// (window start and count in one word), updated by compare-and-swap under the map's shared
-/// read lock, so concurrent requests of one client do not queue on a write lock. Everything
-/// else lives in `counter`, updated under the map's write lock.
+/// One key's state. A lone fixed window with a limit below [`PACKED_LIMIT`] lives in `packed`
+/// (window end and count in one word), updated by compare-and-swap under the map's shared read
+/// lock, so concurrent requests of one client do not queue on a write lock. Everything else —
+/// sliding windows, token buckets, several limits — lives in `record`, the same state every
+/// other store keeps (`jtc_cache::RateRecord`), updated under the map's write lock.
 #[derive(Debug, Default)]
 struct Slot {
     packed: AtomicU64,
-    counter: Counter,
+    record: RateRecord,
 }
 
 const COUNT_BITS: u32 = 24;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-/// Limits from here on use the locked counter: a packed count saturates at 2^24 − 1.
+/// Limits from here on use the record: a packed count saturates at 2^24 − 1.
 const PACKED_LIMIT: u64 = 1 << (COUNT_BITS - 1);
 
+/// Whether `rules` take the single-word path.
+pub(crate) fn packs(rules: &[RateRule]) -> bool {
+    matches!(rules, [rule] if rule.kind == RateKind::FixedWindow && rule.limit < PACKED_LIMIT)
+}
+
 impl Slot {
-    /// Start (ms since the store's epoch) and count of a packed fixed window.
+    /// The end (ms since the store's epoch) and count of a packed fixed window.
     fn unpack(&self) -> (u64, u64) {
         let word = self.packed.load(Ordering::Acquire);
         (word >> COUNT_BITS, word & COUNT_MASK)
     }
 
-    fn is_live(&self, now: u64, epoch: u64, quota: Quota) -> bool {
-        if packs(quota) {
-            let (start, count) = self.unpack();
-            count > 0 && now.saturating_sub(epoch) < start.saturating_add(quota.window_ms())
-        } else {
-            self.counter.is_live(now, quota)
-        }
+    fn is_live(&self, relative: u64, now_us: i64) -> bool {
+        let (end, count) = self.unpack();
+        (count > 0 && relative < end) || self.record.ttl(now_us).is_some()
     }
 
-    fn count(&self, quota: Quota) -> u64 {
-        if packs(quota) {
-            self.unpack().1
-        } else {
-            self.counter.count
-        }
+    fn weight(&self) -> u64 {
+        self.unpack().1 + self.record.weight()
     }
 
-    /// A fixed-window hit on the packed word: one compare-and-swap, retried on contention.
-    fn hit_packed(&self, now: u64, epoch: u64, quota: Quota) -> Decision {
-        let window = quota.window_ms();
-        let relative = now.saturating_sub(epoch).min(u64::MAX >> COUNT_BITS);
+    /// A fixed-window hit (or look) on the packed word: one compare-and-swap, retried on
+    /// contention.
+    fn packed(&self, relative: u64, rule: &RateRule, consume: bool) -> RateVerdict {
+        let window = u64::try_from(rule.window.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut word = self.packed.load(Ordering::Acquire);
         loop {
-            let (start, count) = (word >> COUNT_BITS, word & COUNT_MASK);
-            let (start, count) = if count == 0 || relative >= start.saturating_add(window) {
-                (relative, 1)
+            let (end, count) = (word >> COUNT_BITS, word & COUNT_MASK);
+            let (end, count) = if count == 0 || relative >= end {
+                (relative.saturating_add(window), 0)
             } else {
-                (start, (count + 1).min(COUNT_MASK))
+                (end, count)
             };
-            let next = (start << COUNT_BITS) | count;
+            let reset_after = Duration::from_millis(end - relative);
+            if !consume {
+                return verdict(rule.limit, count, count < rule.limit, reset_after);
+            }
+            let count = (count + 1).min(COUNT_MASK);
+            let next = (end << COUNT_BITS) | count;
             match self
                 .packed
                 .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => {
-                    let reset_after = Duration::from_millis(start + window - relative);
-                    return quota.fixed(count, reset_after);
-                }
+                Ok(_) => return verdict(rule.limit, count, count <= rule.limit, reset_after),
                 Err(actual) => word = actual,
             }
         }
     }
 }
 
-fn packs(quota: Quota) -> bool {
-    quota.algorithm == Algorithm::FixedWindow && quota.limit < PACKED_LIMIT
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Counter {
-    /// Fixed: when the window started. Sliding: the index of the current window.
-    start: u64,
-    count: u64,
-    previous: u64,
-}
-
-impl Counter {
-    /// Whether this counter still matters at `now`.
-    fn is_live(&self, now: u64, quota: Quota) -> bool {
-        let window = quota.window_ms();
-        match quota.algorithm {
-            Algorithm::FixedWindow => now < self.start.saturating_add(window),
-            Algorithm::SlidingWindow => now / window <= self.start + 1,
-        }
-    }
-
-    fn hit(&mut self, now: u64, quota: Quota) -> Decision {
-        let window = quota.window_ms();
-        match quota.algorithm {
-            Algorithm::FixedWindow => {
-                if self.count == 0 || now >= self.start.saturating_add(window) {
-                    *self = Self {
-                        start: now,
-                        count: 0,
-                        previous: 0,
-                    };
-                }
-                self.count += 1;
-                let reset_after = Duration::from_millis(self.start + window - now);
-                quota.fixed(self.count, reset_after)
-            }
-            Algorithm::SlidingWindow => {
-                let index = now / window;
-                if index != self.start {
-                    self.previous = if index == self.start + 1 {
-                        self.count
-                    } else {
-                        0
-                    };
-                    self.count = 0;
-                    self.start = index;
-                }
-                let decision = quota.sliding(self.previous, self.count, now % window);
-                if decision.allowed {
-                    self.count += 1;
-                }
-                decision
-            }
-        }
+fn verdict(limit: u64, count: u64, allowed: bool, reset_after: Duration) -> RateVerdict {
+    RateVerdict {
+        allowed,
+        limit,
+        remaining: limit.saturating_sub(count),
+        reset_after,
     }
 }
 
@@ -168,43 +119,83 @@ impl MemoryStore {
         }
     }
 
-    pub(crate) fn hit(&self, key: &CounterKey, quota: Quota) -> Decision {
+    /// A single fixed window under `key`, on the packed word: no allocation.
+    pub(crate) fn hit_one(&self, key: &CounterKey, rule: &RateRule, consume: bool) -> RateVerdict {
         let now = self.clock.now_ms();
-        if packs(quota) {
-            if let Some(slot) = self.counters.get(key) {
-                return slot.hit_packed(now, self.epoch, quota);
-            }
-        } else if let Some(mut slot) = self.counters.get_mut(key) {
-            return slot.counter.hit(now, quota);
+        let relative = self.relative(now);
+        if let Some(slot) = self.counters.get(key) {
+            return slot.packed(relative, rule, consume);
         }
-        self.maybe_sweep(now, quota);
+        if !consume {
+            return verdict(rule.limit, 0, rule.limit > 0, rule.window);
+        }
+        self.maybe_sweep(now, rule.window);
         let slot = self.counters.entry(key.clone()).or_insert_with(|| {
             self.held.fetch_add(1, Ordering::Relaxed);
             Slot::default()
         });
-        if packs(quota) {
-            let slot = slot.downgrade();
-            slot.hit_packed(now, self.epoch, quota)
-        } else {
-            let mut slot = slot;
-            slot.counter.hit(now, quota)
+        slot.downgrade().packed(relative, rule, consume)
+    }
+
+    /// Any rules under `key`, in one step under the key's lock.
+    pub(crate) fn apply(
+        &self,
+        key: &CounterKey,
+        rules: &[RateRule],
+        consume: bool,
+    ) -> Vec<RateVerdict> {
+        if let [rule] = rules
+            && packs(rules)
+        {
+            return vec![self.hit_one(key, rule, consume)];
         }
+        let now = self.clock.now_ms();
+        let now_us = i64::try_from(now).unwrap_or(i64::MAX / 4_000) * 1_000;
+        if let Some(mut slot) = self.counters.get_mut(key) {
+            return slot.record.apply(rules, now_us, consume);
+        }
+        if !consume {
+            return RateRecord::default().apply(rules, now_us, false);
+        }
+        let window = rules.iter().map(|r| r.window).min().unwrap_or_default();
+        self.maybe_sweep(now, window);
+        let mut slot = self.counters.entry(key.clone()).or_insert_with(|| {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            Slot::default()
+        });
+        slot.record.apply(rules, now_us, consume)
+    }
+
+    /// Forgets `key`; returns whether it was held.
+    pub(crate) fn forget(&self, key: &CounterKey) -> bool {
+        let removed = self.counters.remove(key).is_some();
+        if removed {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    fn relative(&self, now: u64) -> u64 {
+        now.saturating_sub(self.epoch).min(u64::MAX >> COUNT_BITS)
     }
 
     /// Sweeps when a window has passed since the last sweep, or when the store is full.
-    fn maybe_sweep(&self, now: u64, quota: Quota) {
+    fn maybe_sweep(&self, now: u64, window: Duration) {
         let full = self.held.load(Ordering::Relaxed) >= self.capacity;
         let due = now >= self.next_sweep.load(Ordering::Relaxed);
         if !full && !due {
             return;
         }
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         self.next_sweep
-            .store(now.saturating_add(quota.window_ms()), Ordering::Relaxed);
-        self.retain(|slot| slot.is_live(now, self.epoch, quota));
+            .store(now.saturating_add(window_ms.max(1)), Ordering::Relaxed);
+        let relative = self.relative(now);
+        let now_us = i64::try_from(now).unwrap_or(i64::MAX / 4_000) * 1_000;
+        self.retain(|slot| slot.is_live(relative, now_us));
         let target = self.capacity - self.capacity / 10;
         let mut lightest = 1;
         while self.held.load(Ordering::Relaxed) > target && lightest < u64::MAX / 2 {
-            self.retain(|slot| slot.count(quota) > lightest);
+            self.retain(|slot| slot.weight() > lightest);
             lightest *= 2;
         }
     }
@@ -228,118 +219,121 @@ impl MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{super::quota, *};
+    use super::*;
     use jtc_cache::ManualClock;
+
+    fn rule(limit: u64, window_ms: u64, kind: RateKind) -> RateRule {
+        RateRule {
+            limit,
+            window: Duration::from_millis(window_ms),
+            kind,
+        }
+    }
+
+    fn fixed(limit: u64) -> RateRule {
+        rule(limit, 60_000, RateKind::FixedWindow)
+    }
+
+    fn custom(name: &str) -> CounterKey {
+        CounterKey::Custom(name.into())
+    }
 
     #[test]
     fn fixed_window_counts_from_the_first_request() {
         let clock = ManualClock::new(1_000_000);
         let store = MemoryStore::new(100, Arc::new(clock.clone()));
-        let q = quota(2, 60_000, Algorithm::FixedWindow);
-        let k = CounterKey::Custom("k".into());
-        assert_eq!(store.hit(&k, q).remaining, 1);
-        assert_eq!(store.hit(&k, q).remaining, 0);
+        let k = custom("k");
+        assert_eq!(store.hit_one(&k, &fixed(2), true).remaining, 1);
+        assert_eq!(store.hit_one(&k, &fixed(2), true).remaining, 0);
         clock.advance(Duration::from_secs(58));
-        let third = store.hit(&k, q);
+        let third = store.hit_one(&k, &fixed(2), true);
         assert!(!third.allowed);
         assert_eq!(third.reset_after, Duration::from_secs(2));
         clock.advance(Duration::from_secs(2));
-        assert!(store.hit(&k, q).allowed);
+        assert!(store.hit_one(&k, &fixed(2), true).allowed);
+        assert_eq!(store.hit_one(&k, &fixed(2), false).remaining, 1, "a look");
     }
 
     #[test]
-    fn large_limits_count_exactly_in_the_locked_counter() {
+    fn large_limits_count_exactly_in_the_record() {
         let clock = ManualClock::new(5_000);
         let store = MemoryStore::new(100, Arc::new(clock.clone()));
-        let q = quota(PACKED_LIMIT, 60_000, Algorithm::FixedWindow);
-        assert!(!packs(q));
-        let k = CounterKey::Custom("k".into());
-        assert_eq!(store.hit(&k, q).remaining, PACKED_LIMIT - 1);
-        assert_eq!(store.hit(&k, q).remaining, PACKED_LIMIT - 2);
+        let big = [fixed(PACKED_LIMIT)];
+        assert!(!packs(&big));
+        let k = custom("k");
+        assert_eq!(store.apply(&k, &big, true)[0].remaining, PACKED_LIMIT - 1);
+        assert_eq!(store.apply(&k, &big, true)[0].remaining, PACKED_LIMIT - 2);
         clock.advance(Duration::from_secs(60));
-        assert_eq!(store.hit(&k, q).remaining, PACKED_LIMIT - 1, "a new window");
+        assert_eq!(store.apply(&k, &big, true)[0].remaining, PACKED_LIMIT - 1);
     }
 
     #[test]
-    fn packed_counters_are_exact_across_threads() {
+    fn every_algorithm_is_exact_across_threads() {
         let store = Arc::new(MemoryStore::new(100, Arc::new(ManualClock::new(1_000))));
-        let q = quota(1_000, 60_000, Algorithm::FixedWindow);
-        assert!(packs(q));
-        let allowed: usize = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| {
-                    let store = Arc::clone(&store);
-                    scope.spawn(move || {
-                        let k = CounterKey::Custom("k".into());
-                        (0..2_000).filter(|_| store.hit(&k, q).allowed).count()
+        for rules in [
+            vec![fixed(1_000)],
+            vec![rule(1_000, 60_000, RateKind::SlidingWindow)],
+            vec![rule(1_000, 60_000, RateKind::TokenBucket { burst: 1_000 })],
+            vec![fixed(5_000), rule(1_000, 1_000, RateKind::SlidingWindow)],
+        ] {
+            let key = format!("{rules:?}");
+            let allowed: usize = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| {
+                        let (store, rules, key) = (Arc::clone(&store), &rules, &key);
+                        scope.spawn(move || {
+                            let k = custom(key);
+                            (0..2_000)
+                                .filter(|_| store.apply(&k, rules, true).iter().all(|v| v.allowed))
+                                .count()
+                        })
                     })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
-        assert_eq!(allowed, 1_000);
-    }
-
-    #[test]
-    fn sliding_window_forgets_rejections_and_slides() {
-        let clock = ManualClock::new(60_000 * 1_000);
-        let store = MemoryStore::new(100, Arc::new(clock.clone()));
-        let q = quota(10, 60_000, Algorithm::SlidingWindow);
-        let k = CounterKey::Custom("k".into());
-        for _ in 0..10 {
-            assert!(store.hit(&k, q).allowed);
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).sum()
+            });
+            assert_eq!(allowed, 1_000, "{rules:?}");
         }
-        for _ in 0..50 {
-            assert!(!store.hit(&k, q).allowed, "rejections are not counted");
-        }
-        // Next window, 30 s in: 10 × 0.5 = 5 carried, so 5 more fit.
-        clock.advance(Duration::from_secs(90));
-        let admitted = (0..10).filter(|_| store.hit(&k, q).allowed).count();
-        assert_eq!(admitted, 5);
     }
 
     #[test]
     fn finished_windows_are_swept_out() {
         let clock = ManualClock::new(0);
         let store = MemoryStore::new(1_000_000, Arc::new(clock.clone()));
-        let q = quota(5, 60_000, Algorithm::FixedWindow);
+        let sliding = [rule(5, 60_000, RateKind::SlidingWindow)];
         for i in 0..10_000 {
-            store.hit(&CounterKey::Custom(format!("client-{i}")), q);
+            store.hit_one(&custom(&format!("client-{i}")), &fixed(5), true);
+            store.apply(&custom(&format!("sliding-{i}")), &sliding, true);
         }
-        assert_eq!(store.len(), 10_000);
-        clock.advance(Duration::from_secs(61));
-        store.hit(&CounterKey::Custom("late".into()), q);
-        assert_eq!(
-            store.len(),
-            1,
-            "the next new client sweeps the finished windows"
-        );
+        assert_eq!(store.len(), 20_000);
+        clock.advance(Duration::from_secs(121));
+        store.hit_one(&custom("late"), &fixed(5), true);
+        assert_eq!(store.len(), 1, "the next new client sweeps the finished windows");
     }
 
     #[test]
     fn a_full_store_keeps_the_clients_it_is_holding_back() {
         let store = MemoryStore::new(1_000, Arc::new(ManualClock::new(0)));
-        let q = quota(5, 60_000, Algorithm::FixedWindow);
-        let heavy = CounterKey::Custom("heavy".into());
+        let bucket = [rule(5, 60_000, RateKind::TokenBucket { burst: 5 })];
+        let (heavy, heavy_bucket) = (custom("heavy"), custom("heavy-bucket"));
         for _ in 0..10 {
-            store.hit(&heavy, q);
+            store.hit_one(&heavy, &fixed(5), true);
+            store.apply(&heavy_bucket, &bucket, true);
         }
         for i in 0..5_000 {
-            store.hit(&CounterKey::Custom(format!("once-{i}")), q);
+            store.hit_one(&custom(&format!("once-{i}")), &fixed(5), true);
         }
-        assert!(
-            !store.hit(&heavy, q).allowed,
-            "the heavy client is still limited"
-        );
+        assert!(!store.hit_one(&heavy, &fixed(5), true).allowed);
+        assert!(!store.apply(&heavy_bucket, &bucket, true)[0].allowed);
+        assert!(store.len() <= 1_000, "{}", store.len());
     }
 
     #[test]
-    fn memory_is_bounded_by_capacity() {
-        let store = MemoryStore::new(1_000, Arc::new(ManualClock::new(0)));
-        let q = quota(5, 60_000, Algorithm::FixedWindow);
-        for i in 0..20_000 {
-            store.hit(&CounterKey::Custom(format!("client-{i}")), q);
-        }
-        assert!(store.len() <= 1_000, "{}", store.len());
+    fn forget_clears_a_key() {
+        let store = MemoryStore::new(10, Arc::new(ManualClock::new(0)));
+        let k = custom("k");
+        store.hit_one(&k, &fixed(1), true);
+        assert!(!store.hit_one(&k, &fixed(1), true).allowed);
+        assert!(store.forget(&k));
+        assert!(store.hit_one(&k, &fixed(1), true).allowed);
     }
 }

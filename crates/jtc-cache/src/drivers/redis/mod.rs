@@ -40,7 +40,7 @@ mod sentinel;
 pub use config::RedisConfig;
 
 use crate::{
-    Error, ErrorKind, Hit, RateRule, RateVerdict, Result,
+    Error, ErrorKind, Hit, RateKind, RateRule, RateVerdict, Result,
     clock::duration_ms,
     driver::{CacheDriver, DriverFuture},
 };
@@ -361,7 +361,7 @@ impl Inner {
                 let mut invocation = self.rate.key(key);
                 invocation.arg(u8::from(consume));
                 for rule in rules {
-                    let (kind, burst) = rule.code();
+                    let (kind, burst) = script_code(rule.kind);
                     invocation
                         .arg(rule.field())
                         .arg(kind)
@@ -435,6 +435,15 @@ impl Inner {
 }
 
 /// Maps Redis's complaints about a counter to the driver-independent errors.
+/// The rate script's number for an algorithm, and the bucket's burst.
+fn script_code(kind: RateKind) -> (u8, u64) {
+    match kind {
+        RateKind::SlidingWindow => (1, 0),
+        RateKind::TokenBucket { burst } => (2, burst.max(1)),
+        _ => (0, 0),
+    }
+}
+
 fn counter_error(key: &str, error: Error) -> Error {
     let ErrorKind::Redis { source, .. } = error.kind() else {
         return error;

@@ -1,0 +1,206 @@
+//! `Counters`: where a limiter counts — process memory, or a shared cache with the local deny
+//! cache in front of it and the store-error policy behind it. One `Counters` serves a layer
+//! and the [`RateLimiter`](crate::RateLimiter) it hands out, so both see the same counts.
+
+use std::{borrow::Cow, sync::Arc};
+
+use jtc_cache::{Cache, Clock, RateVerdict};
+
+use super::{
+    Decision, Group, Plan,
+    deny::DenyCache,
+    failures::FailureLog,
+    memory::{MemoryStore, packs},
+};
+use crate::{StoreErrorPolicy, key::CounterKey};
+
+/// The limiter's verdict, store errors and policy included.
+pub(crate) enum Outcome {
+    Decided(Decision),
+    Uncounted,
+    Unavailable,
+}
+
+/// Where a limiter counts.
+pub(crate) struct Counters {
+    pub(crate) memory: MemoryStore,
+    pub(crate) cache: Option<Cache>,
+    /// `throttle:<name>:`, the start of every key in the cache.
+    pub(crate) prefix: String,
+    pub(crate) clock: Arc<dyn Clock>,
+    deny: Option<DenyCache>,
+    failures: FailureLog,
+    policy: StoreErrorPolicy,
+}
+
+/// What a group of limits came to.
+enum Counted {
+    Verdicts(Vec<RateVerdict>),
+    Uncounted,
+    Unavailable,
+}
+
+impl Counters {
+    pub(crate) fn new(
+        cache: Option<Cache>,
+        prefix: String,
+        clock: Arc<dyn Clock>,
+        capacity: u64,
+        deny: bool,
+        policy: StoreErrorPolicy,
+    ) -> Self {
+        let deny = (deny && cache.is_some()).then(|| DenyCache::new(capacity));
+        Self {
+            memory: MemoryStore::new(capacity, Arc::clone(&clock)),
+            cache,
+            prefix,
+            clock,
+            deny,
+            failures: FailureLog::default(),
+            policy,
+        }
+    }
+
+    /// The key of a counter in the cache: `throttle:<name>:<client>:<route>` or
+    /// `throttle:<name>:<key>`.
+    pub(crate) fn storage_key(&self, key: &CounterKey) -> String {
+        match key {
+            CounterKey::Request(client, route) => {
+                format!("{}{client}:{}", self.prefix, route.as_str())
+            }
+            CounterKey::Custom(custom) => format!("{}{custom}", self.prefix),
+        }
+    }
+
+    /// Counts (or, without `consume`, looks at) a request's limits in process memory.
+    pub(crate) fn in_memory(
+        &self,
+        plan: &Plan,
+        default: &CounterKey,
+        now: u64,
+        consume: bool,
+    ) -> Decision {
+        if let [group] = plan.groups.as_slice()
+            && packs(&group.rules)
+        {
+            let verdict = self
+                .memory
+                .hit_one(&key_of(group, default), &group.rules[0], consume);
+            return Decision::combine(&[verdict], now);
+        }
+        let mut verdicts = placeholder(plan);
+        for group in &plan.groups {
+            let counted = self
+                .memory
+                .apply(&key_of(group, default), &group.rules, consume);
+            place(&mut verdicts, group, counted);
+        }
+        Decision::combine(&verdicts, now)
+    }
+
+    /// Counts a request's limits in the cache, with the store-error policy applied: one
+    /// atomic step per key (one for the whole request, unless limits name their own keys).
+    pub(crate) async fn in_cache(
+        &self,
+        cache: &Cache,
+        plan: &Plan,
+        default: &CounterKey,
+        now: u64,
+    ) -> Outcome {
+        let mut verdicts = placeholder(plan);
+        for group in &plan.groups {
+            let key = key_of(group, default);
+            match self.group_in_cache(cache, group, &key, now).await {
+                Counted::Verdicts(counted) => place(&mut verdicts, group, counted),
+                Counted::Uncounted => return Outcome::Uncounted,
+                Counted::Unavailable => return Outcome::Unavailable,
+            }
+        }
+        Outcome::Decided(Decision::combine(&verdicts, now))
+    }
+
+    async fn group_in_cache(
+        &self,
+        cache: &Cache,
+        group: &Group,
+        key: &CounterKey,
+        now: u64,
+    ) -> Counted {
+        if !self.failures.skip_store(now) {
+            match self.rate(cache, key, &group.rules, now, true).await {
+                Ok(verdicts) => {
+                    self.failures.succeeded();
+                    return Counted::Verdicts(verdicts);
+                }
+                Err(error) => self.failures.failed(now, &error, self.policy.as_str()),
+            }
+        }
+        match self.policy {
+            StoreErrorPolicy::FallbackToMemory => {
+                Counted::Verdicts(self.memory.apply(key, &group.rules, true))
+            }
+            StoreErrorPolicy::FailOpen => Counted::Uncounted,
+            StoreErrorPolicy::FailClosed => Counted::Unavailable,
+        }
+    }
+
+    /// One key's rules in the cache, through the deny cache when counting.
+    pub(crate) async fn rate(
+        &self,
+        cache: &Cache,
+        key: &CounterKey,
+        rules: &[jtc_cache::RateRule],
+        now: u64,
+        consume: bool,
+    ) -> jtc_cache::Result<Vec<RateVerdict>> {
+        let storage = self.storage_key(key);
+        let deny = self.deny.as_ref().filter(|_| consume);
+        if let Some(verdict) = deny.and_then(|d| d.check(&storage, now)) {
+            return Ok(vec![verdict; rules.len()]);
+        }
+        let verdicts = cache.rate(&storage, rules, consume).await?;
+        if let Some(deny) = deny {
+            deny.learn(&storage, &verdicts, now);
+        }
+        Ok(verdicts)
+    }
+
+    /// Forgets everything counted under `key`, here and in the cache.
+    pub(crate) async fn clear(&self, key: &CounterKey) -> jtc_cache::Result<()> {
+        self.memory.forget(key);
+        if let Some(cache) = &self.cache {
+            let storage = self.storage_key(key);
+            if let Some(deny) = &self.deny {
+                deny.forget(&storage);
+            }
+            cache.forget(&storage).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The key a group counts under: its own, or the request's default.
+fn key_of<'a>(group: &Group, default: &'a CounterKey) -> Cow<'a, CounterKey> {
+    match &group.key {
+        Some(key) => Cow::Owned(CounterKey::Custom(key.to_string())),
+        None => Cow::Borrowed(default),
+    }
+}
+
+fn placeholder(plan: &Plan) -> Vec<RateVerdict> {
+    let admitted = RateVerdict {
+        allowed: true,
+        limit: u64::MAX,
+        remaining: u64::MAX,
+        reset_after: std::time::Duration::ZERO,
+    };
+    vec![admitted; plan.limits.len()]
+}
+
+fn place(verdicts: &mut [RateVerdict], group: &Group, counted: Vec<RateVerdict>) {
+    for (position, verdict) in group.positions.iter().zip(counted) {
+        if let Some(slot) = verdicts.get_mut(*position) {
+            *slot = verdict;
+        }
+    }
+}
