@@ -9,7 +9,7 @@ use axum::{Router, routing::get};
 use common::{header, request, send};
 use http::StatusCode;
 use jtc_cache::{ArrayDriver, Cache, ManualClock};
-use jtc_throttle::{Algorithm, ThrottleLayer};
+use jtc_throttle::{Algorithm, Limit, ThrottleLayer};
 use proptest::prelude::*;
 
 const T0: u64 = 1_700_000_000_000;
@@ -98,16 +98,61 @@ impl SlidingModel {
     }
 }
 
+/// Token bucket, counted upwards: each client's bucket holds up to `burst` tokens, refills
+/// one token every `window / limit` (whole microseconds), and a request takes one or is
+/// rejected. Kept in microseconds of token time, so the model needs no fractions.
+#[derive(Default)]
+struct BucketModel {
+    buckets: HashMap<usize, (u64, u64)>, // client → (token time held, as of ms)
+}
+
+impl BucketModel {
+    fn hit(&mut self, client: usize, now: u64, limit: u64, window: u64, burst: u64) -> Verdict {
+        let interval = window * 1_000 / limit;
+        let full = interval * burst;
+        let (held, at) = self.buckets.entry(client).or_insert((full, now));
+        *held = (*held + (now - *at) * 1_000).min(full);
+        *at = now;
+        if *held >= interval {
+            *held -= interval;
+            return Verdict {
+                allowed: true,
+                remaining: *held / interval,
+                retry_after: None,
+            };
+        }
+        let wait_ms = (interval - *held).div_ceil(1_000);
+        Verdict {
+            allowed: false,
+            remaining: 0,
+            retry_after: Some(wait_ms.div_ceil(1_000).max(1)),
+        }
+    }
+}
+
 fn run(steps: &[Step], limit: u64, window_s: u64, algorithm: Algorithm, in_cache: bool) {
+    run_with(steps, limit, window_s, algorithm, in_cache, limit);
+}
+
+fn run_with(
+    steps: &[Step],
+    limit: u64,
+    window_s: u64,
+    algorithm: Algorithm,
+    in_cache: bool,
+    burst: u64,
+) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         let clock = ManualClock::new(T0);
-        let mut layer = ThrottleLayer::new(limit, window_s)
-            .algorithm(algorithm)
-            .clock(clock.clone());
+        let mut base = Limit::new(limit, Duration::from_secs(window_s)).algorithm(algorithm);
+        if algorithm == Algorithm::TokenBucket {
+            base = base.burst(burst);
+        }
+        let mut layer = ThrottleLayer::with_limits(base).clock(clock.clone());
         if in_cache {
             let driver = ArrayDriver::builder().clock(clock.clone()).build();
             layer = layer.with_cache(Cache::new(driver));
@@ -117,12 +162,14 @@ fn run(steps: &[Step], limit: u64, window_s: u64, algorithm: Algorithm, in_cache
             .layer(layer);
         let window = window_s * 1000;
         let (mut fixed, mut sliding) = (FixedModel::default(), SlidingModel::default());
+        let mut bucket = BucketModel::default();
         let mut now = T0;
         for (i, step) in steps.iter().enumerate() {
             clock.advance(Duration::from_millis(step.wait_ms));
             now += step.wait_ms;
             let expected = match algorithm {
                 Algorithm::FixedWindow => fixed.hit(step.client, now, limit, window),
+                Algorithm::TokenBucket => bucket.hit(step.client, now, limit, window, burst),
                 _ => sliding.hit(step.client, now, limit, window),
             };
             let response = send(&app, request("/", CLIENTS[step.client], &[])).await;
@@ -134,10 +181,10 @@ fn run(steps: &[Step], limit: u64, window_s: u64, algorithm: Algorithm, in_cache
             let actual = Verdict {
                 allowed: response.status() == StatusCode::OK,
                 remaining,
-                retry_after: if algorithm == Algorithm::FixedWindow {
-                    retry_after
-                } else {
+                retry_after: if algorithm == Algorithm::SlidingWindow {
                     None
+                } else {
+                    retry_after
                 },
             };
             assert_eq!(actual, expected, "step {i} at +{} ms: {step:?}", now - T0);
@@ -169,6 +216,20 @@ proptest! {
     #[test]
     fn sliding_window_in_memory_matches_the_model(limit in 1u64..6, steps in steps(2_000)) {
         run(&steps, limit, 2, Algorithm::SlidingWindow, false);
+    }
+
+    #[test]
+    fn token_bucket_in_memory_matches_the_model(
+        limit in 1u64..6, burst in 1u64..8, steps in steps(2_000),
+    ) {
+        run_with(&steps, limit, 2, Algorithm::TokenBucket, false, burst);
+    }
+
+    #[test]
+    fn token_bucket_in_a_cache_matches_the_model(
+        limit in 1u64..6, burst in 1u64..8, steps in steps(2_000),
+    ) {
+        run_with(&steps, limit, 2, Algorithm::TokenBucket, true, burst);
     }
 
     #[test]
