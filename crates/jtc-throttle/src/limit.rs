@@ -312,7 +312,9 @@ impl FromIterator<Limit> for Limits {
 
 /// Limits written as text could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid rate limit {text:?}: {reason} (write it like \"10/second\", \"1000 per hour\" or \"5/15 minutes\", several separated by ';')")]
+#[error(
+    "invalid rate limit {text:?}: {reason} (write it like \"10/second\", \"1000 per hour\" or \"5/15 minutes\", several separated by ';')"
+)]
 pub struct ParseLimitError {
     text: String,
     reason: &'static str,
@@ -393,7 +395,9 @@ mod tests {
 
     #[test]
     fn parses_the_forms_people_write() {
-        let limits: Limits = "10/second; 1000 per hour, 5/15 minutes ,3/d".parse().unwrap();
+        let limits: Limits = "10/second; 1000 per hour, 5/15 minutes ,3/d"
+            .parse()
+            .unwrap();
         let got: Vec<(u64, u64)> = limits
             .iter()
             .map(|l| (l.max(), l.window().as_secs()))
@@ -404,7 +408,15 @@ mod tests {
 
     #[test]
     fn bad_text_is_a_clear_error() {
-        for bad in ["", ";", "ten/second", "10/fortnight", "10 second", "10/0 seconds", "-1/s"] {
+        for bad in [
+            "",
+            ";",
+            "ten/second",
+            "10/fortnight",
+            "10 second",
+            "10/0 seconds",
+            "-1/s",
+        ] {
             let error = bad.parse::<Limits>().unwrap_err().to_string();
             assert!(error.contains("invalid rate limit"), "{bad}: {error}");
         }

@@ -67,7 +67,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
-        let name = config.name.clone().unwrap_or_else(|| default_name(&config.limits));
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name(&config.limits));
         let fallback = config
             .catalogues
             .supported(&config.fallback_locale)
@@ -156,8 +159,7 @@ impl Shared {
             route: key::route(request).as_str().to_owned(),
             policy: limit.map(crate::Limit::policy_name).unwrap_or_default(),
         };
-        let limited =
-            response::limited(decision, context, locale, &self.config.catalogues);
+        let limited = response::limited(decision, context, locale, &self.config.catalogues);
         let mut response = match &self.config.on_limited {
             Some(hook) => hook(&limited),
             None => response::too_many_requests(&limited),

@@ -68,20 +68,25 @@ async fn redis_cluster() -> Store {
 
 mod memory {
     crate::throttle_suite!(super::memory);
+    crate::limits_suite!(super::memory);
 }
 
 mod array {
     crate::throttle_suite!(super::array);
+    crate::limits_suite!(super::array);
 }
 
 mod file {
     crate::throttle_suite!(super::file);
+    crate::limits_suite!(super::file);
 }
 
 mod redis {
     crate::throttle_suite!(super::redis);
+    crate::limits_suite!(super::redis);
 }
 
 mod redis_cluster {
     crate::throttle_suite!(super::redis_cluster);
+    crate::limits_suite!(super::redis_cluster);
 }

@@ -165,9 +165,7 @@ impl ThrottleLayer {
     /// assert_eq!(send(None).await.unwrap().headers()["x-ratelimit-limit"], "2");
     /// # })
     /// ```
-    pub fn dynamic(
-        limits_fn: impl Fn(&RequestInfo<'_>) -> Limits + Send + Sync + 'static,
-    ) -> Self {
+    pub fn dynamic(limits_fn: impl Fn(&RequestInfo<'_>) -> Limits + Send + Sync + 'static) -> Self {
         let limits_fn: LimitsFn = Arc::new(limits_fn);
         Self::from_source(Source::Dynamic(limits_fn))
     }

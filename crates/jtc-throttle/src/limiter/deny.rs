@@ -107,9 +107,15 @@ mod tests {
         deny.learn("k", &[rejected(1_000), admitted, rejected(5_000)], 100);
         let v = deny.check("k", 1_100).expect("denied");
         assert_eq!(v.reset_after, Duration::from_millis(4_000));
-        assert!(deny.check("k", 5_100).is_none(), "asks the store again at T");
+        assert!(
+            deny.check("k", 5_100).is_none(),
+            "asks the store again at T"
+        );
         deny.learn("ok", &[admitted], 0);
-        assert!(deny.check("ok", 0).is_none(), "admissions are never remembered");
+        assert!(
+            deny.check("ok", 0).is_none(),
+            "admissions are never remembered"
+        );
     }
 
     #[test]
@@ -120,6 +126,9 @@ mod tests {
         }
         assert_eq!(deny.denied.len(), 100);
         deny.learn("late", &[rejected(60_000)], 60_000);
-        assert!(deny.check("late", 60_001).is_some(), "finished entries made room");
+        assert!(
+            deny.check("late", 60_001).is_some(),
+            "finished entries made room"
+        );
     }
 }

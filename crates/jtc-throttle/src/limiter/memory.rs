@@ -307,7 +307,11 @@ mod tests {
         assert_eq!(store.len(), 20_000);
         clock.advance(Duration::from_secs(121));
         store.hit_one(&custom("late"), &fixed(5), true);
-        assert_eq!(store.len(), 1, "the next new client sweeps the finished windows");
+        assert_eq!(
+            store.len(),
+            1,
+            "the next new client sweeps the finished windows"
+        );
     }
 
     #[test]

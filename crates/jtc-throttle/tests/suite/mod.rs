@@ -12,6 +12,8 @@ use futures::future::BoxFuture;
 use jtc_cache::{Cache, Clock, ManualClock, SystemClock};
 use jtc_throttle::ThrottleLayer;
 
+mod limits;
+
 /// The peer every in-process request comes from.
 pub(crate) const PEER: &str = "203.0.113.9:50000";
 
@@ -26,6 +28,8 @@ pub(crate) struct Store {
     clock: Option<ManualClock>,
     /// Whatever must live as long as the store (a temporary folder).
     _guard: Box<dyn Any + Send>,
+    /// The cache the last layer was given, for its operation counts.
+    last: std::sync::Mutex<Option<Cache>>,
 }
 
 impl Store {
@@ -35,6 +39,7 @@ impl Store {
             connect: None,
             clock: Some(clock),
             _guard: Box::new(()),
+            last: std::sync::Mutex::default(),
         }
     }
 
@@ -48,17 +53,26 @@ impl Store {
             connect: Some(connect),
             clock,
             _guard: guard,
+            last: std::sync::Mutex::default(),
         }
     }
 
     /// A layer of `limit` per `window` counting in this store: one app instance.
     pub(crate) async fn layer(&self, limit: u64, window: Duration) -> ThrottleLayer {
-        let mut layer = ThrottleLayer::per(limit, window);
+        self.on_store(ThrottleLayer::per(limit, window)).await
+    }
+
+    /// `layer` (its limits, name and settings) counting in this store, on its clock.
+    pub(crate) async fn on_store(&self, mut layer: ThrottleLayer) -> ThrottleLayer {
         if let Some(clock) = &self.clock {
             layer = layer.clock(clock.clone());
         }
         match &self.connect {
-            Some(connect) => layer.with_cache(connect().await),
+            Some(connect) => {
+                let cache = connect().await;
+                *self.last.lock().unwrap() = Some(cache.clone());
+                layer.with_cache(cache)
+            }
             None => layer,
         }
     }
@@ -112,6 +126,20 @@ impl Store {
             Some(clock) => clock.advance(Duration::from_millis(wait)),
             None => tokio::time::sleep(Duration::from_millis(wait)).await,
         }
+    }
+
+    /// The writes the cache of the last layer made (0 in memory).
+    pub(crate) fn writes(&self) -> u64 {
+        self.last
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |c| c.stats().writes)
+    }
+
+    /// Whether the layer counts in a cache (not in process memory).
+    pub(crate) fn is_cache(&self) -> bool {
+        self.connect.is_some()
     }
 }
 

@@ -1,0 +1,92 @@
+//! What the limiter costs Redis, counted by the server itself (`INFO commandstats`) on a
+//! server of the test's own: a rejected flood sends nothing, and several limits on one key
+//! cost one script per admitted request.
+
+mod common;
+
+use std::collections::HashMap;
+
+use axum::{Router, routing::get};
+use common::{burst, serve};
+use jtc_cache::{Cache, RedisDriver};
+use jtc_test_support::RedisServer;
+use jtc_throttle::{Limit, ThrottleLayer};
+
+fn app(layer: ThrottleLayer) -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello" }))
+        .layer(layer)
+}
+
+/// Calls per command since the last `CONFIG RESETSTAT`, without the `INFO` and `CONFIG`
+/// calls of the test itself.
+fn commands(server: &RedisServer) -> HashMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (!name.starts_with("info") && !name.starts_with("config"))
+                .then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+fn reset(server: &RedisServer) {
+    server.cli(&["CONFIG", "RESETSTAT"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_flood_sends_no_command_to_redis() {
+    let server = RedisServer::start();
+    let cache = Cache::new(RedisDriver::connect(&server.url(), "flood:").await.unwrap());
+    let address = serve(app(ThrottleLayer::new(10, 60).with_cache(cache))).await;
+    let counts = burst(&[address], "/", 11).await;
+    assert_eq!(
+        (counts.0, counts.1),
+        (10, 1),
+        "ten admitted, the eleventh rejected"
+    );
+    reset(&server);
+    let flood = burst(&[address], "/", 2_000).await;
+    assert_eq!(flood, (0, 2_000, 0));
+    assert_eq!(
+        commands(&server),
+        HashMap::new(),
+        "the flood stayed in the process"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_limits_cost_one_round_trip_per_admitted_request() {
+    let server = RedisServer::start();
+    let cache = Cache::new(RedisDriver::connect(&server.url(), "two:").await.unwrap());
+    let layer =
+        ThrottleLayer::dynamic(|_| vec![Limit::per_second(1_000), Limit::per_hour(100_000)].into())
+            .with_cache(cache);
+    let address = serve(app(layer)).await;
+    burst(&[address], "/", 1).await; // loads the script
+    reset(&server);
+    let counts = burst(&[address], "/", 200).await;
+    assert_eq!(counts, (200, 0, 0));
+    // The server counts the commands a script runs too; the client sent only the scripts.
+    let mut commands = commands(&server);
+    assert_eq!(
+        commands.remove("evalsha"),
+        Some(200),
+        "one script per request"
+    );
+    let inside_the_script = ["time", "type", "hgetall", "del", "hset", "pexpire"];
+    for (name, calls) in commands {
+        assert!(
+            inside_the_script.contains(&name.as_str()),
+            "{name} ×{calls} was sent"
+        );
+    }
+}
