@@ -1,31 +1,47 @@
-//! A hello-world server for the HTTP load benchmark (`scripts/bench-http`), in one of four
-//! modes: `plain` (no limiter), `governor` (tower_governor with its headers on), `memory`
-//! (`ThrottleLayer` in process memory) or `redis` (`ThrottleLayer` over `REDIS_URL`).
+//! A hello-world server for the HTTP load benchmark (`scripts/bench-http`), on **one** Tokio
+//! worker thread (the script pins it to one core and the load generator to the other), in
+//! one of these modes:
+//!
+//! | mode | what guards the route |
+//! |---|---|
+//! | `plain` | nothing |
+//! | `governor` | tower_governor with its headers on |
+//! | `memory` | `ThrottleLayer` in process memory |
+//! | `memory-flood` | the same, with a quota the first requests use up: every later one is a 429 |
+//! | `incr` | a bare `from_fn` middleware doing one `INCR` per request on one multiplexed redis-rs connection: the floor of any Redis-backed limiter |
+//! | `redis` | `ThrottleLayer` over `REDIS_URL` |
+//! | `redis-flood` | the same, flooded (the local deny cache answers) |
+//! | `redis-two` | `ThrottleLayer::dynamic` with two limits over Redis |
 //!
 //! `cargo run --release --example bench_server -- MODE 127.0.0.1:8080`
 //!
-//! Every limiter gets the same quota, 8,000,000 requests a minute per client: far above
-//! what one run sends, so each limiter does its full work on every request and none rejects,
-//! with header values of a realistic width.
+//! Pass-path modes get 8,000,000 requests a minute per client: far above what one run sends,
+//! so each limiter does its full work on every request and none rejects, with header values of
+//! a realistic width. Flood modes get 10 a minute.
 
 use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use jtc_cache::{Cache, RedisDriver};
-use jtc_throttle::ThrottleLayer;
+use jtc_throttle::{Limit, ThrottleLayer};
 
-/// Requests per minute per client for every limiter.
+/// Requests per minute per client in the pass-path modes.
 const QUOTA: u64 = 8_000_000;
+/// Requests per minute per client in the flood modes.
+const FLOOD_QUOTA: u64 = 10;
 
 fn main() -> anyhow::Result<()> {
-    // The runtime is the same in every mode: two workers, as many as the benchmark machine
-    // has cores (wrk and, in redis mode, redis-server share them).
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "plain".to_owned());
     let address = args.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(serve(&mode, &address))
@@ -45,12 +61,26 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
             app.layer(tower_governor::GovernorLayer::new(config))
         }
         "memory" => app.layer(ThrottleLayer::new(QUOTA, 60)),
-        "redis" => {
-            let url = std::env::var("REDIS_URL").context("REDIS_URL is needed in redis mode")?;
-            let cache = Cache::new(RedisDriver::connect(&url, "bench:").await?);
-            app.layer(ThrottleLayer::new(QUOTA, 60).with_cache(cache))
+        "memory-flood" => app.layer(ThrottleLayer::new(FLOOD_QUOTA, 60)),
+        "incr" => {
+            let client = redis::Client::open(redis_url()?)?;
+            let connection = client.get_multiplexed_async_connection().await?;
+            app.layer(middleware::from_fn_with_state(connection, incr_per_request))
         }
-        other => bail!("unknown mode {other:?}; expected plain, governor, memory or redis"),
+        "redis" => app.layer(ThrottleLayer::new(QUOTA, 60).with_cache(redis_cache().await?)),
+        "redis-flood" => {
+            app.layer(ThrottleLayer::new(FLOOD_QUOTA, 60).with_cache(redis_cache().await?))
+        }
+        "redis-two" => {
+            let layer = ThrottleLayer::dynamic(|_| {
+                vec![Limit::per_second(QUOTA), Limit::per_minute(QUOTA)].into()
+            });
+            app.layer(layer.with_cache(redis_cache().await?))
+        }
+        other => bail!(
+            "unknown mode {other:?}; expected plain, governor, memory, memory-flood, incr, \
+             redis, redis-flood or redis-two"
+        ),
     };
     let listener = tokio::net::TcpListener::bind(address).await?;
     println!("listening on http://{} ({mode})", listener.local_addr()?);
@@ -60,4 +90,30 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+fn redis_url() -> anyhow::Result<String> {
+    std::env::var("REDIS_URL").context("REDIS_URL is needed in the Redis modes")
+}
+
+async fn redis_cache() -> anyhow::Result<Cache> {
+    Ok(Cache::new(
+        RedisDriver::connect(&redis_url()?, "bench:").await?,
+    ))
+}
+
+/// The floor: one `INCR` per request on a shared multiplexed connection, nothing else.
+async fn incr_per_request(
+    State(mut connection): State<redis::aio::MultiplexedConnection>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let count: redis::RedisResult<i64> = redis::cmd("INCR")
+        .arg("bench:floor")
+        .query_async(&mut connection)
+        .await;
+    match count {
+        Ok(_) => next.run(request).await,
+        Err(_) => http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }

@@ -130,6 +130,24 @@ macro_rules! conformance_rates {
             assert!(!s.cache.rate("plain", &rules, true).await.unwrap()[0].allowed);
         }
 
+        /// A key counted by a lone fixed window (a plain counter on Redis) and then by other
+        /// rules, and back: no call fails (a driver may keep the state of a rule both sets
+        /// share, or start afresh).
+        #[tokio::test]
+        async fn changing_the_rules_of_a_key_starts_afresh() {
+            let s = &super::$make().await;
+            let fixed = [rule(1, MINUTE, RateKind::FixedWindow)];
+            let both = [
+                rule(1, MINUTE, RateKind::FixedWindow),
+                rule(5, MINUTE, RateKind::TokenBucket { burst: 5 }),
+            ];
+            for rules in [&fixed[..], &both[..], &fixed[..], &both[..]] {
+                let verdicts = s.cache.rate("switch", rules, true).await.unwrap();
+                assert_eq!(verdicts.len(), rules.len());
+                assert_eq!(verdicts[0].limit, 1);
+            }
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn every_algorithm_is_exact_under_concurrency() {
             let s = &super::$make().await;

@@ -35,12 +35,13 @@ mod config;
 mod connection;
 mod describe;
 mod flush;
+mod rate;
 mod sentinel;
 
 pub use config::RedisConfig;
 
 use crate::{
-    Error, ErrorKind, Hit, RateKind, RateRule, RateVerdict, Result,
+    Error, ErrorKind, Hit, RateRule, RateVerdict, Result,
     clock::duration_ms,
     driver::{CacheDriver, DriverFuture},
 };
@@ -56,9 +57,6 @@ if ttl < 0 then
 end
 return {count, ttl}
 ";
-
-/// `Cache::rate`: the arithmetic of `RateRecord::apply` on a hash, on the server's clock.
-const RATE_SCRIPT: &str = include_str!("rate.lua");
 
 /// Make a live key persistent; `PERSIST` alone cannot tell a missing key from a key without TTL.
 const PERSIST_SCRIPT: &str = r"
@@ -241,7 +239,7 @@ impl Inner {
             prefix,
             command_timeout,
             hit: Script::new(HIT_SCRIPT),
-            rate: Script::new(RATE_SCRIPT),
+            rate: Script::new(rate::SCRIPT),
             persist: Script::new(PERSIST_SCRIPT),
             forget_if: Script::new(FORGET_IF_SCRIPT),
             target,
@@ -354,35 +352,6 @@ impl Inner {
         })
     }
 
-    async fn rate(&self, key: &str, rules: &[RateRule], consume: bool) -> Result<Vec<RateVerdict>> {
-        let key = self.key(key);
-        let flat: Vec<u64> = self
-            .within("rate", |mut connection| async move {
-                let mut invocation = self.rate.key(key);
-                invocation.arg(u8::from(consume));
-                for rule in rules {
-                    let (kind, burst) = script_code(rule.kind);
-                    invocation
-                        .arg(rule.field())
-                        .arg(kind)
-                        .arg(rule.limit.min(1 << 52))
-                        .arg(rule.window_us())
-                        .arg(burst.min(1 << 52));
-                }
-                invocation.invoke_async(&mut connection).await
-            })
-            .await?;
-        Ok(flat
-            .chunks_exact(4)
-            .map(|v| RateVerdict {
-                allowed: v[0] == 1,
-                limit: v[1],
-                remaining: v[2],
-                reset_after: Duration::from_micros(v[3]),
-            })
-            .collect())
-    }
-
     async fn forget(&self, key: &str) -> Result<bool> {
         let removed: i64 = self
             .query("forget", redis::cmd("UNLINK").arg(self.key(key)).clone())
@@ -435,15 +404,6 @@ impl Inner {
 }
 
 /// Maps Redis's complaints about a counter to the driver-independent errors.
-/// The rate script's number for an algorithm, and the bucket's burst.
-fn script_code(kind: RateKind) -> (u8, u64) {
-    match kind {
-        RateKind::SlidingWindow => (1, 0),
-        RateKind::TokenBucket { burst } => (2, burst.max(1)),
-        _ => (0, 0),
-    }
-}
-
 fn counter_error(key: &str, error: Error) -> Error {
     let ErrorKind::Redis { source, .. } = error.kind() else {
         return error;

@@ -1,8 +1,9 @@
 -- Cache::rate on Redis: the arithmetic of RateRecord::apply (src/rate.rs), on the server's
--- clock, over one hash per rate-limited key. KEYS[1]: the record. ARGV[1]: 1 to count the
--- request, 0 to only look. Then five arguments per rule: field, algorithm (0 fixed window,
+-- clock, over one string per rate-limited key holding the record as the array and file
+-- drivers store it ("jtc-rate/1", then one "field=a,b,c,expires" per line).
+-- KEYS[1]: the record. ARGV[1]: 1 to count the request, 0 to only look. Then five arguments per rule: field, algorithm (0 fixed window,
 -- 1 sliding window, 2 token bucket), limit, window in microseconds, burst.
--- A field holds "a,b,c,expires" (microseconds where they are times).
+-- Times are in microseconds. Anything else at the key (a plain counter) reads as empty.
 -- Returns four numbers per rule: allowed (1/0), limit, remaining, reset_after in microseconds.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -11,13 +12,12 @@ local function fmt(n) return string.format('%.0f', n) end
 local function idiv(a, b) return math.floor(a / b) end
 
 local fields = {}
-local all = {}
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind == 'hash' then all = redis.call('HGETALL', KEYS[1]) end
-for i = 1, #all, 2 do
-  local a, b, c, e = string.match(all[i + 1], '^(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)$')
-  if a and tonumber(e) > now then
-    fields[all[i]] = {tonumber(a), tonumber(b), tonumber(c), tonumber(e)}
+local stored = redis.pcall('GET', KEYS[1])
+if type(stored) == 'string' and string.sub(stored, 1, 11) == 'jtc-rate/1\n' then
+  for field, a, b, c, e in string.gmatch(stored, '\n([^=\n]+)=(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)') do
+    if tonumber(e) > now then
+      fields[field] = {tonumber(a), tonumber(b), tonumber(c), tonumber(e)}
+    end
   end
 end
 
@@ -83,8 +83,10 @@ for r = 0, n - 1 do
       if avail <= 0 then wait = nxt - now - capacity end
       s.verdict = {avail > 0, burst, avail, wait}
     end
-    s.kept = {tat, 0, 0, tat}
-    s.counted = {nxt, 0, 0, nxt}
+    local taken = 0
+    if old then taken = old[2] end
+    s.kept = {tat, taken, 0, tat}
+    s.counted = {nxt, taken + 1, 0, nxt}
     s.always = false
   end
   s.field = field
@@ -105,18 +107,17 @@ for _, s in ipairs(steps) do
 end
 
 if consume then
-  local args, last = {}, 0
+  local text, last = 'jtc-rate/1', 0
   for field, st in pairs(fields) do
     if st[4] > now then
-      args[#args + 1] = field
-      args[#args + 1] = fmt(st[1]) .. ',' .. fmt(st[2]) .. ',' .. fmt(st[3]) .. ',' .. fmt(st[4])
+      text = text .. '\n' .. field .. '=' .. fmt(st[1]) .. ',' .. fmt(st[2]) .. ',' .. fmt(st[3]) .. ',' .. fmt(st[4])
       if st[4] > last then last = st[4] end
     end
   end
-  redis.call('DEL', KEYS[1])
-  if #args > 0 then
-    redis.call('HSET', KEYS[1], unpack(args))
-    redis.call('PEXPIRE', KEYS[1], math.max(math.ceil((last - now) / 1000), 1))
+  if last > 0 then
+    redis.call('SET', KEYS[1], text, 'PX', math.max(math.ceil((last - now) / 1000), 1))
+  else
+    redis.call('DEL', KEYS[1])
   end
 end
 return out
