@@ -1,6 +1,6 @@
 //! The layer's own cost per request, without sockets: a hello-world Router called in process
 //! (`oneshot`) with no limiter, with tower_governor (headers on) and with `ThrottleLayer`
-//! in memory. `cargo bench -p jtc-throttle --bench layer`.
+//! in memory, passing and flooded (429s). `cargo bench -p jtc-throttle --bench layer`.
 
 use std::{hint::black_box, net::SocketAddr, time::Duration};
 
@@ -40,6 +40,11 @@ fn layer(c: &mut Criterion) {
         (
             "throttle-memory",
             router().layer(ThrottleLayer::new(QUOTA, 60)),
+        ),
+        (
+            // Every request but the first ten is a 429.
+            "throttle-memory-flood",
+            router().layer(ThrottleLayer::new(10, 60)),
         ),
     ];
     let mut group = c.benchmark_group("layer");

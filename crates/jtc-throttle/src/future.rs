@@ -51,7 +51,8 @@ pin_project! {
 /// What an admitted request's response still needs once the inner service answers.
 pub(crate) struct Finish {
     pub(crate) decision: Decision,
-    pub(crate) plan: Arc<Plan>,
+    /// The limits decided for the request, when not the layer's fixed ones.
+    pub(crate) dynamic: Option<Arc<Plan>>,
     pub(crate) shared: Arc<Shared>,
     /// The request matched no route (see `Shared::finish`).
     pub(crate) unmatched: bool,
@@ -101,12 +102,12 @@ where
                 let mut response = ready!(future.poll(cx))?.map(Body::new);
                 if let Some(Finish {
                     decision,
-                    plan,
+                    dynamic,
                     shared,
                     unmatched,
                 }) = finish.take()
                 {
-                    shared.finish(&mut response, &plan, &decision, unmatched);
+                    shared.finish(&mut response, dynamic.as_deref(), &decision, unmatched);
                 }
                 Poll::Ready(Ok(response))
             }

@@ -82,6 +82,17 @@ impl Catalogues {
             .map(str::to_owned)
     }
 
+    /// Every locale it can answer in: the app's, then the shipped ones.
+    pub(crate) fn locales(&self) -> Vec<String> {
+        let mut locales: Vec<String> = self.custom.iter().map(|(l, _)| l.clone()).collect();
+        for (locale, _) in CATALOGUES {
+            if !locales.iter().any(|l| same_tag(l, locale)) {
+                locales.push((*locale).to_owned());
+            }
+        }
+        locales
+    }
+
     /// The message for `key` in `locale`, falling back to English, then to the key itself.
     pub(crate) fn translate(&self, locale: &str, key: &str) -> String {
         let custom = |l: &str| {

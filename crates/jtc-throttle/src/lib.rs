@@ -69,6 +69,7 @@ mod lang;
 mod layer;
 mod limit;
 mod limiter;
+mod pages;
 mod rate_limiter;
 mod response;
 mod service;

@@ -6,8 +6,8 @@ use axum::body::Body;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
 use crate::{
-    lang::{self, Catalogues},
     limiter::Decision,
+    pages::{Page, number, slow_number},
 };
 
 /// `X-RateLimit-Limit`: the requests allowed per window.
@@ -76,12 +76,8 @@ pub(crate) fn retry_after_secs(reset_after: Duration) -> u64 {
     reset_after.as_millis().div_ceil(1000).max(1) as u64
 }
 
-pub(crate) fn limited(
-    decision: &Decision,
-    context: Context,
-    locale: String,
-    catalogues: &Catalogues,
-) -> Limited {
+/// What a hook is told about a rejection.
+pub(crate) fn limited(decision: &Decision, context: Context, page: &Page) -> Limited {
     let retry_after_secs = retry_after_secs(decision.reset_after);
     Limited {
         limit: decision.limit,
@@ -91,51 +87,56 @@ pub(crate) fn limited(
         client: context.client,
         route: context.route,
         policy: context.policy,
-        message: catalogues.translate(&locale, "http.too_many_requests"),
-        locale,
+        message: page.too_many.clone(),
+        locale: page.locale.clone(),
     }
 }
 
-/// The default 429: `{"error": "<message>", "retry_after": <seconds>, "limit": <n>}`.
-pub(crate) fn too_many_requests(limited: &Limited) -> Response<Body> {
-    let body = serde_json::json!({
-        "error": limited.message,
-        "retry_after": limited.retry_after_secs,
-        "limit": limited.limit,
-    });
-    json_response(StatusCode::TOO_MANY_REQUESTS, &body, &limited.locale)
+/// The default 429: `{"error": "<message>", "retry_after": <seconds>, "limit": <n>}`, from
+/// the locale's prepared page: one allocation for the body.
+pub(crate) fn too_many_requests(page: &Page, decision: &Decision) -> Response<Body> {
+    let retry = retry_after_secs(decision.reset_after);
+    let body = page.too_many_body(retry, decision.limit);
+    json_response(StatusCode::TOO_MANY_REQUESTS, Body::from(body), page)
 }
 
-pub(crate) fn unavailable(locale: String, catalogues: &Catalogues) -> Unavailable {
+/// What an `on_unavailable` hook is told.
+pub(crate) fn unavailable(page: &Page) -> Unavailable {
     Unavailable {
-        message: catalogues.translate(&locale, "http.service_unavailable"),
-        locale,
+        message: page.unavailable.clone(),
+        locale: page.locale.clone(),
     }
 }
 
 /// The default 503 of the fail-closed store-error policy: `{"error": "<message>"}`.
-pub(crate) fn service_unavailable(unavailable: &Unavailable) -> Response<Body> {
-    let body = serde_json::json!({ "error": unavailable.message });
-    json_response(StatusCode::SERVICE_UNAVAILABLE, &body, &unavailable.locale)
+pub(crate) fn service_unavailable(page: &Page) -> Response<Body> {
+    let body = serde_json::json!({ "error": page.unavailable }).to_string();
+    json_response(StatusCode::SERVICE_UNAVAILABLE, Body::from(body), page)
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value, locale: &str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body.to_string()));
+fn json_response(status: StatusCode, body: Body, page: &Page) -> Response<Body> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    // Room for these and the rate-limit headers at once, instead of growing on the way.
+    headers.reserve(8);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(language) = HeaderValue::from_str(&lang::content_language(locale)) {
-        headers.insert(header::CONTENT_LANGUAGE, language);
+    if let Some(language) = &page.content_language {
+        headers.insert(header::CONTENT_LANGUAGE, language.clone());
     }
     response
 }
 
 /// Adds this limiter's headers, unless the response already carries a more restrictive
 /// limiter's (a per-route layer inside a global one): the tighter figures win.
-pub(crate) fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
+pub(crate) fn add_headers(
+    headers: &mut HeaderMap,
+    decision: &Decision,
+    limit: Option<&HeaderValue>,
+) {
     let existing = headers
         .get(&X_RATELIMIT_REMAINING)
         .and_then(|v| v.to_str().ok())
@@ -143,7 +144,11 @@ pub(crate) fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
     if existing.is_some_and(|remaining| remaining <= decision.remaining) {
         return;
     }
-    headers.insert(X_RATELIMIT_LIMIT, number(decision.limit));
+    let limit = match limit {
+        Some(value) => value.clone(),
+        None => number(decision.limit),
+    };
+    headers.insert(X_RATELIMIT_LIMIT, limit);
     headers.insert(X_RATELIMIT_REMAINING, number(decision.remaining));
     if decision.allowed {
         if existing.is_some() {
@@ -153,7 +158,7 @@ pub(crate) fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
         }
     } else {
         let retry = retry_after_secs(decision.reset_after);
-        headers.insert(X_RATELIMIT_RESET, number(decision.at_ms / 1000 + retry));
+        headers.insert(X_RATELIMIT_RESET, slow_number(decision.at_ms / 1000 + retry));
         headers.insert(header::RETRY_AFTER, number(retry));
     }
 }
@@ -186,10 +191,6 @@ pub(crate) fn add_ietf_headers(
     }
 }
 
-fn number(n: u64) -> HeaderValue {
-    HeaderValue::from(n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,11 +214,11 @@ mod tests {
             policy: 0,
         };
         let mut headers = HeaderMap::new();
-        add_headers(&mut headers, &decision(5, 1));
-        add_headers(&mut headers, &decision(60, 59));
+        add_headers(&mut headers, &decision(5, 1), None);
+        add_headers(&mut headers, &decision(60, 59), None);
         assert_eq!(headers[&X_RATELIMIT_LIMIT], "5");
         assert_eq!(headers[&X_RATELIMIT_REMAINING], "1");
-        add_headers(&mut headers, &decision(60, 0));
+        add_headers(&mut headers, &decision(60, 0), None);
         assert_eq!(headers[&X_RATELIMIT_LIMIT], "60");
         assert_eq!(headers[&X_RATELIMIT_REMAINING], "0");
     }

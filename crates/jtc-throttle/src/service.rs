@@ -78,9 +78,8 @@ where
         let now = shared.counters.clock.now_ms();
         let Some(cache) = shared.config.cache.clone() else {
             // Counting in memory decides at once: no clone of the inner service, no box.
-            let decision = shared
-                .counters
-                .in_memory(&counting.plan, &counting.key, now, true);
+            let plan = shared.plan(&counting);
+            let decision = shared.counters.in_memory(plan, &counting.key, now, true);
             return self.respond(request, counting, decision);
         };
         // Counting in a cache waits for it before calling the inner service, so the service
@@ -90,14 +89,13 @@ where
         let shared = Arc::clone(shared);
         ResponseFuture::boxed(async move {
             let counters = &shared.counters;
-            match counters
-                .in_cache(&cache, &counting.plan, &counting.key, now)
-                .await
-            {
+            let plan = shared.plan(&counting);
+            match counters.in_cache(&cache, plan, &counting.key, now).await {
                 Outcome::Decided(decision) if decision.allowed => {
                     let unmatched = counting.key.lacks_route();
                     let mut response = inner.call(request).await?.map(Body::new);
-                    shared.finish(&mut response, &counting.plan, &decision, unmatched);
+                    let dynamic = counting.dynamic.as_deref();
+                    shared.finish(&mut response, dynamic, &decision, unmatched);
                     Ok(response)
                 }
                 Outcome::Decided(decision) => Ok(shared.limited(&request, &counting, &decision)),
@@ -122,7 +120,7 @@ impl<S> Throttle<S> {
             let finish = Finish {
                 decision,
                 unmatched: counting.key.lacks_route(),
-                plan: counting.plan,
+                dynamic: counting.dynamic,
                 shared: Arc::clone(&self.shared),
             };
             ResponseFuture::inner(self.inner.call(request), Some(finish))

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use jtc_cache::{Cache, Clock};
 
 use crate::{
@@ -12,6 +12,7 @@ use crate::{
     key::{self, CounterKey, Identity},
     lang::{self, Catalogues},
     limiter::{Counters, Decision, Plan},
+    pages::{Pages, number},
     response::{self, OnLimited, OnUnavailable},
 };
 
@@ -51,7 +52,8 @@ pub(crate) struct Config {
 
 /// What one request is counted against, and under which default key.
 pub(crate) struct Counting {
-    pub(crate) plan: Arc<Plan>,
+    /// The limits decided for this request; `None`: the layer's fixed limits.
+    pub(crate) dynamic: Option<Arc<Plan>>,
     pub(crate) key: CounterKey,
 }
 
@@ -59,10 +61,13 @@ pub(crate) struct Counting {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) counters: Arc<Counters>,
-    /// `config.fallback_locale` as one of the catalogues names it (`en` when none does).
-    fallback: String,
-    /// The `RateLimit-Policy` value of fixed limits, built once.
+    /// The answers of a rejection, per locale.
+    pages: Pages,
+    /// The fixed limits (none for a dynamic layer), their `RateLimit-Policy` value and, with
+    /// one limit, its `X-RateLimit-Limit` value: built once.
+    fixed: Option<Arc<Plan>>,
     fixed_policy: Option<HeaderValue>,
+    fixed_limit: Option<(u64, HeaderValue)>,
 }
 
 impl Shared {
@@ -75,9 +80,22 @@ impl Shared {
             .catalogues
             .supported(&config.fallback_locale)
             .unwrap_or_else(|| lang::DEFAULT_LOCALE.to_owned());
-        let fixed_policy = match &config.limits {
-            Source::Fixed(plan) => HeaderValue::from_str(&plan.policy_header()).ok(),
+        let fixed = match &config.limits {
+            Source::Fixed(plan) => Some(Arc::clone(plan)),
             Source::Dynamic(_) => None,
+        };
+        let fixed_policy = fixed
+            .as_ref()
+            .and_then(|plan| HeaderValue::from_str(&plan.policy_header()).ok());
+        let fixed_limit = match fixed.as_ref().map(|plan| plan.limits.as_slice()) {
+            Some([limit]) => {
+                let max = match limit.algorithm_used() {
+                    crate::Algorithm::TokenBucket => limit.burst_size(),
+                    _ => limit.max(),
+                };
+                Some((max, number(max)))
+            }
+            _ => None,
         };
         let counters = Counters::new(
             config.cache.clone(),
@@ -89,9 +107,19 @@ impl Shared {
         );
         Self {
             counters: Arc::new(counters),
-            fallback,
+            pages: Pages::new(&config.catalogues, &fallback),
+            fixed,
             fixed_policy,
+            fixed_limit,
             config,
+        }
+    }
+
+    /// The limits `counting` is counted against.
+    pub(crate) fn plan<'a>(&'a self, counting: &'a Counting) -> &'a Plan {
+        match (&counting.dynamic, &self.fixed) {
+            (Some(plan), _) | (None, Some(plan)) => plan,
+            (None, None) => unreachable!("a dynamic layer always decides a plan"),
         }
     }
 
@@ -106,8 +134,8 @@ impl Shared {
         }
         let client = config.identity.client(request);
         let route = key::route(request);
-        let (plan, key) = match (&config.limits, &config.key_fn) {
-            (Source::Fixed(plan), None) => (Arc::clone(plan), CounterKey::Request(client, route)),
+        let (dynamic, key) = match (&config.limits, &config.key_fn) {
+            (Source::Fixed(_), None) => (None, CounterKey::Request(client, route)),
             (limits, key_fn) => {
                 let client_text = client.to_string();
                 let info = RequestInfo {
@@ -119,18 +147,19 @@ impl Shared {
                     extensions: request.extensions(),
                 };
                 let custom = key_fn.as_ref().map(|key_fn| key_fn(&info));
-                let plan = match limits {
-                    Source::Fixed(plan) => Arc::clone(plan),
-                    Source::Dynamic(limits_fn) => Arc::new(Plan::new(limits_fn(&info))),
+                let dynamic = match limits {
+                    Source::Fixed(_) => None,
+                    Source::Dynamic(limits_fn) => Some(Arc::new(Plan::new(limits_fn(&info)))),
                 };
                 let key = match custom {
                     Some(custom) => CounterKey::Custom(custom?),
                     None => CounterKey::Request(client, route),
                 };
-                (plan, key)
+                (dynamic, key)
             }
         };
-        (!plan.limits.is_unlimited()).then_some(Counting { plan, key })
+        let counting = Counting { dynamic, key };
+        (!self.plan(&counting).limits.is_unlimited()).then_some(counting)
     }
 
     /// The 429 for a rejected request: the hook's or the translated JSON, with headers.
@@ -140,9 +169,30 @@ impl Shared {
         counting: &Counting,
         decision: &Decision,
     ) -> Response<Body> {
-        let headers = request.headers();
-        let locale = self.locale(headers);
-        let limit = counting.plan.limit(decision.policy);
+        let page = self
+            .pages
+            .for_request(request.headers(), &self.config.catalogues);
+        let plan = self.plan(counting);
+        let mut response = match &self.config.on_limited {
+            Some(hook) => {
+                let context = self.context(request, counting, plan, decision);
+                hook(&response::limited(decision, context, page))
+            }
+            None => response::too_many_requests(page, decision),
+        };
+        self.add_headers(response.headers_mut(), plan, decision);
+        response
+    }
+
+    /// Who and what a rejection is about, for the `on_limited` hook.
+    fn context<B>(
+        &self,
+        request: &Request<B>,
+        counting: &Counting,
+        plan: &Plan,
+        decision: &Decision,
+    ) -> response::Context {
+        let limit = plan.limit(decision.policy);
         let key = match limit.and_then(|l| l.key()) {
             Some(own) => own.to_owned(),
             None => match &counting.key {
@@ -150,7 +200,7 @@ impl Shared {
                 CounterKey::Custom(custom) => custom.clone(),
             },
         };
-        let context = response::Context {
+        response::Context {
             key,
             client: match &counting.key {
                 CounterKey::Request(client, _) => client.to_string(),
@@ -158,23 +208,15 @@ impl Shared {
             },
             route: key::route(request).as_str().to_owned(),
             policy: limit.map(crate::Limit::policy_name).unwrap_or_default(),
-        };
-        let limited = response::limited(decision, context, locale, &self.config.catalogues);
-        let mut response = match &self.config.on_limited {
-            Some(hook) => hook(&limited),
-            None => response::too_many_requests(&limited),
-        };
-        self.add_headers(response.headers_mut(), &counting.plan, decision);
-        response
+        }
     }
 
     /// The answer of the fail-closed policy: the hook's, or a translated 503.
     pub(crate) fn unavailable(&self, headers: &HeaderMap) -> Response<Body> {
-        let locale = self.locale(headers);
-        let unavailable = response::unavailable(locale, &self.config.catalogues);
+        let page = self.pages.for_request(headers, &self.config.catalogues);
         match &self.config.on_unavailable {
-            Some(hook) => hook(&unavailable),
-            None => response::service_unavailable(&unavailable),
+            Some(hook) => hook(&response::unavailable(page)),
+            None => response::service_unavailable(page),
         }
     }
 
@@ -183,36 +225,39 @@ impl Shared {
     pub(crate) fn finish<B>(
         &self,
         response: &mut Response<B>,
-        plan: &Plan,
+        dynamic: Option<&Plan>,
         decision: &Decision,
         unmatched: bool,
     ) {
         if unmatched {
             key::check_unmatched_status(response.status());
         }
+        let plan = match (dynamic, &self.fixed) {
+            (Some(plan), _) => plan,
+            (None, Some(fixed)) => fixed,
+            (None, None) => return,
+        };
         self.add_headers(response.headers_mut(), plan, decision);
     }
 
     fn add_headers(&self, headers: &mut HeaderMap, plan: &Plan, decision: &Decision) {
-        response::add_headers(headers, decision);
+        let limit = self
+            .fixed_limit
+            .as_ref()
+            .filter(|(max, _)| *max == decision.limit)
+            .map(|(_, value)| value);
+        response::add_headers(headers, decision, limit);
         if self.config.ietf_headers {
-            let policy = self
-                .fixed_policy
-                .clone()
-                .or_else(|| HeaderValue::from_str(&plan.policy_header()).ok());
+            let policy = match (&self.fixed_policy, &self.fixed) {
+                (Some(policy), Some(fixed)) if std::ptr::eq(&**fixed, plan) => Some(policy.clone()),
+                _ => HeaderValue::from_str(&plan.policy_header()).ok(),
+            };
             let name = plan
                 .limit(decision.policy)
                 .map(crate::Limit::policy_name)
                 .unwrap_or_default();
             response::add_ietf_headers(headers, policy, &name, decision);
         }
-    }
-
-    pub(crate) fn locale(&self, headers: &HeaderMap) -> String {
-        let accept = headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok());
-        self.config.catalogues.negotiate(accept, &self.fallback)
     }
 }
 

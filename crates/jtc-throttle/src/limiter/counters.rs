@@ -83,10 +83,10 @@ impl Counters {
         if let [group] = plan.groups.as_slice()
             && packs(&group.rules)
         {
-            let verdict = self
-                .memory
-                .hit_one(&key_of(group, default), &group.rules[0], consume);
-            return Decision::combine(&[verdict], now);
+            let verdict =
+                self.memory
+                    .hit_one(&key_of(group, default), &group.rules[0], consume, now);
+            return Decision::single(verdict, now);
         }
         let mut verdicts = placeholder(plan);
         for group in &plan.groups {

@@ -119,9 +119,15 @@ impl MemoryStore {
         }
     }
 
-    /// A single fixed window under `key`, on the packed word: no allocation.
-    pub(crate) fn hit_one(&self, key: &CounterKey, rule: &RateRule, consume: bool) -> RateVerdict {
-        let now = self.clock.now_ms();
+    /// A single fixed window under `key` at `now` (the store's clock), on the packed word: no
+    /// allocation.
+    pub(crate) fn hit_one(
+        &self,
+        key: &CounterKey,
+        rule: &RateRule,
+        consume: bool,
+        now: u64,
+    ) -> RateVerdict {
         let relative = self.relative(now);
         if let Some(slot) = self.counters.get(key) {
             return slot.packed(relative, rule, consume);
@@ -147,7 +153,7 @@ impl MemoryStore {
         if let [rule] = rules
             && packs(rules)
         {
-            return vec![self.hit_one(key, rule, consume)];
+            return vec![self.hit_one(key, rule, consume, self.clock.now_ms())];
         }
         let now = self.clock.now_ms();
         let now_us = i64::try_from(now).unwrap_or(i64::MAX / 4_000) * 1_000;
@@ -234,6 +240,12 @@ mod tests {
         rule(limit, 60_000, RateKind::FixedWindow)
     }
 
+    impl MemoryStore {
+        fn hit_now(&self, key: &CounterKey, rule: &RateRule, consume: bool) -> RateVerdict {
+            self.hit_one(key, rule, consume, self.clock.now_ms())
+        }
+    }
+
     fn custom(name: &str) -> CounterKey {
         CounterKey::Custom(name.into())
     }
@@ -243,15 +255,15 @@ mod tests {
         let clock = ManualClock::new(1_000_000);
         let store = MemoryStore::new(100, Arc::new(clock.clone()));
         let k = custom("k");
-        assert_eq!(store.hit_one(&k, &fixed(2), true).remaining, 1);
-        assert_eq!(store.hit_one(&k, &fixed(2), true).remaining, 0);
+        assert_eq!(store.hit_now(&k, &fixed(2), true).remaining, 1);
+        assert_eq!(store.hit_now(&k, &fixed(2), true).remaining, 0);
         clock.advance(Duration::from_secs(58));
-        let third = store.hit_one(&k, &fixed(2), true);
+        let third = store.hit_now(&k, &fixed(2), true);
         assert!(!third.allowed);
         assert_eq!(third.reset_after, Duration::from_secs(2));
         clock.advance(Duration::from_secs(2));
-        assert!(store.hit_one(&k, &fixed(2), true).allowed);
-        assert_eq!(store.hit_one(&k, &fixed(2), false).remaining, 1, "a look");
+        assert!(store.hit_now(&k, &fixed(2), true).allowed);
+        assert_eq!(store.hit_now(&k, &fixed(2), false).remaining, 1, "a look");
     }
 
     #[test]
@@ -301,12 +313,12 @@ mod tests {
         let store = MemoryStore::new(1_000_000, Arc::new(clock.clone()));
         let sliding = [rule(5, 60_000, RateKind::SlidingWindow)];
         for i in 0..10_000 {
-            store.hit_one(&custom(&format!("client-{i}")), &fixed(5), true);
+            store.hit_now(&custom(&format!("client-{i}")), &fixed(5), true);
             store.apply(&custom(&format!("sliding-{i}")), &sliding, true);
         }
         assert_eq!(store.len(), 20_000);
         clock.advance(Duration::from_secs(121));
-        store.hit_one(&custom("late"), &fixed(5), true);
+        store.hit_now(&custom("late"), &fixed(5), true);
         assert_eq!(
             store.len(),
             1,
@@ -320,13 +332,13 @@ mod tests {
         let bucket = [rule(5, 60_000, RateKind::TokenBucket { burst: 5 })];
         let (heavy, heavy_bucket) = (custom("heavy"), custom("heavy-bucket"));
         for _ in 0..10 {
-            store.hit_one(&heavy, &fixed(5), true);
+            store.hit_now(&heavy, &fixed(5), true);
             store.apply(&heavy_bucket, &bucket, true);
         }
         for i in 0..5_000 {
-            store.hit_one(&custom(&format!("once-{i}")), &fixed(5), true);
+            store.hit_now(&custom(&format!("once-{i}")), &fixed(5), true);
         }
-        assert!(!store.hit_one(&heavy, &fixed(5), true).allowed);
+        assert!(!store.hit_now(&heavy, &fixed(5), true).allowed);
         assert!(!store.apply(&heavy_bucket, &bucket, true)[0].allowed);
         assert!(store.len() <= 1_000, "{}", store.len());
     }
@@ -335,9 +347,9 @@ mod tests {
     fn forget_clears_a_key() {
         let store = MemoryStore::new(10, Arc::new(ManualClock::new(0)));
         let k = custom("k");
-        store.hit_one(&k, &fixed(1), true);
-        assert!(!store.hit_one(&k, &fixed(1), true).allowed);
+        store.hit_now(&k, &fixed(1), true);
+        assert!(!store.hit_now(&k, &fixed(1), true).allowed);
         assert!(store.forget(&k));
-        assert!(store.hit_one(&k, &fixed(1), true).allowed);
+        assert!(store.hit_now(&k, &fixed(1), true).allowed);
     }
 }

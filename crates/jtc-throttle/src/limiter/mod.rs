@@ -118,6 +118,23 @@ impl Decision {
         }
     }
 
+    /// The decision of a lone limit.
+    #[inline]
+    pub(crate) fn single(verdict: RateVerdict, at_ms: u64) -> Self {
+        Self {
+            allowed: verdict.allowed,
+            limit: verdict.limit,
+            remaining: if verdict.allowed {
+                verdict.remaining
+            } else {
+                0
+            },
+            reset_after: verdict.reset_after,
+            at_ms,
+            policy: 0,
+        }
+    }
+
     /// One decision out of each limit's verdict (in the request's order).
     pub(crate) fn combine(verdicts: &[RateVerdict], at_ms: u64) -> Self {
         let allowed = verdicts.iter().all(|v| v.allowed);

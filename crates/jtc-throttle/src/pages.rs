@@ -1,0 +1,146 @@
+//! The answers a rejection needs, prepared when the layer is built: per locale the translated
+//! messages, the start of the JSON body and the `Content-Language` value; and the header
+//! values of small numbers. A 429 in a flood then costs about what an admitted request does
+//! (see docs/benchmarks.md), instead of translating and serialising on every rejection.
+
+use std::{cell::RefCell, sync::LazyLock};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::lang::{self, Catalogues};
+
+/// Header values of 0 ..= `SMALL`, made once: `Retry-After` and `X-RateLimit-Remaining`
+/// are usually small, and a cloned value costs no allocation.
+const SMALL: u64 = 4_096;
+static NUMBERS: LazyLock<Vec<HeaderValue>> =
+    LazyLock::new(|| (0..=SMALL).map(HeaderValue::from).collect());
+
+/// A number as a header value.
+pub(crate) fn number(n: u64) -> HeaderValue {
+    match usize::try_from(n).ok().and_then(|i| NUMBERS.get(i)) {
+        Some(value) => value.clone(),
+        None => HeaderValue::from(n),
+    }
+}
+
+/// A number that changes slowly (a Unix time in seconds) as a header value: the last one made
+/// on this thread is reused while it holds.
+pub(crate) fn slow_number(n: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: RefCell<Option<(u64, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((held, value)) if *held == n => value.clone(),
+        _ => {
+            let value = HeaderValue::from(n);
+            *last = Some((n, value.clone()));
+            value
+        }
+    })
+}
+
+/// What one locale answers.
+#[derive(Debug)]
+pub(crate) struct Page {
+    pub(crate) locale: String,
+    pub(crate) too_many: String,
+    pub(crate) unavailable: String,
+    /// `{"error":"<too_many, escaped>","retry_after":`
+    pub(crate) json_head: String,
+    pub(crate) content_language: Option<HeaderValue>,
+}
+
+impl Page {
+    /// The default 429 body: `{"error":…,"retry_after":<retry>,"limit":<limit>}`. In a flood
+    /// the figures repeat, so the last body made on this thread is shared while they hold.
+    pub(crate) fn too_many_body(&self, retry: u64, limit: u64) -> Bytes {
+        type Last = Option<(usize, u64, u64, Bytes)>;
+        thread_local! {
+            static LAST: RefCell<Last> = const { RefCell::new(None) };
+        }
+        let page = std::ptr::from_ref(self) as usize;
+        LAST.with_borrow_mut(|last| match last {
+            Some((p, r, l, body)) if (*p, *r, *l) == (page, retry, limit) => body.clone(),
+            _ => {
+                let body = Bytes::from(format!("{}{retry},\"limit\":{limit}}}", self.json_head));
+                *last = Some((page, retry, limit, body.clone()));
+                body
+            }
+        })
+    }
+}
+
+/// Every locale's page, and which one is the fallback.
+#[derive(Debug)]
+pub(crate) struct Pages {
+    pages: Vec<Page>,
+    fallback: usize,
+}
+
+impl Pages {
+    pub(crate) fn new(catalogues: &Catalogues, fallback: &str) -> Self {
+        let pages: Vec<Page> = catalogues
+            .locales()
+            .into_iter()
+            .map(|locale| {
+                let too_many = catalogues.translate(&locale, "http.too_many_requests");
+                let escaped = serde_json::to_string(&too_many).unwrap_or_default();
+                Page {
+                    unavailable: catalogues.translate(&locale, "http.service_unavailable"),
+                    json_head: format!("{{\"error\":{escaped},\"retry_after\":"),
+                    content_language: HeaderValue::from_str(&lang::content_language(&locale)).ok(),
+                    too_many,
+                    locale,
+                }
+            })
+            .collect();
+        let fallback = pages.iter().position(|p| p.locale == fallback).unwrap_or(0);
+        Self { pages, fallback }
+    }
+
+    /// The page for a request's `Accept-Language`.
+    pub(crate) fn for_request(&self, headers: &HeaderMap, catalogues: &Catalogues) -> &Page {
+        let fallback = &self.pages[self.fallback];
+        let Some(accept) = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return fallback;
+        };
+        let locale = catalogues.negotiate(Some(accept), &fallback.locale);
+        self.pages
+            .iter()
+            .find(|p| p.locale == locale)
+            .unwrap_or(fallback)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_numbers_are_shared_and_large_ones_made() {
+        assert_eq!(number(0), "0");
+        assert_eq!(number(4_096), "4096");
+        assert_eq!(number(1_700_000_000), "1700000000");
+    }
+
+    #[test]
+    fn each_locale_has_its_page() {
+        let catalogues = Catalogues::default();
+        let pages = Pages::new(&catalogues, "en");
+        let mut headers = HeaderMap::new();
+        assert_eq!(pages.for_request(&headers, &catalogues).locale, "en");
+        headers.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("pt-BR"));
+        let page = pages.for_request(&headers, &catalogues);
+        assert_eq!(page.locale, "pt_BR");
+        assert_eq!(page.content_language.as_ref().unwrap(), "pt-BR");
+        assert!(
+            page.json_head.starts_with("{\"error\":\""),
+            "{}",
+            page.json_head
+        );
+    }
+}
