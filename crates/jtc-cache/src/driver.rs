@@ -119,6 +119,24 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     /// would lock a client out for good.
     fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit>;
 
+    /// As [`hit`](Self::hit), for `by` requests at once (at least 1): the count goes up by
+    /// `by` in one atomic step, so the requests of the batch got the counts
+    /// `count − by + 1 ..= count`. The rate limiter sends concurrent requests of one key this
+    /// way.
+    ///
+    /// The default implementation serves `by == 1` with `hit` and answers
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) otherwise.
+    fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
+        if by <= 1 {
+            return self.hit(key, window);
+        }
+        DriverFuture::ready(Err(crate::ErrorKind::Unsupported {
+            operation: "hit_by",
+            driver: self.name(),
+        }
+        .into()))
+    }
+
     /// Applies rate-limit `rules` to the record at `key` in one atomic step and returns one
     /// verdict per rule; with `consume` the request is counted (see [`crate::rate`] for the
     /// algorithms and what counts). This is the rate limiter's operation for several limits

@@ -78,10 +78,33 @@ impl Cache {
     ///
     /// As [`increment`](Self::increment).
     pub async fn hit(&self, key: &str, window: Duration) -> Result<Hit> {
+        self.hit_by(key, window, 1).await
+    }
+
+    /// Counts `by` hits (at least 1) on a rate-limit counter in one atomic step: the hits got
+    /// the counts `count − by + 1 ..= count`. A limiter sends concurrent requests of one key
+    /// this way, in one round trip.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let window = Duration::from_secs(60);
+    /// cache.hit("api:7", window).await?;
+    /// let batch = cache.hit_by("api:7", window, 5).await?;
+    /// assert_eq!(batch.count, 6, "the five got the counts 2 to 6");
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`increment`](Self::increment), and [`ErrorKind::Unsupported`] from a driver
+    /// written elsewhere that counts only one hit at a time.
+    pub async fn hit_by(&self, key: &str, window: Duration, by: u64) -> Result<Hit> {
         let at = keys::entry(key)?;
         let op = self.op("hit", key);
         op.run(async {
-            let hit = op.hit(&at, window).await?;
+            let hit = op.hit(&at, window, by).await?;
             op.event(EventKind::Written);
             Ok(hit)
         })

@@ -162,11 +162,16 @@ impl<'a> Op<'a> {
         self.observed(self.inner().driver.increment(at.as_str(), by))
     }
 
-    pub(crate) fn hit<'k>(&self, at: &'k StoreKey<'_>, window: Duration) -> Observed<'k, Hit>
+    pub(crate) fn hit<'k>(
+        &self,
+        at: &'k StoreKey<'_>,
+        window: Duration,
+        by: u64,
+    ) -> Observed<'k, Hit>
     where
         'a: 'k,
     {
-        self.observed(self.inner().driver.hit(at.as_str(), window))
+        self.observed(self.inner().driver.hit_by(at.as_str(), window, by))
     }
 
     pub(crate) fn rate<'k>(

@@ -184,5 +184,29 @@ macro_rules! conformance_counters {
                 "every hit saw its own count"
             );
         }
+
+        /// Batches of hits are atomic: 100 concurrent batches of 5 got disjoint, gapless
+        /// ranges of counts.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn batched_hits_are_atomic_under_concurrency() {
+            let s = &super::$make().await;
+            let handles: Vec<_> = (0..100)
+                .map(|_| {
+                    let cache = s.cache.clone();
+                    tokio::spawn(async move {
+                        cache.hit_by("batches", MINUTE, 5).await.unwrap().count
+                    })
+                })
+                .collect();
+            let mut ends = Vec::new();
+            for handle in handles {
+                ends.push(handle.await.unwrap());
+            }
+            ends.sort_unstable();
+            assert_eq!(ends, (1..=100).map(|n| n * 5).collect::<Vec<_>>());
+            let hit = s.cache.hit_by("batches", MINUTE, 0).await.unwrap();
+            assert_eq!(hit.count, 501, "a batch counts at least one");
+            assert!(hit.expires_in <= MINUTE);
+        }
     };
 }

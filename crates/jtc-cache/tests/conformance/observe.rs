@@ -106,6 +106,7 @@ macro_rules! conformance_observe {
             check.op("increment", c.increment("n", 2)).await;
             check.op("decrement", c.decrement("n", 1)).await;
             check.op("hit", c.hit("h", MINUTE)).await;
+            check.op("hit", c.hit_by("h", MINUTE, 3)).await;
             let rule = jtc_cache::RateRule {
                 limit: 5,
                 window: MINUTE,

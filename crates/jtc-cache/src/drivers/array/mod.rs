@@ -208,7 +208,11 @@ impl CacheDriver for ArrayDriver {
 
     #[inline]
     fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
-        DriverFuture::ready(self.hit_now(key, window))
+        DriverFuture::ready(self.hit_now(key, window, 1))
+    }
+
+    fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
+        DriverFuture::ready(self.hit_now(key, window, i64::try_from(by.max(1)).unwrap_or(i64::MAX)))
     }
 
     fn rate<'a>(
@@ -348,14 +352,14 @@ impl ArrayDriver {
     }
 
     #[inline]
-    fn hit_now(&self, key: &str, window: Duration) -> Result<Hit> {
+    fn hit_now(&self, key: &str, window: Duration, by: i64) -> Result<Hit> {
         let now = self.now();
         self.with_counter(key, |entry| {
             let (count, expires_at) = match entry.expires_at {
-                Some(at) if now < at => (entry.value.incremented(key, 1)?, at),
+                Some(at) if now < at => (entry.value.incremented(key, by)?, at),
                 // A live counter without a TTL gets the window too.
-                None => (entry.value.incremented(key, 1)?, now + duration_ms(window)),
-                Some(_) => (1, now + duration_ms(window)),
+                None => (entry.value.incremented(key, by)?, now + duration_ms(window)),
+                Some(_) => (by, now + duration_ms(window)),
             };
             *entry = Entry {
                 value: Stored::Integer(count),

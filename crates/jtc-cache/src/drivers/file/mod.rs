@@ -370,12 +370,17 @@ impl CacheDriver for FileDriver {
     }
 
     fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
+        self.hit_by(key, window, 1)
+    }
+
+    fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
         let owned = key.to_owned();
+        let by = i64::try_from(by.max(1)).unwrap_or(i64::MAX);
         self.run(key, move |inner, entry| {
             inner.locked(entry, |live| {
                 let now = inner.now();
                 let (expires_at, stored) = live.unzip();
-                let count = incremented(&owned, stored.as_deref(), 1)?;
+                let count = incremented(&owned, stored.as_deref(), by)?;
                 let expires_at = expires_at
                     .flatten()
                     .unwrap_or_else(|| now.saturating_add(duration_ms(window)));

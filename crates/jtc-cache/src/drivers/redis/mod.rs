@@ -46,10 +46,11 @@ use crate::{
     driver::{CacheDriver, DriverFuture},
 };
 
-/// Increment a counter, giving it the window as TTL when it has none (new, or left without a
-/// TTL by a plain `INCR`), and return the count and the milliseconds left: one round trip.
+/// Increment a counter by ARGV[2], giving it the window (ARGV[1]) as TTL when it has none
+/// (new, or left without a TTL by a plain `INCR`), and return the count and the milliseconds
+/// left: one round trip.
 const HIT_SCRIPT: &str = r"
-local count = redis.call('INCR', KEYS[1])
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -340,10 +341,10 @@ impl Inner {
             .map_err(|e| counter_error(key, e))
     }
 
-    async fn hit(&self, key: &str, window: Duration) -> Result<Hit> {
+    async fn hit(&self, key: &str, window: Duration, by: u64) -> Result<Hit> {
         let window_ms = duration_ms(window).max(1);
         let (count, ttl_ms): (i64, i64) = self
-            .run_script("hit", &self.hit, key, window_ms)
+            .run_script("hit", &self.hit, key, (window_ms, by))
             .await
             .map_err(|e| counter_error(key, e))?;
         Ok(Hit {
@@ -456,7 +457,11 @@ impl CacheDriver for RedisDriver {
     }
 
     fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
-        DriverFuture::new(self.inner.hit(key, window))
+        DriverFuture::new(self.inner.hit(key, window, 1))
+    }
+
+    fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
+        DriverFuture::new(self.inner.hit(key, window, by.max(1)))
     }
 
     fn rate<'a>(
