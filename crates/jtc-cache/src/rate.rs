@@ -64,6 +64,37 @@ pub struct RateVerdict {
     pub reset_after: Duration,
 }
 
+/// The rule of a lone fixed window: every driver keeps it as a plain counter (what
+/// [`Cache::hit`](crate::Cache::hit) counts), not as a record, so the limiter's cheapest case
+/// is an `INCR` and its batches a single `INCRBY`.
+pub(crate) fn lone_fixed_window(rules: &[RateRule]) -> Option<&RateRule> {
+    match rules {
+        [rule] if rule.kind == RateKind::FixedWindow => Some(rule),
+        _ => None,
+    }
+}
+
+/// A lone fixed window's verdict from its counter: `count` after this request when counting,
+/// as found when looking; `expires_in` the counter's time left.
+pub(crate) fn counter_verdict(
+    rule: &RateRule,
+    count: u64,
+    expires_in: Duration,
+    consume: bool,
+) -> RateVerdict {
+    let allowed = if consume {
+        count <= rule.limit
+    } else {
+        count < rule.limit
+    };
+    RateVerdict {
+        allowed,
+        limit: rule.limit,
+        remaining: rule.limit.saturating_sub(count),
+        reset_after: expires_in,
+    }
+}
+
 /// One rule's state inside a record: three numbers and an expiry, all in microseconds where
 /// they are times.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

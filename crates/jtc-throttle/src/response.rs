@@ -158,7 +158,10 @@ pub(crate) fn add_headers(
         }
     } else {
         let retry = retry_after_secs(decision.reset_after);
-        headers.insert(X_RATELIMIT_RESET, slow_number(decision.at_ms / 1000 + retry));
+        headers.insert(
+            X_RATELIMIT_RESET,
+            slow_number(decision.at_ms / 1000 + retry),
+        );
         headers.insert(header::RETRY_AFTER, number(retry));
     }
 }

@@ -71,6 +71,7 @@ impl FixedModel {
 
 /// Sliding window: windows aligned to multiples of the window; only allowed requests count;
 /// the previous window's count weighs by the share of it still inside the sliding span.
+/// `Retry-After` is checked exactly: the model looks for the first millisecond that admits.
 #[derive(Default)]
 struct SlidingModel {
     counts: HashMap<(usize, u64), u64>, // (client, window index) → allowed requests
@@ -79,22 +80,31 @@ struct SlidingModel {
 impl SlidingModel {
     fn hit(&mut self, client: usize, now: u64, limit: u64, window: u64) -> Verdict {
         let index = now / window;
-        let previous = index
-            .checked_sub(1)
-            .and_then(|i| self.counts.get(&(client, i)).copied())
-            .unwrap_or(0);
-        let current = self.counts.get(&(client, index)).copied().unwrap_or(0);
-        let left = window - now % window;
-        let estimate = previous * left / window + current;
+        let estimate = self.estimate(client, now, window);
         let allowed = estimate < limit;
         if allowed {
             *self.counts.entry((client, index)).or_insert(0) += 1;
         }
+        // Rejected: the first millisecond at which the estimate lets one in, found by looking.
+        let retry_after = (!allowed).then(|| {
+            let wait = (1..=2 * window)
+                .find(|wait| self.estimate(client, now + wait, window) < limit)
+                .expect("within two windows");
+            wait.div_ceil(1000).max(1)
+        });
         Verdict {
             allowed,
             remaining: if allowed { limit - estimate - 1 } else { 0 },
-            retry_after: None, // checked separately: at least 1 s and within the window
+            retry_after,
         }
+    }
+
+    fn estimate(&self, client: usize, now: u64, window: u64) -> u64 {
+        let index = now / window;
+        let count = |i: u64| self.counts.get(&(client, i)).copied().unwrap_or(0);
+        let previous = index.checked_sub(1).map_or(0, count);
+        let left = window - now % window;
+        previous * left / window + count(index)
     }
 }
 
@@ -181,18 +191,16 @@ fn run_with(
             let actual = Verdict {
                 allowed: response.status() == StatusCode::OK,
                 remaining,
-                retry_after: if algorithm == Algorithm::SlidingWindow {
-                    None
-                } else {
-                    retry_after
-                },
+                retry_after,
             };
             assert_eq!(actual, expected, "step {i} at +{} ms: {step:?}", now - T0);
             if !actual.allowed {
                 assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
                 let retry_after = retry_after.expect("a 429 says when to retry");
+                // A sliding window full at its end admits one tick after it: a little more
+                // than a window, which rounds up to one more second.
                 assert!(
-                    (1..=window_s).contains(&retry_after),
+                    (1..=window_s + 1).contains(&retry_after),
                     "Retry-After {retry_after}"
                 );
             }

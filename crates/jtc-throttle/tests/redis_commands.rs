@@ -90,3 +90,18 @@ async fn two_limits_cost_one_round_trip_per_admitted_request() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_hits_on_one_key_share_round_trips() {
+    let server = RedisServer::start();
+    let cache = Cache::new(RedisDriver::connect(&server.url(), "batch:").await.unwrap());
+    let address = serve(app(ThrottleLayer::new(100_000, 60).with_cache(cache))).await;
+    burst(&[address], "/", 1).await; // loads the script
+    reset(&server);
+    let counts = burst(&[address], "/", 2_000).await;
+    assert_eq!(counts, (2_000, 0, 0));
+    let scripts = commands(&server).get("evalsha").copied().unwrap_or(0);
+    assert!(scripts < 2_000, "{scripts} scripts for 2,000 concurrent requests of one client");
+    let counter = server.cli(&["GET", "batch:throttle:100000per60000ms:127.0.0.1:/"]);
+    assert_eq!(counter.trim(), "2001", "every request counted once");
+}

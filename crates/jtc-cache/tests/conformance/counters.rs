@@ -193,9 +193,9 @@ macro_rules! conformance_counters {
             let handles: Vec<_> = (0..100)
                 .map(|_| {
                     let cache = s.cache.clone();
-                    tokio::spawn(async move {
-                        cache.hit_by("batches", MINUTE, 5).await.unwrap().count
-                    })
+                    tokio::spawn(
+                        async move { cache.hit_by("batches", MINUTE, 5).await.unwrap().count },
+                    )
                 })
                 .collect();
             let mut ends = Vec::new();

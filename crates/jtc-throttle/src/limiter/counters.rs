@@ -4,10 +4,11 @@
 
 use std::{borrow::Cow, sync::Arc};
 
-use jtc_cache::{Cache, Clock, RateVerdict};
+use jtc_cache::{Cache, Clock, RateKind, RateRule, RateVerdict};
 
 use super::{
     Decision, Group, Plan,
+    coalesce::Coalescer,
     deny::DenyCache,
     failures::FailureLog,
     memory::{MemoryStore, packs},
@@ -29,6 +30,7 @@ pub(crate) struct Counters {
     pub(crate) prefix: String,
     pub(crate) clock: Arc<dyn Clock>,
     deny: Option<DenyCache>,
+    coalescer: Coalescer,
     failures: FailureLog,
     policy: StoreErrorPolicy,
 }
@@ -56,6 +58,7 @@ impl Counters {
             prefix,
             clock,
             deny,
+            coalescer: Coalescer::default(),
             failures: FailureLog::default(),
             policy,
         }
@@ -127,7 +130,16 @@ impl Counters {
         now: u64,
     ) -> Counted {
         if !self.failures.skip_store(now) {
-            match self.rate(cache, key, &group.rules, now, true).await {
+            let counted = match group.rules.as_slice() {
+                [rule] if rule.kind == RateKind::FixedWindow => {
+                    self.fixed_window(cache, key, rule, now).await
+                }
+                rules => self
+                    .rate(cache, key, rules, now, true)
+                    .await
+                    .map_err(Arc::new),
+            };
+            match counted {
                 Ok(verdicts) => {
                     self.failures.succeeded();
                     return Counted::Verdicts(verdicts);
@@ -144,12 +156,39 @@ impl Counters {
         }
     }
 
+    /// A lone fixed window in the cache, through the deny cache, counted in a batch with the
+    /// process's concurrent hits on the same key (`coalesce.rs`).
+    async fn fixed_window(
+        &self,
+        cache: &Cache,
+        key: &CounterKey,
+        rule: &RateRule,
+        now: u64,
+    ) -> Result<Vec<RateVerdict>, Arc<jtc_cache::Error>> {
+        let storage = self.storage_key(key);
+        if let Some(verdict) = self.deny.as_ref().and_then(|d| d.check(&storage, now)) {
+            return Ok(vec![verdict]);
+        }
+        let hit = self.coalescer.hit(cache, &storage, rule.window).await?;
+        let count = hit.count.max(0).unsigned_abs();
+        let verdicts = vec![RateVerdict {
+            allowed: count <= rule.limit,
+            limit: rule.limit,
+            remaining: rule.limit.saturating_sub(count),
+            reset_after: hit.expires_in,
+        }];
+        if let Some(deny) = &self.deny {
+            deny.learn(&storage, &verdicts, now);
+        }
+        Ok(verdicts)
+    }
+
     /// One key's rules in the cache, through the deny cache when counting.
     pub(crate) async fn rate(
         &self,
         cache: &Cache,
         key: &CounterKey,
-        rules: &[jtc_cache::RateRule],
+        rules: &[RateRule],
         now: u64,
         consume: bool,
     ) -> jtc_cache::Result<Vec<RateVerdict>> {

@@ -6,6 +6,7 @@
 //! every store applies the same arithmetic. Process memory adds a fast path for the common
 //! case — one fixed window — on a single atomic word (`memory.rs`).
 
+mod coalesce;
 mod counters;
 mod deny;
 mod failures;

@@ -25,6 +25,7 @@ use crate::{
     Clock, Hit, RateRecord, RateRule, RateVerdict, Result,
     clock::{duration_ms, expiry_at},
     driver::{CacheDriver, DriverFuture, ReadNow},
+    rate::{counter_verdict, lone_fixed_window},
 };
 
 /// How often the sweeper reclaims expired entries unless told otherwise.
@@ -374,6 +375,9 @@ impl ArrayDriver {
 
     /// Applies rate rules to the record at `key` under the shard's lock.
     fn rate_now(&self, key: &str, rules: &[RateRule], consume: bool) -> Vec<RateVerdict> {
+        if let Some(rule) = lone_fixed_window(rules) {
+            return vec![self.counter_now(key, rule, consume)];
+        }
         let now = self.now();
         let now_us = i64::try_from(now).unwrap_or(i64::MAX / 4_000) * 1_000;
         self.with_counter(key, |entry| {
@@ -391,6 +395,33 @@ impl ArrayDriver {
                 };
             }
             verdicts
+        })
+    }
+
+    /// A lone fixed window on its counter (a value that is not one starts afresh).
+    fn counter_now(&self, key: &str, rule: &RateRule, consume: bool) -> RateVerdict {
+        let now = self.now();
+        let window = duration_ms(rule.window).max(1);
+        self.with_counter(key, |entry| {
+            let found = entry
+                .is_live(now)
+                .then(|| entry.value.incremented(key, 0).ok())
+                .flatten()
+                .filter(|count| *count > 0);
+            let expires_at = match found {
+                Some(_) => entry.expires_at.unwrap_or(now + window),
+                None => now + window,
+            };
+            let mut count = found.unwrap_or(0);
+            if consume {
+                count = count.saturating_add(1);
+                *entry = Entry {
+                    value: Stored::Integer(count),
+                    expires_at: Some(expires_at),
+                };
+            }
+            let expires_in = Duration::from_millis(expires_at - now);
+            counter_verdict(rule, count.unsigned_abs(), expires_in, consume)
         })
     }
 

@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
-use crate::{RateKind, RateRule, RateVerdict, Result, clock::duration_ms};
+use crate::{
+    RateKind, RateRule, RateVerdict, Result,
+    clock::duration_ms,
+    rate::{counter_verdict, lone_fixed_window},
+};
 
 use super::{Inner, Live};
 
@@ -19,9 +23,7 @@ impl Inner {
         rules: &[RateRule],
         consume: bool,
     ) -> Result<Vec<RateVerdict>> {
-        if let [rule] = rules
-            && rule.kind == RateKind::FixedWindow
-        {
+        if let Some(rule) = lone_fixed_window(rules) {
             return self.fixed_window(key, rule, consume).await.map(|v| vec![v]);
         }
         self.record(key, rules, consume).await
@@ -60,21 +62,11 @@ impl Inner {
             })
             .await?;
         let count = count.max(0).unsigned_abs();
-        let reset_after = match u64::try_from(ttl_ms) {
+        let expires_in = match u64::try_from(ttl_ms) {
             Ok(ms) if count > 0 => Duration::from_millis(ms),
             _ => rule.window,
         };
-        let allowed = if consume {
-            count <= rule.limit
-        } else {
-            count < rule.limit
-        };
-        Ok(RateVerdict {
-            allowed,
-            limit: rule.limit,
-            remaining: rule.limit.saturating_sub(count),
-            reset_after,
-        })
+        Ok(counter_verdict(rule, count, expires_in, consume))
     }
 
     /// Any rules, through the record script.
