@@ -82,6 +82,13 @@ where
             let decision = shared.counters.in_memory(plan, &counting.key, now, true);
             return self.respond(request, counting, decision);
         };
+        if let Some(decision) = shared
+            .counters
+            .denied(shared.plan(&counting), &counting.key, now)
+        {
+            // A rejection this process remembers: answered at once, nothing sent to the store.
+            return self.respond(request, counting, decision);
+        }
         // Counting in a cache waits for it before calling the inner service, so the service
         // that was polled ready moves into the future and a clone stays behind.
         let clone = self.inner.clone();

@@ -101,7 +101,10 @@ async fn concurrent_hits_on_one_key_share_round_trips() {
     let counts = burst(&[address], "/", 2_000).await;
     assert_eq!(counts, (2_000, 0, 0));
     let scripts = commands(&server).get("evalsha").copied().unwrap_or(0);
-    assert!(scripts < 2_000, "{scripts} scripts for 2,000 concurrent requests of one client");
+    assert!(
+        scripts < 2_000,
+        "{scripts} scripts for 2,000 concurrent requests of one client"
+    );
     let counter = server.cli(&["GET", "batch:throttle:100000per60000ms:127.0.0.1:/"]);
     assert_eq!(counter.trim(), "2001", "every request counted once");
 }

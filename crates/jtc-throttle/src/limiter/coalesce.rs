@@ -182,6 +182,7 @@ impl Drop for Flight<'_> {
 mod tests {
     use super::*;
     use jtc_cache::ArrayDriver;
+    use std::future::Future;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_hits_get_every_count_once() {
@@ -239,7 +240,7 @@ mod tests {
     }
 
     /// Polls once without a runtime waker of interest.
-    fn futures_poll<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    fn futures_poll<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         match std::pin::Pin::new(future).poll(&mut cx) {

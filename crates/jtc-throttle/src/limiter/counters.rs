@@ -101,6 +101,20 @@ impl Counters {
         Decision::combine(&verdicts, now)
     }
 
+    /// The rejection this process remembers for a request (see `deny.rs`): when the store
+    /// has said that one of its keys is over a limit until a time not yet reached. Answered
+    /// without waiting, before anything is sent to the store.
+    pub(crate) fn denied(&self, plan: &Plan, default: &CounterKey, now: u64) -> Option<Decision> {
+        let deny = self.deny.as_ref()?;
+        plan.groups.iter().find_map(|group| {
+            let verdict = deny.check(&key_of(group, default), now)?;
+            Some(Decision {
+                policy: group.positions.first().copied().unwrap_or(0),
+                ..Decision::single(verdict, now)
+            })
+        })
+    }
+
     /// Counts a request's limits in the cache, with the store-error policy applied: one
     /// atomic step per key (one for the whole request, unless limits name their own keys).
     pub(crate) async fn in_cache(
@@ -165,10 +179,10 @@ impl Counters {
         rule: &RateRule,
         now: u64,
     ) -> Result<Vec<RateVerdict>, Arc<jtc_cache::Error>> {
-        let storage = self.storage_key(key);
-        if let Some(verdict) = self.deny.as_ref().and_then(|d| d.check(&storage, now)) {
+        if let Some(verdict) = self.deny.as_ref().and_then(|d| d.check(key, now)) {
             return Ok(vec![verdict]);
         }
+        let storage = self.storage_key(key);
         let hit = self.coalescer.hit(cache, &storage, rule.window).await?;
         let count = hit.count.max(0).unsigned_abs();
         let verdicts = vec![RateVerdict {
@@ -178,7 +192,7 @@ impl Counters {
             reset_after: hit.expires_in,
         }];
         if let Some(deny) = &self.deny {
-            deny.learn(&storage, &verdicts, now);
+            deny.learn(key, &verdicts, now);
         }
         Ok(verdicts)
     }
@@ -192,14 +206,13 @@ impl Counters {
         now: u64,
         consume: bool,
     ) -> jtc_cache::Result<Vec<RateVerdict>> {
-        let storage = self.storage_key(key);
         let deny = self.deny.as_ref().filter(|_| consume);
-        if let Some(verdict) = deny.and_then(|d| d.check(&storage, now)) {
+        if let Some(verdict) = deny.and_then(|d| d.check(key, now)) {
             return Ok(vec![verdict; rules.len()]);
         }
-        let verdicts = cache.rate(&storage, rules, consume).await?;
+        let verdicts = cache.rate(&self.storage_key(key), rules, consume).await?;
         if let Some(deny) = deny {
-            deny.learn(&storage, &verdicts, now);
+            deny.learn(key, &verdicts, now);
         }
         Ok(verdicts)
     }
@@ -207,12 +220,11 @@ impl Counters {
     /// Forgets everything counted under `key`, here and in the cache.
     pub(crate) async fn clear(&self, key: &CounterKey) -> jtc_cache::Result<()> {
         self.memory.forget(key);
+        if let Some(deny) = &self.deny {
+            deny.forget(key);
+        }
         if let Some(cache) = &self.cache {
-            let storage = self.storage_key(key);
-            if let Some(deny) = &self.deny {
-                deny.forget(&storage);
-            }
-            cache.forget(&storage).await?;
+            cache.forget(&self.storage_key(key)).await?;
         }
         Ok(())
     }

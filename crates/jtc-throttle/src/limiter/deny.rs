@@ -12,10 +12,12 @@ use std::time::Duration;
 use dashmap::DashMap;
 use jtc_cache::RateVerdict;
 
+use crate::key::CounterKey;
+
 /// Keys the store rejected, and until when. Bounded: when full, finished entries are dropped,
 /// and if none has finished, a new key is not remembered (it goes to the store as before).
 pub(crate) struct DenyCache {
-    denied: DashMap<Box<str>, Denied, ahash::RandomState>,
+    denied: DashMap<CounterKey, Denied, ahash::RandomState>,
     capacity: usize,
 }
 
@@ -35,7 +37,7 @@ impl DenyCache {
 
     /// The rejection to answer for `key` at `now_ms`, when the store said so and it still
     /// holds.
-    pub(crate) fn check(&self, key: &str, now_ms: u64) -> Option<RateVerdict> {
+    pub(crate) fn check(&self, key: &CounterKey, now_ms: u64) -> Option<RateVerdict> {
         let denied = *self.denied.get(key)?;
         if now_ms < denied.until_ms {
             return Some(RateVerdict {
@@ -51,7 +53,7 @@ impl DenyCache {
 
     /// Remembers what the store said about `key` at `now_ms`, if it rejected: until every
     /// rejecting limit admits again.
-    pub(crate) fn learn(&self, key: &str, verdicts: &[RateVerdict], now_ms: u64) {
+    pub(crate) fn learn(&self, key: &CounterKey, verdicts: &[RateVerdict], now_ms: u64) {
         let Some(rejection) = verdicts
             .iter()
             .filter(|v| !v.allowed)
@@ -70,7 +72,7 @@ impl DenyCache {
             }
         }
         self.denied.insert(
-            key.into(),
+            key.clone(),
             Denied {
                 until_ms: now_ms.saturating_add(wait),
                 limit: rejection.limit,
@@ -79,7 +81,7 @@ impl DenyCache {
     }
 
     /// Forgets `key` (this process cleared it).
-    pub(crate) fn forget(&self, key: &str) {
+    pub(crate) fn forget(&self, key: &CounterKey) {
         self.denied.remove(key);
     }
 }
@@ -87,6 +89,10 @@ impl DenyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn k(name: &str) -> CounterKey {
+        CounterKey::Custom(name.into())
+    }
 
     fn rejected(ms: u64) -> RateVerdict {
         RateVerdict {
@@ -104,16 +110,16 @@ mod tests {
             allowed: true,
             ..rejected(60_000)
         };
-        deny.learn("k", &[rejected(1_000), admitted, rejected(5_000)], 100);
-        let v = deny.check("k", 1_100).expect("denied");
+        deny.learn(&k("k"), &[rejected(1_000), admitted, rejected(5_000)], 100);
+        let v = deny.check(&k("k"), 1_100).expect("denied");
         assert_eq!(v.reset_after, Duration::from_millis(4_000));
         assert!(
-            deny.check("k", 5_100).is_none(),
+            deny.check(&k("k"), 5_100).is_none(),
             "asks the store again at T"
         );
-        deny.learn("ok", &[admitted], 0);
+        deny.learn(&k("ok"), &[admitted], 0);
         assert!(
-            deny.check("ok", 0).is_none(),
+            deny.check(&k("ok"), 0).is_none(),
             "admissions are never remembered"
         );
     }
@@ -122,12 +128,12 @@ mod tests {
     fn stays_bounded() {
         let deny = DenyCache::new(100);
         for i in 0..1_000 {
-            deny.learn(&format!("k{i}"), &[rejected(60_000)], 0);
+            deny.learn(&k(&format!("k{i}")), &[rejected(60_000)], 0);
         }
         assert_eq!(deny.denied.len(), 100);
-        deny.learn("late", &[rejected(60_000)], 60_000);
+        deny.learn(&k("late"), &[rejected(60_000)], 60_000);
         assert!(
-            deny.check("late", 60_001).is_some(),
+            deny.check(&k("late"), 60_001).is_some(),
             "finished entries made room"
         );
     }
