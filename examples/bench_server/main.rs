@@ -5,6 +5,7 @@
 //! | mode | what guards the route |
 //! |---|---|
 //! | `plain` | nothing |
+//! | `layer` | a tower layer that does nothing: what wrapping the routes costs any middleware |
 //! | `governor` | tower_governor with its headers on |
 //! | `memory` | `ThrottleLayer` in process memory |
 //! | `memory-flood` | the same, with a quota the first requests use up: every later one is a 429 |
@@ -51,6 +52,7 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
     let app = Router::new().route("/", get(|| async { "Hello, World!" }));
     let app = match mode {
         "plain" => app,
+        "layer" => app.layer(tower::layer::layer_fn(|inner| PassThrough { inner })),
         "governor" => {
             let config = tower_governor::governor::GovernorConfigBuilder::default()
                 .per_nanosecond(600)
@@ -78,8 +80,8 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
             app.layer(layer.with_cache(redis_cache().await?))
         }
         other => bail!(
-            "unknown mode {other:?}; expected plain, governor, memory, memory-flood, incr, \
-             redis, redis-flood or redis-two"
+            "unknown mode {other:?}; expected plain, layer, governor, memory, memory-flood, \
+             incr, redis, redis-flood or redis-two"
         ),
     };
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -90,6 +92,29 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// A middleware that only calls the service it wraps.
+#[derive(Clone)]
+struct PassThrough<S> {
+    inner: S,
+}
+
+impl<S: tower::Service<Request>> tower::Service<Request> for PassThrough<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        self.inner.call(request)
+    }
 }
 
 fn redis_url() -> anyhow::Result<String> {
