@@ -30,6 +30,8 @@ pub struct Limit {
     burst: Option<u64>,
     key: Option<Arc<str>>,
     name: Option<Arc<str>>,
+    /// `Limit::none()`: dropped from any `Limits` it is put in.
+    unlimited: bool,
 }
 
 impl Limit {
@@ -49,6 +51,7 @@ impl Limit {
             burst: None,
             key: None,
             name: None,
+            unlimited: false,
         }
     }
 
@@ -93,15 +96,26 @@ impl Limit {
     }
 
     /// No limit: a request whose limits are `none()` passes uncounted, without rate-limit
-    /// headers (Laravel's `Limit::none()`, for admins or internal callers).
+    /// headers (Laravel's `Limit::none()`, for admins or internal callers). Put among other
+    /// limits, it is left out.
     ///
     /// ```
     /// use jtc_throttle::{Limit, Limits};
     /// let limits: Limits = Limit::none().into();
     /// assert!(limits.is_unlimited());
+    /// let one: Limits = vec![Limit::none(), Limit::per_minute(5)].into();
+    /// assert_eq!(one.len(), 1);
     /// ```
-    pub fn none() -> Limits {
-        Limits::none()
+    pub fn none() -> Self {
+        Self {
+            unlimited: true,
+            ..Self::new(u64::MAX, Duration::from_secs(1))
+        }
+    }
+
+    /// Whether this is [`Limit::none`].
+    pub fn is_none(&self) -> bool {
+        self.unlimited
     }
 
     /// Counts this limit under `key` (a user id, an API token, an e-mail address) instead of
@@ -184,6 +198,9 @@ impl Limit {
 
     /// The policy's name: the one given with [`name`](Self::name), or `<max>-per-<window>`.
     pub fn policy_name(&self) -> String {
+        if self.unlimited {
+            return "none".to_owned();
+        }
         match &self.name {
             Some(name) => name.to_string(),
             None => format!("{}-per-{}", self.max, WindowText(self.window)),
@@ -266,9 +283,11 @@ impl Limits {
         self.0.iter()
     }
 
-    /// Adds a limit.
+    /// Adds a limit ([`Limit::none`] adds nothing).
     pub fn and(mut self, limit: Limit) -> Self {
-        self.0.push(limit);
+        if !limit.unlimited {
+            self.0.push(limit);
+        }
         self
     }
 
@@ -288,25 +307,26 @@ impl<'a> IntoIterator for &'a Limits {
 
 impl From<Limit> for Limits {
     fn from(limit: Limit) -> Self {
-        Self(vec![limit])
+        Self::from_iter([limit])
     }
 }
 
 impl From<Vec<Limit>> for Limits {
-    fn from(limits: Vec<Limit>) -> Self {
+    fn from(mut limits: Vec<Limit>) -> Self {
+        limits.retain(|l| !l.unlimited);
         Self(limits)
     }
 }
 
 impl<const N: usize> From<[Limit; N]> for Limits {
     fn from(limits: [Limit; N]) -> Self {
-        Self(limits.into())
+        Self::from_iter(limits)
     }
 }
 
 impl FromIterator<Limit> for Limits {
     fn from_iter<I: IntoIterator<Item = Limit>>(iter: I) -> Self {
-        Self(iter.into_iter().collect())
+        Self(iter.into_iter().filter(|l| !l.unlimited).collect())
     }
 }
 

@@ -31,13 +31,16 @@ pub(crate) struct MemoryStore {
 }
 
 /// One key's state. A lone fixed window with a limit below [`PACKED_LIMIT`] lives in `packed`
-/// (window end and count in one word), updated by compare-and-swap under the map's shared read
+/// (window end and count in one word), a lone token bucket in `tat` (its theoretical arrival
+/// time, as governor keeps it): each updated by compare-and-swap under the map's shared read
 /// lock, so concurrent requests of one client do not queue on a write lock. Everything else —
-/// sliding windows, token buckets, several limits — lives in `record`, the same state every
-/// other store keeps (`jtc_cache::RateRecord`), updated under the map's write lock.
+/// sliding windows, several limits — lives in `record`, the same state every other store
+/// keeps (`jtc_cache::RateRecord`), updated under the map's write lock.
 #[derive(Debug, Default)]
 struct Slot {
     packed: AtomicU64,
+    /// Microseconds since the store's epoch; 0: a full bucket.
+    tat: AtomicU64,
     record: RateRecord,
 }
 
@@ -46,9 +49,16 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 /// Limits from here on use the record: a packed count saturates at 2^24 − 1.
 const PACKED_LIMIT: u64 = 1 << (COUNT_BITS - 1);
 
-/// Whether `rules` take the single-word path.
+/// Whether `rules` take a single-word path.
 pub(crate) fn packs(rules: &[RateRule]) -> bool {
-    matches!(rules, [rule] if rule.kind == RateKind::FixedWindow && rule.limit < PACKED_LIMIT)
+    match rules {
+        [rule] => match rule.kind {
+            RateKind::FixedWindow => rule.limit < PACKED_LIMIT,
+            RateKind::TokenBucket { .. } => rule.limit > 0,
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 impl Slot {
@@ -60,11 +70,55 @@ impl Slot {
 
     fn is_live(&self, relative: u64, now_us: i64) -> bool {
         let (end, count) = self.unpack();
-        (count > 0 && relative < end) || self.record.ttl(now_us).is_some()
+        (count > 0 && relative < end)
+            || self.tat.load(Ordering::Acquire) > relative * 1_000
+            || self.record.ttl(now_us).is_some()
     }
 
-    fn weight(&self) -> u64 {
-        self.unpack().1 + self.record.weight()
+    /// How much it holds back: its count, or a bucket's debt in milliseconds.
+    fn weight(&self, relative: u64) -> u64 {
+        let debt = self
+            .tat
+            .load(Ordering::Acquire)
+            .saturating_sub(relative * 1_000)
+            .div_ceil(1_000);
+        self.unpack().1 + debt + self.record.weight()
+    }
+
+    /// A token-bucket hit (or look) on the `tat` word: the arithmetic of
+    /// `jtc_cache::RateRecord`, in one compare-and-swap, retried on contention.
+    fn bucket(&self, relative: u64, rule: &RateRule, burst: u64, consume: bool) -> RateVerdict {
+        let window_us = u64::try_from(rule.window.as_micros()).unwrap_or(u64::MAX / 4);
+        let interval = (window_us.max(1_000) / rule.limit.max(1)).max(1);
+        let capacity = interval.saturating_mul(burst);
+        let now = relative * 1_000;
+        let mut stored = self.tat.load(Ordering::Acquire);
+        loop {
+            let tat = stored.max(now);
+            let next = tat + interval;
+            if !consume {
+                let left = (capacity.saturating_sub(tat - now)) / interval;
+                let wait = if left > 0 {
+                    tat - now
+                } else {
+                    next - now - capacity
+                };
+                return bucket_verdict(left > 0, burst, left, wait);
+            }
+            if next - now > capacity {
+                return bucket_verdict(false, burst, 0, next - now - capacity);
+            }
+            match self
+                .tat
+                .compare_exchange_weak(stored, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    let remaining = (capacity - (next - now)) / interval;
+                    return bucket_verdict(true, burst, remaining, next - now);
+                }
+                Err(actual) => stored = actual,
+            }
+        }
     }
 
     /// A fixed-window hit (or look) on the packed word: one compare-and-swap, retried on
@@ -98,6 +152,16 @@ impl Slot {
     }
 }
 
+/// A bucket's verdict, its wait rounded up to whole milliseconds as every store does.
+fn bucket_verdict(allowed: bool, burst: u64, remaining: u64, wait_us: u64) -> RateVerdict {
+    RateVerdict {
+        allowed,
+        limit: burst,
+        remaining,
+        reset_after: Duration::from_millis(wait_us.div_ceil(1_000)),
+    }
+}
+
 fn verdict(limit: u64, count: u64, allowed: bool, reset_after: Duration) -> RateVerdict {
     RateVerdict {
         allowed,
@@ -119,8 +183,8 @@ impl MemoryStore {
         }
     }
 
-    /// A single fixed window under `key` at `now` (the store's clock), on the packed word: no
-    /// allocation.
+    /// A lone fixed window or token bucket under `key` at `now` (the store's clock), on its
+    /// word: no allocation, no write lock once the key is held.
     pub(crate) fn hit_one(
         &self,
         key: &CounterKey,
@@ -129,18 +193,22 @@ impl MemoryStore {
         now: u64,
     ) -> RateVerdict {
         let relative = self.relative(now);
+        let step = |slot: &Slot| match rule.kind {
+            RateKind::TokenBucket { burst } => slot.bucket(relative, rule, burst.max(1), consume),
+            _ => slot.packed(relative, rule, consume),
+        };
         if let Some(slot) = self.counters.get(key) {
-            return slot.packed(relative, rule, consume);
+            return step(&slot);
         }
         if !consume {
-            return verdict(rule.limit, 0, rule.limit > 0, rule.window);
+            return step(&Slot::default());
         }
         self.maybe_sweep(now, rule.window);
         let slot = self.counters.entry(key.clone()).or_insert_with(|| {
             self.held.fetch_add(1, Ordering::Relaxed);
             Slot::default()
         });
-        slot.downgrade().packed(relative, rule, consume)
+        step(&slot.downgrade())
     }
 
     /// Any rules under `key`, in one step under the key's lock.
@@ -201,7 +269,7 @@ impl MemoryStore {
         let target = self.capacity - self.capacity / 10;
         let mut lightest = 1;
         while self.held.load(Ordering::Relaxed) > target && lightest < u64::MAX / 2 {
-            self.retain(|slot| slot.weight() > lightest);
+            self.retain(|slot| slot.weight(relative) > lightest);
             lightest *= 2;
         }
     }
