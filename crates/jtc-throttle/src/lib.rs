@@ -13,6 +13,13 @@
 //!   also `X-RateLimit-Reset` (Unix time) and `Retry-After` (seconds left, rounded up, at
 //!   least 1). With a global and a per-route layer, the tighter figures win.
 //! - **429 body**: JSON, translated by `Accept-Language` (`en`, `pt_BR`).
+//! - **Limits**: [`Limit`]s per user or per plan decided per request
+//!   ([`ThrottleLayer::dynamic`]), several at once ([`ThrottleLayer::with_limits`], all must
+//!   admit, one store step per key), or parsed from `"10/second;1000/hour"` ([`Limits`]);
+//!   fixed window, sliding window or token bucket ([`Algorithm`]).
+//! - **Without the layer**: [`RateLimiter`] (`hit`, `check`, `clear`) over the same stores.
+//! - **Floods**: over a cache, a rejected key is answered in process until it may pass, and
+//!   concurrent requests of one key share a round trip.
 //! - **Outages**: a [policy](StoreErrorPolicy) for when the cache is down, logged, and
 //!   recovered from by itself.
 //!
