@@ -288,3 +288,41 @@ async fn a_hundred_thousand_distinct_paths_are_one_bucket() {
     // One bucket for /users/{id}, one for everything unmatched.
     assert_eq!(admitted, 2_000);
 }
+
+/// The `on_limited` hook is told who and what: the key counted, the client, the route and the
+/// name of the limit that rejected.
+#[tokio::test]
+async fn the_hook_knows_the_key_client_route_and_policy() {
+    use jtc_throttle::{Limit, Limited};
+    use std::sync::{Arc, Mutex};
+
+    let seen: Arc<Mutex<Vec<Limited>>> = Arc::default();
+    let hook_seen = Arc::clone(&seen);
+    let layer = ThrottleLayer::dynamic(|req| match req.headers.get("x-user") {
+        Some(user) => Limit::per_minute(1)
+            .by(format!("user:{}", user.to_str().unwrap_or("?")))
+            .name("per-user")
+            .into(),
+        None => Limit::per_minute(1).into(),
+    })
+    .on_limited(move |limited| {
+        hook_seen.lock().unwrap().push(limited.clone());
+        Response::builder().status(429).body(Body::empty()).unwrap()
+    });
+    let app = app(layer);
+    for _ in 0..2 {
+        send(&app, request("/users/7", PEER, &[("x-user", "ana")])).await;
+        send(&app, request("/users/7", PEER, &[])).await;
+    }
+    let seen = seen.lock().unwrap();
+    let [by_user, by_client] = &seen[..] else {
+        panic!("two rejections: {seen:?}")
+    };
+    assert_eq!(by_user.key, "user:ana");
+    assert_eq!(by_user.policy, "per-user");
+    assert_eq!(by_user.client, "203.0.113.9");
+    assert_eq!(by_user.route, "/users/{id}");
+    assert_eq!(by_client.key, "203.0.113.9:/users/{id}");
+    assert_eq!(by_client.policy, "1-per-60s");
+    assert_eq!((by_client.limit, by_client.retry_after_secs), (1, 60));
+}
