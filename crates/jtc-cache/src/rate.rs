@@ -183,115 +183,133 @@ fn step(rule: &RateRule, old: Option<State>, now: i64, consume: bool) -> Step {
     let window = rule.window_us();
     let limit = rule.limit();
     match rule.kind {
-        RateKind::FixedWindow => {
-            let state = old
-                .filter(|s| s.b > 0 && now < s.a.saturating_add(window))
-                .unwrap_or(State {
-                    a: now,
-                    b: 0,
-                    c: 0,
-                    expires: now + window,
-                });
-            let reset = state.a + window - now;
-            let count = state.b + i64::from(consume);
-            let allowed = if consume {
-                count <= limit
-            } else {
-                count < limit
-            };
-            let counted = State { b: count, ..state };
-            Step {
-                verdict: verdict(allowed, limit, limit - count, reset),
-                kept: state,
-                counted,
-                always: true,
-            }
-        }
-        RateKind::SlidingWindow => {
-            let index = now / window;
-            let state = match old {
-                Some(s) if s.a == index => s,
-                Some(s) if s.a + 1 == index => State {
-                    a: index,
-                    b: 0,
-                    c: s.b,
-                    expires: 0,
-                },
-                _ => State::default(),
-            };
-            let state = State {
-                a: index,
-                expires: (index + 2) * window,
-                ..state
-            };
-            let elapsed = now - index * window;
-            let left = window - elapsed;
-            let carried = mul_div(state.c, left, window);
-            let estimate = carried + state.b;
-            let allowed = estimate < limit;
-            let remaining = limit - estimate - i64::from(consume);
-            // Rejected: the first elapsed time x at which carried + current < limit, where
-            // carried = floor(p × (window − x) / window) < n  ⇔  x = window + 1 − ⌈n × window / p⌉.
-            let first_fit = |n: i64, p: i64| window + 1 - ceil_div(n * window, p);
-            let reset = if allowed || limit == 0 {
-                left
-            } else if state.b < limit {
-                (first_fit(limit - state.b, state.c) - elapsed).max(1)
-            } else {
-                // Not in this window: in the next, this window's count is the one carried.
-                left + first_fit(limit, state.b).max(0)
-            };
-            Step {
-                verdict: verdict(allowed, limit, remaining, reset),
-                kept: state,
-                counted: State {
-                    b: state.b + 1,
-                    ..state
-                },
-                always: false,
-            }
-        }
+        RateKind::FixedWindow => fixed_step(window, limit, old, now, consume),
+        RateKind::SlidingWindow => sliding_step(window, limit, old, now, consume),
         RateKind::TokenBucket { burst } => {
             let burst = i64::try_from(burst.max(1)).unwrap_or(i64::MAX / 4);
-            let interval = (window / limit.max(1)).max(1);
-            let capacity = interval.saturating_mul(burst);
-            let tat = old.map_or(now, |s| s.a.max(now));
-            // `b` only counts the tokens taken, for `weight`.
-            let state = State {
-                a: tat,
-                b: old.map_or(0, |s| s.b),
-                c: 0,
-                expires: tat,
-            };
-            let next = tat + interval;
-            let (allowed, remaining, reset) = if consume {
-                let allowed = next - now <= capacity;
-                if allowed {
-                    (true, (capacity - (next - now)) / interval, next - now)
-                } else {
-                    (false, 0, next - now - capacity)
-                }
-            } else {
-                let left = (capacity - (tat - now)) / interval;
-                let wait = if left > 0 {
-                    tat - now
-                } else {
-                    next - now - capacity
-                };
-                (left > 0, left, wait)
-            };
-            Step {
-                verdict: verdict(allowed, burst, remaining, reset),
-                kept: state,
-                counted: State {
-                    a: next,
-                    b: state.b.saturating_add(1),
-                    c: 0,
-                    expires: next,
-                },
-                always: false,
-            }
+            bucket_step(window, limit, burst, old, now, consume)
         }
+    }
+}
+
+/// A fixed window from the key's first request; every request counts.
+fn fixed_step(window: i64, limit: i64, old: Option<State>, now: i64, consume: bool) -> Step {
+    let state = old
+        .filter(|s| s.b > 0 && now < s.a.saturating_add(window))
+        .unwrap_or(State {
+            a: now,
+            b: 0,
+            c: 0,
+            expires: now + window,
+        });
+    let reset = state.a + window - now;
+    let count = state.b + i64::from(consume);
+    let allowed = if consume {
+        count <= limit
+    } else {
+        count < limit
+    };
+    let counted = State { b: count, ..state };
+    Step {
+        verdict: verdict(allowed, limit, limit - count, reset),
+        kept: state,
+        counted,
+        always: true,
+    }
+}
+
+/// A sliding-window estimate over aligned windows; only admitted requests count.
+fn sliding_step(window: i64, limit: i64, old: Option<State>, now: i64, consume: bool) -> Step {
+    let index = now / window;
+    let state = match old {
+        Some(s) if s.a == index => s,
+        Some(s) if s.a + 1 == index => State {
+            a: index,
+            b: 0,
+            c: s.b,
+            expires: 0,
+        },
+        _ => State::default(),
+    };
+    let state = State {
+        a: index,
+        expires: (index + 2) * window,
+        ..state
+    };
+    let elapsed = now - index * window;
+    let left = window - elapsed;
+    let carried = mul_div(state.c, left, window);
+    let estimate = carried + state.b;
+    let allowed = estimate < limit;
+    let remaining = limit - estimate - i64::from(consume);
+    // Rejected: the first elapsed time x at which carried + current < limit, where
+    // carried = floor(p × (window − x) / window) < n  ⇔  x = window + 1 − ⌈n × window / p⌉.
+    let first_fit = |n: i64, p: i64| window + 1 - ceil_div(n * window, p);
+    let reset = if allowed || limit == 0 {
+        left
+    } else if state.b < limit {
+        (first_fit(limit - state.b, state.c) - elapsed).max(1)
+    } else {
+        // Not in this window: in the next, this window's count is the one carried.
+        left + first_fit(limit, state.b).max(0)
+    };
+    Step {
+        verdict: verdict(allowed, limit, remaining, reset),
+        kept: state,
+        counted: State {
+            b: state.b + 1,
+            ..state
+        },
+        always: false,
+    }
+}
+
+/// A token bucket as GCRA: one theoretical arrival time per key.
+fn bucket_step(
+    window: i64,
+    limit: i64,
+    burst: i64,
+    old: Option<State>,
+    now: i64,
+    consume: bool,
+) -> Step {
+    let interval = (window / limit.max(1)).max(1);
+    let capacity = interval.saturating_mul(burst);
+    let tat = old.map_or(now, |s| s.a.max(now));
+    // `b` only counts the tokens taken, for `weight`.
+    let state = State {
+        a: tat,
+        b: old.map_or(0, |s| s.b),
+        c: 0,
+        expires: tat,
+    };
+    let next = tat + interval;
+    let (allowed, remaining, reset) = if consume {
+        let allowed = next - now <= capacity;
+        if allowed {
+            (true, (capacity - (next - now)) / interval, next - now)
+        } else {
+            (false, 0, next - now - capacity)
+        }
+    } else {
+        let left = (capacity - (tat - now)) / interval;
+        let wait = if left > 0 {
+            tat - now
+        } else {
+            next - now - capacity
+        };
+        (left > 0, left, wait)
+    };
+    Step {
+        verdict: verdict(allowed, burst, remaining, reset),
+        kept: state,
+        counted: State {
+            a: next,
+            b: state.b.saturating_add(1),
+            c: 0,
+            expires: next,
+        },
+        always: false,
     }
 }
 

@@ -27,6 +27,7 @@
 
 mod disk;
 mod entry;
+mod rate;
 mod sweep;
 
 use std::{
@@ -43,11 +44,10 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
-    Clock, Error, ErrorKind, Hit, RateRecord, RateRule, RateVerdict, Result, SystemClock,
+    Clock, Error, ErrorKind, Hit, RateRule, RateVerdict, Result, SystemClock,
     clock::{SharedClock, duration_ms, expiry_at},
     counter::{format_integer, incremented},
     driver::{CacheDriver, DriverFuture},
-    rate::{counter_verdict, lone_fixed_window},
 };
 
 use self::{
@@ -400,52 +400,7 @@ impl CacheDriver for FileDriver {
         rules: &'a [RateRule],
         consume: bool,
     ) -> DriverFuture<'a, Vec<RateVerdict>> {
-        if let Some(rule) = lone_fixed_window(rules) {
-            let (rule, owned) = (*rule, key.to_owned());
-            return self.run(key, move |inner, entry| {
-                inner.locked(entry, |live| {
-                    let now = inner.now();
-                    let window = duration_ms(rule.window).max(1);
-                    let found = live.and_then(|(expires_at, stored)| {
-                        let count = incremented(&owned, Some(&stored), 0).ok()?;
-                        (count > 0).then_some((count, expires_at))
-                    });
-                    let expires_at = match found {
-                        Some((_, expires_at)) => expires_at.unwrap_or(now + window),
-                        None => now.saturating_add(window),
-                    };
-                    let mut count = found.map_or(0, |(count, _)| count);
-                    if consume {
-                        count = count.saturating_add(1);
-                        inner.write(entry, Some(expires_at), &format_integer(count))?;
-                    }
-                    let expires_in = Duration::from_millis(expires_at.saturating_sub(now));
-                    Ok(vec![counter_verdict(
-                        &rule,
-                        count.unsigned_abs(),
-                        expires_in,
-                        consume,
-                    )])
-                })
-            });
-        }
-        let rules = rules.to_vec();
-        self.run(key, move |inner, entry| {
-            inner.locked(entry, |live| {
-                let now = inner.now();
-                let now_us = i64::try_from(now).unwrap_or(i64::MAX / 4_000) * 1_000;
-                let mut record = live.map_or_else(RateRecord::default, |(_, stored)| {
-                    RateRecord::decode(&stored)
-                });
-                let verdicts = record.apply(&rules, now_us, consume);
-                if consume {
-                    let ttl = record.ttl(now_us).unwrap_or(Duration::from_millis(1));
-                    let expires_at = now.saturating_add(duration_ms(ttl));
-                    inner.write(entry, Some(expires_at), &record.encode())?;
-                }
-                Ok(verdicts)
-            })
-        })
+        self.rate_on_disk(key, rules, consume)
     }
 
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
