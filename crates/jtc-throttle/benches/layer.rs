@@ -1,13 +1,15 @@
 //! The layer's own cost per request, without sockets: a hello-world Router called in process
 //! (`oneshot`) with no limiter, with tower_governor (headers on) and with `ThrottleLayer`
-//! in memory, passing and flooded (429s). `cargo bench -p jtc-throttle --bench layer`.
+//! in memory, passing and flooded (429s), and a `from_fn` middleware that only adds the two
+//! headers. `cargo bench -p jtc-throttle --bench layer`.
 
 use std::{hint::black_box, net::SocketAddr, time::Duration};
 
 use axum::{Router, body::Body, extract::ConnectInfo, routing::get};
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::Request;
+use http::{HeaderValue, Request};
 use jtc_throttle::ThrottleLayer;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tower::ServiceExt;
 
 const QUOTA: u64 = 8_000_000;
@@ -17,6 +19,25 @@ fn request() -> Request<Body> {
     let peer: SocketAddr = "203.0.113.9:50000".parse().unwrap();
     request.extensions_mut().insert(ConnectInfo(peer));
     request
+}
+
+async fn floor(request: Request<Body>, next: axum::middleware::Next) -> axum::response::Response {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned();
+    black_box((peer, route));
+    let mut response = next.run(request).await;
+    let count = COUNT.fetch_add(1, Ordering::Relaxed);
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(QUOTA));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(QUOTA - count));
+    response
 }
 
 fn layer(c: &mut Criterion) {
@@ -33,6 +54,12 @@ fn layer(c: &mut Criterion) {
         .unwrap();
     let apps = [
         ("plain", router()),
+        // A `from_fn` middleware doing the least any limiter with headers does: read the peer
+        // and the route, count, and add `X-RateLimit-Limit` and `X-RateLimit-Remaining`.
+        (
+            "from-fn-two-headers",
+            router().layer(axum::middleware::from_fn(floor)),
+        ),
         (
             "tower-governor",
             router().layer(tower_governor::GovernorLayer::new(governor)),
