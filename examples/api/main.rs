@@ -201,7 +201,9 @@ fn unavailable(error: &jtc_cache::Error) -> Response {
         reason.push_str(&cause.to_string());
         source = cause.source();
     }
-    tracing::error!(error = %reason, "cache unavailable");
+    // The cache logs a failing backend itself, at most once a second: one line per failed
+    // request here would flood the log during an outage.
+    tracing::debug!(error = %reason, "cache unavailable");
     let body = Json(serde_json::json!({ "error": "cache unavailable" }));
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }

@@ -229,6 +229,20 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// Whether the backend failed (a file operation, Redis, a timeout), as opposed to the
+    /// call being refused for its input (a key too long, a value that is not a counter).
+    pub(crate) fn is_backend(&self) -> bool {
+        match self.kind() {
+            ErrorKind::Io { .. }
+            | ErrorKind::Timeout { .. }
+            | ErrorKind::IncompleteFlush { .. }
+            | ErrorKind::Task(_) => true,
+            #[cfg(feature = "redis")]
+            ErrorKind::Redis { .. } => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ErrorKind::Io {
             path: path.into(),

@@ -93,6 +93,8 @@ pub(crate) struct Observer {
     stripes: [Stripe; STRIPES],
     listeners: RwLock<Arc<[Listener]>>,
     has_listeners: AtomicBool,
+    /// Backend failures, logged at most once a second.
+    pub(crate) outage: crate::outage::OutageLog,
 }
 
 impl Default for Observer {
@@ -101,6 +103,7 @@ impl Default for Observer {
             stripes: Default::default(),
             listeners: RwLock::new(Arc::from(Vec::new())),
             has_listeners: AtomicBool::new(false),
+            outage: crate::outage::OutageLog::default(),
         }
     }
 }

@@ -314,10 +314,10 @@ impl Op<'_> {
     /// Releases a lock this cache took for itself; a failure only means it expires later.
     pub(crate) async fn release_quietly(&self, lock_key: &StoreKey<'_>, owner: &str) {
         if let Err(error) = self.forget_if(lock_key, owner.as_bytes()).await {
-            tracing::warn!(
-                key_hash = %KeyHash(lock_key.as_str()),
-                error = %crate::error::chain(&error),
-                "could not release an internal lock; it will expire by itself"
+            crate::outage::set_aside(
+                &error,
+                &KeyHash(lock_key.as_str()),
+                "could not release an internal lock; it will expire by itself",
             );
         }
     }

@@ -142,10 +142,10 @@ impl Op<'_> {
             Ok(true) => {}
             Ok(false) => return,
             Err(error) => {
-                tracing::warn!(
-                    key_hash = %KeyHash(self.key()),
-                    error = %crate::error::chain(&error),
-                    "could not start a background refresh; serving the stale value"
+                crate::outage::set_aside(
+                    &error,
+                    &KeyHash(self.key()),
+                    "could not start a background refresh; serving the stale value",
                 );
                 return;
             }
@@ -159,10 +159,10 @@ impl Op<'_> {
                 .load_and_store(&at, window.keep(), infallible(load))
                 .await;
             if let Err(error) = stored {
-                tracing::warn!(
-                    key_hash = %KeyHash(&key),
-                    error = %crate::error::chain(&error),
-                    "background refresh failed; the stale value stays until it expires"
+                crate::outage::set_aside(
+                    &error,
+                    &KeyHash(&key),
+                    "background refresh failed; the stale value stays until it expires",
                 );
             }
             op.release_quietly(&lock_key, &owner).await;

@@ -72,6 +72,7 @@ mod fill;
 mod flexible;
 mod keys;
 mod lock;
+mod outage;
 pub mod rate;
 mod tags;
 

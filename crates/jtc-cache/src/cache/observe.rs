@@ -118,6 +118,7 @@ impl<'a> Op<'a> {
         Observed {
             call,
             inner: self.inner(),
+            operation: self.name,
         }
     }
 
@@ -256,6 +257,7 @@ impl<'a> Op<'a> {
 pub(crate) struct Observed<'a, T> {
     call: DriverFuture<'a, T>,
     inner: &'a Inner,
+    operation: &'static str,
 }
 
 impl<T> Future for Observed<'_, T> {
@@ -264,10 +266,23 @@ impl<T> Future for Observed<'_, T> {
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let result = ready!(Pin::new(&mut self.call).poll(cx));
-        if result.is_err() {
-            self.inner.observer.error(self.inner.settings.count);
+        if let Err(error) = &result {
+            self.failed(error);
         }
         Poll::Ready(result)
+    }
+}
+
+impl<T> Observed<'_, T> {
+    /// Counts a failed call and logs it (at most once a second per cache).
+    #[cold]
+    fn failed(&self, error: &crate::Error) {
+        let observer = &self.inner.observer;
+        observer.error(self.inner.settings.count);
+        if error.is_backend() {
+            let driver = self.inner.driver.name();
+            observer.outage.failed(driver, self.operation, error);
+        }
     }
 }
 
