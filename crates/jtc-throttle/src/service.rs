@@ -97,7 +97,11 @@ where
         ResponseFuture::boxed(async move {
             let counters = &shared.counters;
             let plan = shared.plan(&counting);
-            match counters.in_cache(&cache, plan, &counting.key, now).await {
+            let outcome = counters.in_cache(&cache, plan, &counting.key, now).await;
+            if let Outcome::Decided(decision) = &outcome {
+                shared.trace(&counting, decision);
+            }
+            match outcome {
                 Outcome::Decided(decision) if decision.allowed => {
                     let unmatched = counting.key.lacks_route();
                     let mut response = inner.call(request).await?.map(Body::new);
@@ -123,6 +127,7 @@ impl<S> Throttle<S> {
     where
         S: Service<Request<ReqBody>>,
     {
+        self.shared.trace(&counting, &decision);
         if decision.allowed {
             let finish = Finish {
                 decision,

@@ -162,6 +162,22 @@ impl Shared {
         (!self.plan(&counting).limits.is_unlimited()).then_some(counting)
     }
 
+    /// Tells the log, at debug level, what was decided: allowed, remaining and the tightest
+    /// limit's name (never the key or the client: they may be personal data).
+    pub(crate) fn trace(&self, counting: &Counting, decision: &Decision) {
+        tracing::debug!(
+            limiter = %self.counters.prefix.trim_end_matches(':'),
+            allowed = decision.allowed,
+            remaining = decision.remaining,
+            policy = %self
+                .plan(counting)
+                .limit(decision.policy)
+                .map(crate::Limit::policy_name)
+                .unwrap_or_default(),
+            "jtc-throttle: decision"
+        );
+    }
+
     /// The 429 for a rejected request: the hook's or the translated JSON, with headers.
     pub(crate) fn limited<B>(
         &self,

@@ -326,3 +326,55 @@ async fn the_hook_knows_the_key_client_route_and_policy() {
     assert_eq!(by_client.policy, "1-per-60s");
     assert_eq!((by_client.limit, by_client.retry_after_secs), (1, 60));
 }
+
+/// Each decision is told to the log at debug level — allowed, remaining, the limit's name —
+/// without the client or the key.
+#[tokio::test]
+async fn each_decision_is_a_debug_event_without_personal_data() {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Events(Arc<Mutex<Vec<String>>>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut line = String::new();
+            event.record(
+                &mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+                    line.push_str(&format!("{}={value:?} ", field.name()));
+                },
+            );
+            if line.contains("jtc-throttle: decision") {
+                self.0.lock().unwrap().push(line);
+            }
+        }
+    }
+
+    let events = Events::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    let app = app(ThrottleLayer::new(1, 60).name("login"));
+    send(&app, request("/", PEER, &[])).await;
+    send(&app, request("/", PEER, &[])).await;
+    let lines = events.0.lock().unwrap().clone();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].contains("allowed=true") && lines[0].contains("remaining=0"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains("allowed=false"), "{}", lines[1]);
+    assert!(
+        lines[0].contains("policy=default") && lines[0].contains("limiter=throttle:login"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("203.0.113.9")),
+        "no client address: {lines:#?}"
+    );
+}

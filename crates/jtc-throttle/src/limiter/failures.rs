@@ -61,8 +61,9 @@ impl FailureLog {
         if self.open_until.load(Ordering::Relaxed) != 0
             && self.open_until.swap(0, Ordering::Relaxed) != 0
         {
-            tracing::info!(
-                "jtc-throttle: the rate-limit store answers again; back to shared counting"
+            tracing::warn!(
+                "jtc-throttle: the rate-limit store answers again; leaving the store-error \
+                 policy, back to shared counting"
             );
         }
     }
