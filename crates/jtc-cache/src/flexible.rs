@@ -139,7 +139,15 @@ impl Op<'_> {
             .saturating_sub(window.fresh)
             .max(Duration::from_secs(1));
         match self.add(&lock_key, owner.clone().into(), Some(hold)).await {
-            Ok(true) => {}
+            Ok(true) => {
+                // A refresh may have finished between this read finding the value stale and
+                // taking the lock: then the value is fresh again and there is nothing to do.
+                let marker = keys::internal(Record::Fresh, at.as_str());
+                if matches!(self.get(&marker).await, Ok(Some(_))) {
+                    self.release_quietly(&lock_key, &owner).await;
+                    return;
+                }
+            }
             Ok(false) => return,
             Err(error) => {
                 crate::outage::set_aside(
