@@ -74,27 +74,6 @@ pub(crate) fn lone_fixed_window(rules: &[RateRule]) -> Option<&RateRule> {
     }
 }
 
-/// A lone fixed window's verdict from its counter: `count` after this request when counting,
-/// as found when looking; `expires_in` the counter's time left.
-pub(crate) fn counter_verdict(
-    rule: &RateRule,
-    count: u64,
-    expires_in: Duration,
-    consume: bool,
-) -> RateVerdict {
-    let allowed = if consume {
-        count <= rule.limit
-    } else {
-        count < rule.limit
-    };
-    RateVerdict {
-        allowed,
-        limit: rule.limit,
-        remaining: rule.limit.saturating_sub(count),
-        reset_after: expires_in,
-    }
-}
-
 /// One rule's state inside a record: three numbers and an expiry, all in microseconds where
 /// they are times.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -264,6 +243,102 @@ fn sliding_step(window: i64, limit: i64, old: Option<State>, now: i64, consume: 
     }
 }
 
+impl RateVerdict {
+    /// A fixed window's verdict from its counter: `count` after this request when counting
+    /// (`consume`), as found when looking; `expires_in` the counter's time left. How every
+    /// store that keeps a lone fixed window as a plain counter answers.
+    ///
+    /// ```
+    /// use jtc_cache::{RateKind, RateRule, RateVerdict};
+    /// use std::time::Duration;
+    /// let rule = RateRule { limit: 2, window: Duration::from_secs(60), kind: RateKind::FixedWindow };
+    /// let third = RateVerdict::from_counter(&rule, 3, Duration::from_secs(9), true);
+    /// assert!(!third.allowed);
+    /// assert_eq!(third.remaining, 0);
+    /// ```
+    pub fn from_counter(rule: &RateRule, count: u64, expires_in: Duration, consume: bool) -> Self {
+        let allowed = if consume {
+            count <= rule.limit
+        } else {
+            count < rule.limit
+        };
+        Self {
+            allowed,
+            limit: rule.limit,
+            remaining: rule.limit.saturating_sub(count),
+            reset_after: expires_in,
+        }
+    }
+}
+
+impl RateRule {
+    /// One token-bucket (GCRA) step at `now_us` for a bucket whose theoretical arrival time
+    /// is `tat_us` (the past, or 0, for a full bucket): the verdict, and with `consume` the
+    /// new arrival time when the request took a token. The arithmetic every store uses, for
+    /// a store that keeps the arrival time itself (one compare-and-swap in memory).
+    ///
+    /// ```
+    /// use jtc_cache::{RateKind, RateRule};
+    /// use std::time::Duration;
+    /// let rule = RateRule { limit: 1, window: Duration::from_secs(1), kind: RateKind::TokenBucket { burst: 1 } };
+    /// let (first, tat) = rule.token_bucket(0, 5_000_000, true);
+    /// assert!(first.allowed);
+    /// let (second, none) = rule.token_bucket(tat.unwrap(), 5_000_000, true);
+    /// assert!(!second.allowed && none.is_none());
+    /// assert_eq!(second.reset_after, Duration::from_secs(1));
+    /// ```
+    pub fn token_bucket(
+        &self,
+        tat_us: i64,
+        now_us: i64,
+        consume: bool,
+    ) -> (RateVerdict, Option<i64>) {
+        let burst = match self.kind {
+            RateKind::TokenBucket { burst } => burst,
+            _ => self.limit,
+        };
+        let burst = i64::try_from(burst.max(1)).unwrap_or(i64::MAX / 4);
+        gcra(
+            self.window_us(),
+            self.limit(),
+            burst,
+            tat_us,
+            now_us,
+            consume,
+        )
+    }
+}
+
+/// GCRA: the verdict, and the new arrival time when a token was taken.
+fn gcra(
+    window: i64,
+    limit: i64,
+    burst: i64,
+    tat: i64,
+    now: i64,
+    consume: bool,
+) -> (RateVerdict, Option<i64>) {
+    let interval = (window / limit.max(1)).max(1);
+    let capacity = interval.saturating_mul(burst);
+    let tat = tat.max(now);
+    let next = tat + interval;
+    if !consume {
+        let left = (capacity - (tat - now)) / interval;
+        let wait = if left > 0 {
+            tat - now
+        } else {
+            next - now - capacity
+        };
+        return (verdict(left > 0, burst, left, wait), None);
+    }
+    if next - now <= capacity {
+        let remaining = (capacity - (next - now)) / interval;
+        (verdict(true, burst, remaining, next - now), Some(next))
+    } else {
+        (verdict(false, burst, 0, next - now - capacity), None)
+    }
+}
+
 /// A token bucket as GCRA: one theoretical arrival time per key.
 fn bucket_step(
     window: i64,
@@ -273,8 +348,6 @@ fn bucket_step(
     now: i64,
     consume: bool,
 ) -> Step {
-    let interval = (window / limit.max(1)).max(1);
-    let capacity = interval.saturating_mul(burst);
     let tat = old.map_or(now, |s| s.a.max(now));
     // `b` only counts the tokens taken, for `weight`.
     let state = State {
@@ -283,25 +356,11 @@ fn bucket_step(
         c: 0,
         expires: tat,
     };
-    let next = tat + interval;
-    let (allowed, remaining, reset) = if consume {
-        let allowed = next - now <= capacity;
-        if allowed {
-            (true, (capacity - (next - now)) / interval, next - now)
-        } else {
-            (false, 0, next - now - capacity)
-        }
-    } else {
-        let left = (capacity - (tat - now)) / interval;
-        let wait = if left > 0 {
-            tat - now
-        } else {
-            next - now - capacity
-        };
-        (left > 0, left, wait)
-    };
+    let (verdict, taken) = gcra(window, limit, burst, tat, now, consume);
+    // Counted only when every rule admits; a look or a rejection leaves the bucket as it was.
+    let next = taken.unwrap_or(tat + (window / limit.max(1)).max(1));
     Step {
-        verdict: verdict(allowed, burst, remaining, reset),
+        verdict,
         kept: state,
         counted: State {
             a: next,

@@ -221,30 +221,15 @@ impl RateLimiter {
         let now = self.counters.clock.now_ms();
         let plan = Plan::new(Limits::from(limits.to_vec()));
         let default = CounterKey::Custom(key.to_owned());
-        let Some(cache) = &self.counters.cache else {
-            return Ok(self.counters.in_memory(&plan, &default, now, consume));
-        };
-        let mut verdicts = Vec::with_capacity(limits.len());
-        verdicts.resize(limits.len(), None);
-        for group in &plan.groups {
-            let own;
-            let key = match &group.key {
-                Some(k) => {
-                    own = CounterKey::Custom(k.to_string());
-                    &own
-                }
-                None => &default,
-            };
-            let counted = self
-                .counters
-                .rate(cache, key, &group.rules, now, consume)
-                .await?;
-            for (position, verdict) in group.positions.iter().zip(counted) {
-                verdicts[*position] = Some(verdict);
+        match &self.counters.cache {
+            Some(cache) => {
+                let counters = &self.counters;
+                counters
+                    .try_in_cache(cache, &plan, &default, now, consume)
+                    .await
             }
+            None => Ok(self.counters.in_memory(&plan, &default, now, consume)),
         }
-        let verdicts: Vec<_> = verdicts.into_iter().flatten().collect();
-        Ok(Decision::combine(&verdicts, now))
     }
 }
 

@@ -76,7 +76,7 @@ where
             return ResponseFuture::inner(self.inner.call(request), None);
         };
         let now = shared.counters.clock.now_ms();
-        let Some(cache) = shared.config.cache.clone() else {
+        let Some(cache) = shared.counters.cache.clone() else {
             // Counting in memory decides at once: no clone of the inner service, no box.
             let plan = shared.plan(&counting);
             let decision = shared.counters.in_memory(plan, &counting.key, now, true);

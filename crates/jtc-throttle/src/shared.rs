@@ -63,9 +63,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     /// The answers of a rejection, per locale.
     pages: Pages,
-    /// The fixed limits (none for a dynamic layer), their `RateLimit-Policy` value and, with
-    /// one limit, its `X-RateLimit-Limit` value: built once.
-    fixed: Option<Arc<Plan>>,
+    /// The fixed limits' `RateLimit-Policy` value and, with one limit, its
+    /// `X-RateLimit-Limit` value: built once.
     fixed_policy: Option<HeaderValue>,
     fixed_limit: Option<(u64, HeaderValue)>,
 }
@@ -81,13 +80,11 @@ impl Shared {
             .supported(&config.fallback_locale)
             .unwrap_or_else(|| lang::DEFAULT_LOCALE.to_owned());
         let fixed = match &config.limits {
-            Source::Fixed(plan) => Some(Arc::clone(plan)),
+            Source::Fixed(plan) => Some(plan),
             Source::Dynamic(_) => None,
         };
-        let fixed_policy = fixed
-            .as_ref()
-            .and_then(|plan| HeaderValue::from_str(&plan.policy_header()).ok());
-        let fixed_limit = match fixed.as_ref().map(|plan| plan.limits.as_slice()) {
+        let fixed_policy = fixed.and_then(|plan| HeaderValue::from_str(&plan.policy_header()).ok());
+        let fixed_limit = match fixed.map(|plan| plan.limits.as_slice()) {
             Some([limit]) => {
                 let max = match limit.algorithm_used() {
                     crate::Algorithm::TokenBucket => limit.burst_size(),
@@ -108,7 +105,6 @@ impl Shared {
         Self {
             counters: Arc::new(counters),
             pages: Pages::new(&config.catalogues, &fallback),
-            fixed,
             fixed_policy,
             fixed_limit,
             config,
@@ -117,9 +113,9 @@ impl Shared {
 
     /// The limits `counting` is counted against.
     pub(crate) fn plan<'a>(&'a self, counting: &'a Counting) -> &'a Plan {
-        match (&counting.dynamic, &self.fixed) {
-            (Some(plan), _) | (None, Some(plan)) => plan,
-            (None, None) => unreachable!("a dynamic layer always decides a plan"),
+        match (&counting.dynamic, &self.config.limits) {
+            (Some(plan), _) | (None, Source::Fixed(plan)) => plan,
+            (None, Source::Dynamic(_)) => unreachable!("a dynamic layer always decides a plan"),
         }
     }
 
@@ -248,10 +244,10 @@ impl Shared {
         if unmatched {
             key::check_unmatched_status(response.status());
         }
-        let plan = match (dynamic, &self.fixed) {
+        let plan = match (dynamic, &self.config.limits) {
             (Some(plan), _) => plan,
-            (None, Some(fixed)) => fixed,
-            (None, None) => return,
+            (None, Source::Fixed(fixed)) => fixed,
+            (None, Source::Dynamic(_)) => return,
         };
         self.add_headers(response.headers_mut(), plan, decision);
     }
@@ -264,8 +260,10 @@ impl Shared {
             .map(|(_, value)| value);
         response::add_headers(headers, decision, limit);
         if self.config.ietf_headers {
-            let policy = match (&self.fixed_policy, &self.fixed) {
-                (Some(policy), Some(fixed)) if std::ptr::eq(&**fixed, plan) => Some(policy.clone()),
+            let policy = match (&self.fixed_policy, &self.config.limits) {
+                (Some(policy), Source::Fixed(fixed)) if std::ptr::eq(&**fixed, plan) => {
+                    Some(policy.clone())
+                }
                 _ => HeaderValue::from_str(&plan.policy_header()).ok(),
             };
             let name = plan

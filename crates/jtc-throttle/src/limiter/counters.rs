@@ -117,6 +117,7 @@ impl Counters {
 
     /// Counts a request's limits in the cache, with the store-error policy applied: one
     /// atomic step per key (one for the whole request, unless limits name their own keys).
+    /// The caller has asked [`denied`](Self::denied) first.
     pub(crate) async fn in_cache(
         &self,
         cache: &Cache,
@@ -149,7 +150,7 @@ impl Counters {
                     self.fixed_window(cache, key, rule, now).await
                 }
                 rules => self
-                    .rate(cache, key, rules, now, true)
+                    .in_store(cache, key, rules, now, true)
                     .await
                     .map_err(Arc::new),
             };
@@ -170,8 +171,8 @@ impl Counters {
         }
     }
 
-    /// A lone fixed window in the cache, through the deny cache, counted in a batch with the
-    /// process's concurrent hits on the same key (`coalesce.rs`).
+    /// A lone fixed window in the cache, counted in a batch with the process's concurrent
+    /// hits on the same key (`coalesce.rs`).
     async fn fixed_window(
         &self,
         cache: &Cache,
@@ -179,26 +180,16 @@ impl Counters {
         rule: &RateRule,
         now: u64,
     ) -> Result<Vec<RateVerdict>, Arc<jtc_cache::Error>> {
-        if let Some(verdict) = self.deny.as_ref().and_then(|d| d.check(key, now)) {
-            return Ok(vec![verdict]);
-        }
         let storage = self.storage_key(key);
         let hit = self.coalescer.hit(cache, &storage, rule.window).await?;
         let count = hit.count.max(0).unsigned_abs();
-        let verdicts = vec![RateVerdict {
-            allowed: count <= rule.limit,
-            limit: rule.limit,
-            remaining: rule.limit.saturating_sub(count),
-            reset_after: hit.expires_in,
-        }];
-        if let Some(deny) = &self.deny {
-            deny.learn(key, &verdicts, now);
-        }
+        let verdicts = vec![RateVerdict::from_counter(rule, count, hit.expires_in, true)];
+        self.learn(key, &verdicts, now);
         Ok(verdicts)
     }
 
-    /// One key's rules in the cache, through the deny cache when counting.
-    pub(crate) async fn rate(
+    /// One key's rules in the store; a rejection when counting is remembered.
+    async fn in_store(
         &self,
         cache: &Cache,
         key: &CounterKey,
@@ -206,15 +197,41 @@ impl Counters {
         now: u64,
         consume: bool,
     ) -> jtc_cache::Result<Vec<RateVerdict>> {
-        let deny = self.deny.as_ref().filter(|_| consume);
-        if let Some(verdict) = deny.and_then(|d| d.check(key, now)) {
-            return Ok(vec![verdict; rules.len()]);
-        }
         let verdicts = cache.rate(&self.storage_key(key), rules, consume).await?;
-        if let Some(deny) = deny {
-            deny.learn(key, &verdicts, now);
+        if consume {
+            self.learn(key, &verdicts, now);
         }
         Ok(verdicts)
+    }
+
+    fn learn(&self, key: &CounterKey, verdicts: &[RateVerdict], now: u64) {
+        if let Some(deny) = &self.deny {
+            deny.learn(key, verdicts, now);
+        }
+    }
+
+    /// Counts (or looks at) a request's limits in the cache for `RateLimiter`: a remembered
+    /// rejection first, then one step per key, and the cache's error returned as it is.
+    pub(crate) async fn try_in_cache(
+        &self,
+        cache: &Cache,
+        plan: &Plan,
+        default: &CounterKey,
+        now: u64,
+        consume: bool,
+    ) -> jtc_cache::Result<Decision> {
+        if consume && let Some(decision) = self.denied(plan, default, now) {
+            return Ok(decision);
+        }
+        let mut verdicts = placeholder(plan);
+        for group in &plan.groups {
+            let key = key_of(group, default);
+            let counted = self
+                .in_store(cache, &key, &group.rules, now, consume)
+                .await?;
+            place(&mut verdicts, group, counted);
+        }
+        Ok(Decision::combine(&verdicts, now))
     }
 
     /// Forgets everything counted under `key`, here and in the cache.

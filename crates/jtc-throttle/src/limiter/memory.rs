@@ -85,37 +85,22 @@ impl Slot {
         self.unpack().1 + debt + self.record.weight()
     }
 
-    /// A token-bucket hit (or look) on the `tat` word: the arithmetic of
-    /// `jtc_cache::RateRecord`, in one compare-and-swap, retried on contention.
-    fn bucket(&self, relative: u64, rule: &RateRule, burst: u64, consume: bool) -> RateVerdict {
-        let window_us = u64::try_from(rule.window.as_micros()).unwrap_or(u64::MAX / 4);
-        let interval = (window_us.max(1_000) / rule.limit.max(1)).max(1);
-        let capacity = interval.saturating_mul(burst);
-        let now = relative * 1_000;
+    /// A token-bucket hit (or look) on the `tat` word: `jtc_cache`'s GCRA step
+    /// (`RateRule::token_bucket`), in one compare-and-swap, retried on contention.
+    fn bucket(&self, relative: u64, rule: &RateRule, consume: bool) -> RateVerdict {
+        let now = i64::try_from(relative * 1_000).unwrap_or(i64::MAX / 4);
         let mut stored = self.tat.load(Ordering::Acquire);
         loop {
-            let tat = stored.max(now);
-            let next = tat + interval;
-            if !consume {
-                let left = (capacity.saturating_sub(tat - now)) / interval;
-                let wait = if left > 0 {
-                    tat - now
-                } else {
-                    next - now - capacity
-                };
-                return bucket_verdict(left > 0, burst, left, wait);
-            }
-            if next - now > capacity {
-                return bucket_verdict(false, burst, 0, next - now - capacity);
-            }
+            let tat = i64::try_from(stored).unwrap_or(i64::MAX / 4);
+            let (verdict, taken) = rule.token_bucket(tat, now, consume);
+            let Some(next) = taken.and_then(|next| u64::try_from(next).ok()) else {
+                return verdict;
+            };
             match self
                 .tat
                 .compare_exchange_weak(stored, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => {
-                    let remaining = (capacity - (next - now)) / interval;
-                    return bucket_verdict(true, burst, remaining, next - now);
-                }
+                Ok(_) => return verdict,
                 Err(actual) => stored = actual,
             }
         }
@@ -137,7 +122,7 @@ impl Slot {
             };
             let reset_after = Duration::from_millis(end - relative);
             if !consume {
-                return verdict(rule.limit, count, count < rule.limit, reset_after);
+                return RateVerdict::from_counter(rule, count, reset_after, false);
             }
             let count = (count + 1).min(COUNT_MASK);
             let next = (end << COUNT_BITS) | count;
@@ -145,29 +130,10 @@ impl Slot {
                 .packed
                 .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return verdict(rule.limit, count, count <= rule.limit, reset_after),
+                Ok(_) => return RateVerdict::from_counter(rule, count, reset_after, true),
                 Err(actual) => word = actual,
             }
         }
-    }
-}
-
-/// A bucket's verdict, its wait rounded up to whole milliseconds as every store does.
-fn bucket_verdict(allowed: bool, burst: u64, remaining: u64, wait_us: u64) -> RateVerdict {
-    RateVerdict {
-        allowed,
-        limit: burst,
-        remaining,
-        reset_after: Duration::from_millis(wait_us.div_ceil(1_000)),
-    }
-}
-
-fn verdict(limit: u64, count: u64, allowed: bool, reset_after: Duration) -> RateVerdict {
-    RateVerdict {
-        allowed,
-        limit,
-        remaining: limit.saturating_sub(count),
-        reset_after,
     }
 }
 
@@ -194,7 +160,7 @@ impl MemoryStore {
     ) -> RateVerdict {
         let relative = self.relative(now);
         let step = |slot: &Slot| match rule.kind {
-            RateKind::TokenBucket { burst } => slot.bucket(relative, rule, burst.max(1), consume),
+            RateKind::TokenBucket { .. } => slot.bucket(relative, rule, consume),
             _ => slot.packed(relative, rule, consume),
         };
         if let Some(slot) = self.counters.get(key) {

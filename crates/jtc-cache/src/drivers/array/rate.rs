@@ -9,11 +9,7 @@ use super::{
     ArrayDriver,
     entry::{Entry, Stored},
 };
-use crate::{
-    RateRecord, RateRule, RateVerdict,
-    clock::duration_ms,
-    rate::{counter_verdict, lone_fixed_window},
-};
+use crate::{RateRecord, RateRule, RateVerdict, clock::duration_ms, rate::lone_fixed_window};
 
 impl ArrayDriver {
     /// Applies rate rules to the record at `key` under the shard's lock.
@@ -69,7 +65,7 @@ impl ArrayDriver {
                 };
             }
             let expires_in = Duration::from_millis(expires_at - now);
-            counter_verdict(rule, count.unsigned_abs(), expires_in, consume)
+            RateVerdict::from_counter(rule, count.unsigned_abs(), expires_in, consume)
         })
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     clock::duration_ms,
     counter::{format_integer, incremented},
     driver::DriverFuture,
-    rate::{counter_verdict, lone_fixed_window},
+    rate::lone_fixed_window,
 };
 
 impl FileDriver {
@@ -40,7 +40,7 @@ impl FileDriver {
                         inner.write(entry, Some(expires_at), &format_integer(count))?;
                     }
                     let expires_in = Duration::from_millis(expires_at.saturating_sub(now));
-                    Ok(vec![counter_verdict(
+                    Ok(vec![RateVerdict::from_counter(
                         &rule,
                         count.unsigned_abs(),
                         expires_in,

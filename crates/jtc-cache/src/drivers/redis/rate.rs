@@ -5,11 +5,7 @@
 
 use std::time::Duration;
 
-use crate::{
-    RateKind, RateRule, RateVerdict, Result,
-    clock::duration_ms,
-    rate::{counter_verdict, lone_fixed_window},
-};
+use crate::{RateKind, RateRule, RateVerdict, Result, clock::duration_ms, rate::lone_fixed_window};
 
 use super::{Inner, Live};
 
@@ -66,7 +62,7 @@ impl Inner {
             Ok(ms) if count > 0 => Duration::from_millis(ms),
             _ => rule.window,
         };
-        Ok(counter_verdict(rule, count, expires_in, consume))
+        Ok(RateVerdict::from_counter(rule, count, expires_in, consume))
     }
 
     /// Any rules, through the record script.
