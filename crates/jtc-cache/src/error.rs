@@ -228,6 +228,38 @@ pub enum ErrorKind {
     },
 }
 
+impl ErrorKind {
+    /// A short, stable name for this kind of error (`io`, `timeout`, `redis`, ...): the `kind`
+    /// label of the `jtc_cache_errors_total` metric, and handy in logs and alerts.
+    ///
+    /// ```
+    /// use jtc_cache::ErrorKind;
+    /// use std::time::Duration;
+    /// let kind = ErrorKind::Timeout { operation: "get", after: Duration::from_secs(1) };
+    /// assert_eq!(kind.code(), "timeout");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::Encode { .. } => "encode",
+            Self::NotAnInteger { .. } => "not_an_integer",
+            Self::Overflow { .. } => "overflow",
+            Self::KeyTooLong { .. } => "key_too_long",
+            Self::ValueTooLarge { .. } => "value_too_large",
+            Self::Config { .. } => "config",
+            Self::Timeout { .. } => "timeout",
+            #[cfg(feature = "redis")]
+            Self::Redis { .. } => "redis",
+            Self::IncompleteFlush { .. } => "incomplete_flush",
+            Self::Unsupported { .. } => "unsupported",
+            Self::Task(_) => "task",
+            Self::LockTimeout { .. } => "lock_timeout",
+            Self::ZeroLockTtl { .. } => "zero_lock_ttl",
+            Self::Loader { .. } => "loader",
+        }
+    }
+}
+
 impl Error {
     /// Whether the backend failed (a file operation, Redis, a timeout), as opposed to the
     /// call being refused for its input (a key too long, a value that is not a counter).

@@ -79,6 +79,9 @@ const MISSES: usize = 1;
 const WRITES: usize = 2;
 const DELETES: usize = 3;
 const ERRORS: usize = 4;
+/// Reads of caches with stats off, counted for their metrics only (never in `stats()`).
+const QUIET_HITS: usize = 5;
+const QUIET_MISSES: usize = 6;
 
 /// Counter stripes: threads spread over them so that counting on the hot path does not make
 /// every core fight over one cache line.
@@ -86,7 +89,7 @@ const STRIPES: usize = 16;
 
 #[repr(align(128))]
 #[derive(Default)]
-struct Stripe([AtomicU64; 5]);
+struct Stripe([AtomicU64; 7]);
 
 /// The counters and listeners of one cache, shared by its clones.
 pub(crate) struct Observer {
@@ -95,6 +98,9 @@ pub(crate) struct Observer {
     has_listeners: AtomicBool,
     /// Backend failures, logged at most once a second.
     pub(crate) outage: crate::outage::OutageLog,
+    /// The read counters' metric handles, registered on the first metered read.
+    #[cfg(feature = "metrics")]
+    pub(crate) published: std::sync::OnceLock<Arc<crate::cache::meters::Reads>>,
 }
 
 impl Default for Observer {
@@ -104,6 +110,18 @@ impl Default for Observer {
             listeners: RwLock::new(Arc::from(Vec::new())),
             has_listeners: AtomicBool::new(false),
             outage: crate::outage::OutageLog::default(),
+            #[cfg(feature = "metrics")]
+            published: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for Observer {
+    /// The last reads of a cache going away reach the recorder.
+    fn drop(&mut self) {
+        if let Some(published) = self.published.get() {
+            published.publish(self.reads());
         }
     }
 }
@@ -134,10 +152,13 @@ fn stripe() -> usize {
 }
 
 impl Observer {
-    /// Counts `kind` (when `count` is set) and tells the listeners.
+    /// Counts `kind` (when `count` is set; a read also when `metered`, for metrics only) and
+    /// tells the listeners.
     #[inline]
-    pub(crate) fn event(&self, count: bool, kind: EventKind, key: &str) {
+    pub(crate) fn event(&self, (count, metered): (bool, bool), kind: EventKind, key: &str) {
         let counter = match kind {
+            EventKind::Hit if !count && metered => return self.quiet(QUIET_HITS, kind, key),
+            EventKind::Miss if !count && metered => return self.quiet(QUIET_MISSES, kind, key),
             EventKind::Hit => Some(HITS),
             EventKind::Miss => Some(MISSES),
             EventKind::Written => Some(WRITES),
@@ -147,6 +168,14 @@ impl Observer {
         if let Some(counter) = counter.filter(|_| count) {
             self.add(counter);
         }
+        if self.has_listeners.load(Ordering::Relaxed) {
+            self.notify(&CacheEvent { kind, key });
+        }
+    }
+
+    #[cold]
+    fn quiet(&self, counter: usize, kind: EventKind, key: &str) {
+        self.add(counter);
         if self.has_listeners.load(Ordering::Relaxed) {
             self.notify(&CacheEvent { kind, key });
         }
@@ -188,13 +217,22 @@ impl Observer {
         self.has_listeners.store(true, Ordering::Relaxed);
     }
 
+    /// Reads so far, with stats on or off: (hits, misses).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn reads(&self) -> (u64, u64) {
+        let sum = |counter: usize| self.sum(counter);
+        (sum(HITS) + sum(QUIET_HITS), sum(MISSES) + sum(QUIET_MISSES))
+    }
+
+    fn sum(&self, counter: usize) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0[counter].load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub(crate) fn stats(&self) -> CacheStats {
-        let sum = |counter: usize| {
-            self.stripes
-                .iter()
-                .map(|s| s.0[counter].load(Ordering::Relaxed))
-                .sum()
-        };
+        let sum = |counter: usize| self.sum(counter);
         CacheStats {
             hits: sum(HITS),
             misses: sum(MISSES),
@@ -217,8 +255,8 @@ mod tests {
                 let observer = Arc::clone(&observer);
                 std::thread::spawn(move || {
                     for _ in 0..1000 {
-                        observer.event(true, EventKind::Hit, "k");
-                        observer.event(true, EventKind::LockAcquired, "k");
+                        observer.event((true, false), EventKind::Hit, "k");
+                        observer.event((true, false), EventKind::LockAcquired, "k");
                     }
                     observer.error(true);
                 })
@@ -242,7 +280,7 @@ mod tests {
             assert_eq!(event.key, "k");
             counter.fetch_add(1, Ordering::Relaxed);
         }));
-        observer.event(false, EventKind::Miss, "k");
+        observer.event((false, false), EventKind::Miss, "k");
         assert_eq!(seen.load(Ordering::Relaxed), 1);
         assert_eq!(observer.stats(), CacheStats::default());
     }

@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 
 use crate::{
     Cache, ErrorKind, Result,
+    cache::OpName,
     cache::observe::{KeyHash, Op},
     codec::decode,
     flexible, keys,
@@ -99,7 +100,7 @@ impl Cache {
         Fut: Future<Output = T>,
     {
         let at = keys::entry(key)?;
-        let op = self.op("remember", key);
+        let op = self.op(OpName::Remember, key);
         op.run(op.remember(&at, Some(ttl), infallible(load))).await
     }
 
@@ -124,7 +125,7 @@ impl Cache {
         Fut: Future<Output = T>,
     {
         let at = keys::entry(key)?;
-        let op = self.op("remember", key);
+        let op = self.op(OpName::Remember, key);
         op.run(op.remember(&at, None, infallible(load))).await
     }
 
@@ -155,7 +156,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let at = keys::entry(key)?;
-        let op = self.op("remember", key);
+        let op = self.op(OpName::Remember, key);
         op.run(op.remember(&at, Some(ttl), load)).await
     }
 }

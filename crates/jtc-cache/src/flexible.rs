@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use crate::{
     Cache, EventKind, Result,
+    cache::OpName,
     cache::observe::{KeyHash, Op},
     fill::{Keep, infallible},
     keys,
@@ -64,7 +65,7 @@ impl Cache {
         Fut: Future<Output = T> + Send + 'static,
     {
         let at = keys::entry(key)?;
-        let op = self.op("flexible", key);
+        let op = self.op(OpName::Flexible, key);
         let window = Window {
             fresh,
             stale: stale.max(fresh),
@@ -160,9 +161,9 @@ impl Op<'_> {
         }
         let cache = self.cache().clone();
         let (at, key) = (at.clone().into_owned(), self.key().to_owned());
-        let span = cache.op("refresh", &key).span();
+        let span = cache.op(OpName::Refresh, &key).span();
         let refresh = async move {
-            let op = cache.op("refresh", &key);
+            let op = cache.op(OpName::Refresh, &key);
             let stored = op
                 .load_and_store(&at, window.keep(), infallible(load))
                 .await;

@@ -74,6 +74,35 @@ mod keys;
 mod lock;
 mod outage;
 pub mod rate;
+pub mod metrics {
+    //! The names of the metrics a [`Cache`](crate::Cache) reports through the
+    //! [`metrics`](https://docs.rs/metrics) facade, with the cargo feature `metrics`.
+    //!
+    //! | name | type | labels |
+    //! |---|---|---|
+    //! | `jtc_cache_gets_total` | counter | `cache`, `result` = `hit` / `miss` |
+    //! | `jtc_cache_writes_total` | counter | `cache`, `op` |
+    //! | `jtc_cache_deletes_total` | counter | `cache` |
+    //! | `jtc_cache_errors_total` | counter | `cache`, `op`, `kind` ([`ErrorKind::code`](crate::ErrorKind::code)) |
+    //! | `jtc_cache_operation_duration_seconds` | histogram | `cache`, `op` |
+    //!
+    //! `cache` is the cache's [name](crate::Cache::named); `op` the public operation (`get`,
+    //! `put`, `remember`, `tagged_get`, ...). Labels never hold keys, values or anything a
+    //! caller passes in: their number stays fixed, and no personal data reaches a dashboard.
+    //! Handles bind to the recorder installed when the cache is built (the read counters) or
+    //! first reports (the others): install the recorder first. Reads are published from the
+    //! cache's own counters once a second and by [`publish`], which a `/metrics` handler
+    //! calls before rendering. Operations are timed one in [`TIME_ONE_IN`] per thread, so
+    //! read rates from the counters, not from the histogram's `_count`.
+    //!
+    //! docs/observability.md shows the Prometheus set-up, the dashboard and OpenTelemetry.
+    #[cfg(doc)]
+    use crate::ErrorKind;
+
+    pub use crate::cache::meters::{
+        DELETES, DURATION, DURATION_BUCKETS, ERRORS, GETS, TIME_ONE_IN, WRITES, publish,
+    };
+}
 mod tags;
 
 pub use cache::{

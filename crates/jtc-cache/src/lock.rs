@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::{
     Cache, ErrorKind, EventKind, Result,
+    cache::OpName,
     cache::observe::KeyHash,
     keys,
     keys::{Record, StoreKey},
@@ -167,7 +168,7 @@ impl Lock {
             }
             .into());
         }
-        let op = self.cache.op("lock_acquire", &self.name);
+        let op = self.cache.op(OpName::LockAcquire, &self.name);
         op.run(async {
             let owner = keys::token();
             let value = Bytes::from(owner.clone());
@@ -244,7 +245,7 @@ impl Lock {
     ///
     /// The backend failing.
     pub async fn owner(&self) -> Result<Option<String>> {
-        let op = self.cache.op("lock_owner", &self.name);
+        let op = self.cache.op(OpName::LockOwner, &self.name);
         let held = op.run(op.get(&self.key)).await?;
         Ok(held.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     }
@@ -267,7 +268,7 @@ impl Lock {
     ///
     /// The backend failing.
     pub async fn force_release(&self) -> Result<bool> {
-        let op = self.cache.op("lock_force_release", &self.name);
+        let op = self.cache.op(OpName::LockForceRelease, &self.name);
         op.run(async {
             let released = op.forget(&self.key).await?;
             if released {
@@ -279,7 +280,7 @@ impl Lock {
     }
 
     async fn release_as(&self, owner: &str) -> Result<bool> {
-        let op = self.cache.op("lock_release", &self.name);
+        let op = self.cache.op(OpName::LockRelease, &self.name);
         op.run(async {
             let released = op.forget_if(&self.key, owner.as_bytes()).await?;
             if released {

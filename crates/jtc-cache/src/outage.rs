@@ -34,7 +34,7 @@ impl Default for OutageLog {
 
 impl OutageLog {
     /// A backend call of `operation` on the `driver` failed with `error`.
-    pub(crate) fn failed(&self, driver: &str, operation: &str, error: &Error) {
+    pub(crate) fn failed(&self, cache: &str, driver: &str, operation: &str, error: &Error) {
         let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         let quiet_until = self.quiet_until.load(Ordering::Relaxed);
         let next = now.saturating_add(LOG_EVERY.as_millis() as u64).max(1);
@@ -49,6 +49,7 @@ impl OutageLog {
         }
         let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
         tracing::warn!(
+            cache,
             driver,
             operation,
             error = %crate::error::chain(error),

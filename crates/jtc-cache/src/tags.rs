@@ -13,6 +13,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     Cache, EventKind, Result,
+    cache::OpName,
     cache::observe::Op,
     fill::infallible,
     keys,
@@ -112,7 +113,7 @@ impl TaggedCache {
     /// versions or the entry). The same holds for every method of this type, and writes
     /// also fail as [`Cache::put`] does.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let op = self.cache.op("tagged_get", key);
+        let op = self.cache.op(OpName::TaggedGet, key);
         op.run(async { op.read(&self.entry_key(&op).await?).await })
             .await
     }
@@ -134,7 +135,7 @@ impl TaggedCache {
     ///
     /// As [`get`](Self::get).
     pub async fn has(&self, key: &str) -> Result<bool> {
-        let op = self.cache.op("tagged_has", key);
+        let op = self.cache.op(OpName::TaggedHas, key);
         op.run(async { op.has_entry(&self.entry_key(&op).await?).await })
             .await
     }
@@ -161,7 +162,7 @@ impl TaggedCache {
         value: &T,
         ttl: Duration,
     ) -> Result<()> {
-        let op = self.cache.op("tagged_put", key);
+        let op = self.cache.op(OpName::TaggedPut, key);
         op.run(async {
             let at = self.entry_key(&op).await?;
             op.write(&at, value, Some(ttl)).await
@@ -187,7 +188,7 @@ impl TaggedCache {
     ///
     /// As [`put`](Self::put).
     pub async fn forever<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        let op = self.cache.op("tagged_forever", key);
+        let op = self.cache.op(OpName::TaggedForever, key);
         op.run(async {
             let at = self.entry_key(&op).await?;
             op.write(&at, value, None).await
@@ -217,7 +218,7 @@ impl TaggedCache {
         value: &T,
         ttl: Duration,
     ) -> Result<bool> {
-        let op = self.cache.op("tagged_add", key);
+        let op = self.cache.op(OpName::TaggedAdd, key);
         op.run(async {
             let at = self.entry_key(&op).await?;
             op.add_value(&at, value, ttl).await
@@ -248,7 +249,7 @@ impl TaggedCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let op = self.cache.op("tagged_remember", key);
+        let op = self.cache.op(OpName::TaggedRemember, key);
         op.run(async {
             let at = self.entry_key(&op).await?;
             op.remember(&at, Some(ttl), infallible(load)).await
@@ -273,7 +274,7 @@ impl TaggedCache {
     ///
     /// As [`Cache::increment`], and as [`get`](Self::get) for the tags.
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64> {
-        let op = self.cache.op("tagged_increment", key);
+        let op = self.cache.op(OpName::TaggedIncrement, key);
         op.run(async { op.add_to(&self.entry_key(&op).await?, by).await })
             .await
     }
@@ -296,7 +297,7 @@ impl TaggedCache {
     ///
     /// As [`get`](Self::get).
     pub async fn forget(&self, key: &str) -> Result<bool> {
-        let op = self.cache.op("tagged_forget", key);
+        let op = self.cache.op(OpName::TaggedForget, key);
         op.run(async { op.remove(&self.entry_key(&op).await?).await })
             .await
     }
@@ -321,7 +322,7 @@ impl TaggedCache {
     ///
     /// The backend failing; the tags before the failing one are flushed already.
     pub async fn flush(&self) -> Result<()> {
-        let op = self.cache.op("tagged_flush", "");
+        let op = self.cache.op(OpName::TaggedFlush, "");
         op.run(async {
             for tag in self.tags.iter() {
                 let version = Bytes::from(keys::token());

@@ -76,11 +76,32 @@ mod lang;
 mod layer;
 mod limit;
 mod limiter;
+mod meters;
 mod pages;
 mod rate_limiter;
 mod response;
 mod service;
 mod shared;
+
+pub mod metrics {
+    //! The names of the metrics a limiter reports through the
+    //! [`metrics`](https://docs.rs/metrics) facade, with the cargo feature `metrics`.
+    //!
+    //! | name | type | labels |
+    //! |---|---|---|
+    //! | `jtc_throttle_requests_total` | counter | `limiter`, `route`, `result` |
+    //! | `jtc_throttle_store_fallback_active` | gauge | `limiter` |
+    //!
+    //! `limiter` is the layer's [name](crate::ThrottleLayer::name); `route` the matched route
+    //! template (`/users/{id}`, or `(unmatched)`), never the path, the client or a key;
+    //! `result` is `allowed`, `limited`, `store_error` (the store failed and the fail-open or
+    //! fail-closed policy answered) or `uncounted` (a method the layer skips, a key function
+    //! that returned `None`, no limit at all). Under the default fall-back-to-memory policy,
+    //! requests during an outage stay `allowed`/`limited` (counted in memory) while the gauge
+    //! reads 1. Handles bind to the recorder installed when a route is first seen: install the
+    //! recorder before serving. docs/observability.md shows the whole set-up.
+    pub use crate::meters::{REQUESTS, STORE_FALLBACK_ACTIVE};
+}
 
 pub use future::ResponseFuture;
 pub use layer::ThrottleLayer;

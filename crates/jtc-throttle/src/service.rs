@@ -14,6 +14,7 @@ use tower::{BoxError, Service};
 use crate::{
     future::{Finish, ResponseFuture},
     limiter::{Decision, Outcome},
+    meters::{RouteMeter, Verdict},
     shared::{Counting, Shared},
 };
 
@@ -72,7 +73,9 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
+        let meter = shared.counters.meters.route(&request);
         let Some(counting) = shared.counting(&request) else {
+            meter.count(Verdict::Uncounted);
             return ResponseFuture::inner(self.inner.call(request), None);
         };
         let now = shared.counters.clock.now_ms();
@@ -80,14 +83,14 @@ where
             // Counting in memory decides at once: no clone of the inner service, no box.
             let plan = shared.plan(&counting);
             let decision = shared.counters.in_memory(plan, &counting.key, now, true);
-            return self.respond(request, counting, decision);
+            return self.respond(request, counting, decision, &meter);
         };
         if let Some(decision) = shared
             .counters
             .denied(shared.plan(&counting), &counting.key, now)
         {
             // A rejection this process remembers: answered at once, nothing sent to the store.
-            return self.respond(request, counting, decision);
+            return self.respond(request, counting, decision, &meter);
         }
         // Counting in a cache waits for it before calling the inner service, so the service
         // that was polled ready moves into the future and a clone stays behind.
@@ -98,6 +101,11 @@ where
             let counters = &shared.counters;
             let plan = shared.plan(&counting);
             let outcome = counters.in_cache(&cache, plan, &counting.key, now).await;
+            meter.count(match &outcome {
+                Outcome::Decided(decision) if decision.allowed => Verdict::Allowed,
+                Outcome::Decided(_) => Verdict::Limited,
+                Outcome::Uncounted | Outcome::Unavailable => Verdict::StoreError,
+            });
             if let Outcome::Decided(decision) = &outcome {
                 shared.trace(&counting, decision);
             }
@@ -123,10 +131,16 @@ impl<S> Throttle<S> {
         request: Request<ReqBody>,
         counting: Counting,
         decision: Decision,
+        meter: &RouteMeter,
     ) -> ResponseFuture<S::Future, S::Error>
     where
         S: Service<Request<ReqBody>>,
     {
+        meter.count(if decision.allowed {
+            Verdict::Allowed
+        } else {
+            Verdict::Limited
+        });
         self.shared.trace(&counting, &decision);
         if decision.allowed {
             let finish = Finish {

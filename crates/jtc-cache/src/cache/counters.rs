@@ -6,7 +6,7 @@ use crate::{
     Cache, ErrorKind, EventKind, Hit, RateRule, RateVerdict, Result, keys, keys::StoreKey,
 };
 
-use super::observe::Op;
+use super::{OpName, observe::Op};
 
 impl Cache {
     /// Adds `by` to the integer at `key` and returns the new value, atomically.
@@ -31,7 +31,7 @@ impl Cache {
     /// [`ErrorKind::KeyTooLong`]; or the backend failing.
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64> {
         let at = keys::entry(key)?;
-        let op = self.op("increment", key);
+        let op = self.op(OpName::Increment, key);
         op.run(op.add_to(&at, by)).await
     }
 
@@ -52,7 +52,7 @@ impl Cache {
     /// As [`increment`](Self::increment); `i64::MIN` is an [`ErrorKind::Overflow`].
     pub async fn decrement(&self, key: &str, by: i64) -> Result<i64> {
         let at = keys::entry(key)?;
-        let op = self.op("decrement", key);
+        let op = self.op(OpName::Decrement, key);
         let by = by.checked_neg().ok_or_else(|| ErrorKind::Overflow {
             key: key.to_owned(),
         })?;
@@ -102,7 +102,7 @@ impl Cache {
     /// written elsewhere that counts only one hit at a time.
     pub async fn hit_by(&self, key: &str, window: Duration, by: u64) -> Result<Hit> {
         let at = keys::entry(key)?;
-        let op = self.op("hit", key);
+        let op = self.op(OpName::Hit, key);
         op.run(async {
             let hit = op.hit(&at, window, by).await?;
             op.event(EventKind::Written);
@@ -147,7 +147,7 @@ impl Cache {
         consume: bool,
     ) -> Result<Vec<RateVerdict>> {
         let at = keys::entry(key)?;
-        let op = self.op("rate", key);
+        let op = self.op(OpName::Rate, key);
         op.run(async {
             let verdicts = op.rate(&at, rules, consume).await?;
             if consume {

@@ -14,7 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::observe::{KeyHash, Op};
+use super::{
+    OpName,
+    observe::{KeyHash, Op},
+};
 use crate::{Cache, EventKind, Result, codec::decode, keys, keys::StoreKey};
 
 #[cfg(doc)]
@@ -41,7 +44,7 @@ impl Cache {
     /// [`ErrorKind::Timeout`] from Redis. The other operations fail the same ways.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let at = keys::entry(key)?;
-        let op = self.op("get", key);
+        let op = self.op(OpName::Get, key);
         op.run(op.read(&at)).await
     }
 
@@ -62,7 +65,7 @@ impl Cache {
     /// A key too long, or the backend failing.
     pub async fn has(&self, key: &str) -> Result<bool> {
         let at = keys::entry(key)?;
-        let op = self.op("has", key);
+        let op = self.op(OpName::Has, key);
         op.run(op.has_entry(&at)).await
     }
 
@@ -85,12 +88,16 @@ impl Cache {
             .iter()
             .map(|key| keys::entry(key))
             .collect::<Result<Vec<_>>>()?;
-        let op = self.op("many", "");
+        let op = self.op(OpName::Many, "");
         op.run(async {
             let stored = op.many(&at).await?;
             let mut values = Vec::with_capacity(stored.len());
             for ((key, at), bytes) in keys.iter().zip(&at).zip(stored) {
-                values.push(self.op("many", key).decode_or_forget(at, bytes).await?);
+                values.push(
+                    self.op(OpName::Many, key)
+                        .decode_or_forget(at, bytes)
+                        .await?,
+                );
             }
             Ok(values)
         })
@@ -114,7 +121,7 @@ impl Cache {
     /// A key too long, or the backend failing.
     pub async fn pull<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let at = keys::entry(key)?;
-        let op = self.op("pull", key);
+        let op = self.op(OpName::Pull, key);
         op.run(async {
             let value = op.pull(&at).await?.and_then(|bytes| {
                 op.event(EventKind::Forgotten);
@@ -151,7 +158,7 @@ impl Cache {
         ttl: Duration,
     ) -> Result<()> {
         let at = keys::entry(key)?;
-        let op = self.op("put", key);
+        let op = self.op(OpName::Put, key);
         op.run(op.write(&at, value, Some(ttl))).await
     }
 
@@ -171,7 +178,7 @@ impl Cache {
     /// As [`put`](Self::put).
     pub async fn forever<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
         let at = keys::entry(key)?;
-        let op = self.op("forever", key);
+        let op = self.op(OpName::Forever, key);
         op.run(op.write(&at, value, None)).await
     }
 
@@ -198,7 +205,7 @@ impl Cache {
         ttl: Duration,
     ) -> Result<bool> {
         let at = keys::entry(key)?;
-        let op = self.op("add", key);
+        let op = self.op(OpName::Add, key);
         op.run(op.add_value(&at, value, ttl)).await
     }
 
@@ -217,11 +224,13 @@ impl Cache {
     ///
     /// As [`put`](Self::put). A key or value that fails to encode stores none of the entries.
     pub async fn put_many<T: Serialize>(&self, entries: &[(&str, T)], ttl: Duration) -> Result<()> {
-        let op = self.op("put_many", "");
+        let op = self.op(OpName::PutMany, "");
         op.run(async {
             if ttl.is_zero() {
                 for (key, _) in entries {
-                    self.op("put_many", key).remove(&keys::entry(key)?).await?;
+                    self.op(OpName::PutMany, key)
+                        .remove(&keys::entry(key)?)
+                        .await?;
                 }
                 return Ok(());
             }
@@ -255,7 +264,7 @@ impl Cache {
     /// A key too long, or the backend failing.
     pub async fn touch(&self, key: &str, ttl: Duration) -> Result<bool> {
         let at = keys::entry(key)?;
-        let op = self.op("touch", key);
+        let op = self.op(OpName::Touch, key);
         op.run(async {
             let live = op.touch(&at, Some(ttl)).await?;
             if live {
@@ -283,7 +292,7 @@ impl Cache {
     /// A key too long, or the backend failing.
     pub async fn forget(&self, key: &str) -> Result<bool> {
         let at = keys::entry(key)?;
-        let op = self.op("forget", key);
+        let op = self.op(OpName::Forget, key);
         op.run(op.remove(&at)).await
     }
 
@@ -305,7 +314,7 @@ impl Cache {
     ///
     /// The backend failing; some entries may be gone already.
     pub async fn flush(&self) -> Result<()> {
-        let op = self.op("flush", "");
+        let op = self.op(OpName::Flush, "");
         op.run(async {
             op.flush().await?;
             op.event(EventKind::Flushed);
@@ -334,7 +343,7 @@ impl Cache {
     ///
     /// The backend failing (a folder the file driver cannot read).
     pub async fn prune(&self) -> Result<u64> {
-        let op = self.op("prune", "");
+        let op = self.op(OpName::Prune, "");
         op.run(async {
             let removed = op.prune().await?;
             op.count_deletes(removed);

@@ -7,7 +7,11 @@
 
 mod counters;
 mod entries;
+pub(crate) mod meters;
 pub(crate) mod observe;
+mod ops;
+
+pub(crate) use ops::OpName;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -84,8 +88,12 @@ struct Inner {
     settings: Settings,
     /// Single-flight for `remember`: one load per key at a time.
     filler: Filler,
+    /// Metric handles for `name`; shared by caches derived with `with_*`.
+    meters: Arc<meters::Meters>,
     /// Counters and listeners; shared by caches derived with `with_*`.
     observer: Arc<Observer>,
+    /// The name in metrics, spans and logs (default: the driver's).
+    name: Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -113,12 +121,19 @@ impl Default for Settings {
 }
 
 impl Inner {
-    fn new(driver: Arc<dyn CacheDriver>, settings: Settings, observer: Arc<Observer>) -> Self {
+    fn new(
+        driver: Arc<dyn CacheDriver>,
+        settings: Settings,
+        observer: Arc<Observer>,
+        (name, meters): (Arc<str>, Arc<meters::Meters>),
+    ) -> Self {
         Self {
             driver,
             filler: Filler::new(settings.fill_lock),
             settings,
             observer,
+            name,
+            meters,
         }
     }
 }
@@ -126,6 +141,7 @@ impl Inner {
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
+            .field("name", &self.inner.name)
             .field("driver", &self.inner.driver)
             .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
@@ -161,19 +177,86 @@ impl Cache {
     /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
     /// ```
     pub fn from_driver(driver: Arc<dyn CacheDriver>) -> Self {
+        let name: Arc<str> = Arc::from(driver.name());
+        let observer = Arc::default();
+        let meters = Arc::new(meters::Meters::new(&name, true));
         Self {
-            inner: Arc::new(Inner::new(driver, Settings::default(), Arc::default())),
+            inner: Arc::new(Inner::new(
+                driver,
+                Settings::default(),
+                observer,
+                (name, meters),
+            )),
         }
     }
 
     fn with_settings(self, change: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = self.inner.settings;
         change(&mut settings);
+        let naming = (Arc::clone(&self.inner.name), Arc::clone(&self.inner.meters));
+        self.rebuilt(settings, naming)
+    }
+
+    fn rebuilt(&self, settings: Settings, naming: (Arc<str>, Arc<meters::Meters>)) -> Self {
+        self.rebuilt_with(settings, Arc::clone(&self.inner.observer), naming)
+    }
+
+    fn rebuilt_with(
+        &self,
+        settings: Settings,
+        observer: Arc<Observer>,
+        naming: (Arc<str>, Arc<meters::Meters>),
+    ) -> Self {
         let driver = Arc::clone(&self.inner.driver);
-        let observer = Arc::clone(&self.inner.observer);
         Self {
-            inner: Arc::new(Inner::new(driver, settings, observer)),
+            inner: Arc::new(Inner::new(driver, settings, observer, naming)),
         }
+    }
+
+    /// The same cache under another name: the `cache` label of its metrics and the `cache`
+    /// field of its spans and logs (default: the driver's name, `file`, `redis`...). Name
+    /// caches that share a driver apart, `sessions` and `pages`, to tell them apart on a
+    /// dashboard. Names are labels: keep them few and fixed, never per user or per key.
+    ///
+    /// A named cache counts its own [`stats`](Self::stats) and events, apart from the cache it
+    /// was named from; name a cache when you build it.
+    ///
+    /// ```
+    /// use jtc_cache::{ArrayDriver, Cache};
+    ///
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// assert_eq!(cache.name(), "array");
+    /// let sessions = cache.named("sessions");
+    /// assert_eq!(sessions.name(), "sessions");
+    /// ```
+    #[must_use]
+    pub fn named(self, name: impl Into<String>) -> Self {
+        let name: Arc<str> = Arc::from(name.into());
+        let observer = Arc::default();
+        let meters = meters::Meters::new(&name, self.inner.meters.enabled());
+        self.rebuilt_with(self.inner.settings, observer, (name, Arc::new(meters)))
+    }
+
+    /// This cache's name (see [`named`](Self::named)).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Turns this cache's metrics on (the default when the `metrics` feature is built) or off
+    /// (see [`jtc_cache::metrics`](crate::metrics)). Without the feature, or with no recorder
+    /// installed, metrics cost nothing either way.
+    ///
+    /// ```
+    /// use jtc_cache::{ArrayDriver, Cache};
+    ///
+    /// let quiet = Cache::new(ArrayDriver::new()).with_metrics(false);
+    /// assert_eq!(quiet.name(), "array");
+    /// ```
+    #[must_use]
+    pub fn with_metrics(self, enabled: bool) -> Self {
+        let name = Arc::clone(&self.inner.name);
+        let meters = meters::Meters::new(&name, enabled);
+        self.rebuilt(self.inner.settings, (name, Arc::new(meters)))
     }
 
     /// The same driver with another codec for the values it writes. Entries are always read
@@ -368,6 +451,9 @@ impl Cache {
     /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
     /// ```
     pub fn stats(&self) -> CacheStats {
+        if !self.inner.settings.count {
+            return CacheStats::default();
+        }
         self.inner.observer.stats()
     }
 

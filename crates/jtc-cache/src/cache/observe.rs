@@ -16,16 +16,17 @@ use std::{
 };
 
 use bytes::Bytes;
+use pin_project_lite::pin_project;
 use tracing::{Instrument, instrument::Instrumented};
 
-use super::Inner;
+use super::{Inner, OpName, meters::Started};
 use crate::{Cache, DriverFuture, EventKind, Hit, RateRule, RateVerdict, Result, keys::StoreKey};
 
 /// One operation of a cache in progress: which, on which key, and the door to the driver.
 #[derive(Clone, Copy)]
 pub(crate) struct Op<'a> {
     cache: &'a Cache,
-    name: &'static str,
+    name: OpName,
     key: &'a str,
 }
 
@@ -42,7 +43,7 @@ impl Cache {
     /// Starts the operation `name` on `key` (the key as the caller gave it: a user's key, a
     /// lock's name, a tag; empty for whole-cache operations).
     #[inline]
-    pub(crate) fn op<'a>(&'a self, name: &'static str, key: &'a str) -> Op<'a> {
+    pub(crate) fn op<'a>(&'a self, name: OpName, key: &'a str) -> Op<'a> {
         Op {
             cache: self,
             name,
@@ -64,15 +65,27 @@ impl<'a> Op<'a> {
         self.key
     }
 
-    /// `work` inside this operation's span.
+    /// `work` inside this operation's span, timed for the duration metric when sampled.
     #[inline]
-    pub(crate) fn run<F: Future>(&self, work: F) -> Instrumented<F> {
-        work.instrument(self.span())
+    pub(crate) fn run<F: Future>(&self, work: F) -> Timed<'a, Instrumented<F>> {
+        let inner = self.inner();
+        Timed {
+            work: work.instrument(self.span()),
+            inner,
+            name: self.name,
+            started: inner.meters.start(),
+        }
     }
 
-    /// The span of this operation: its name and the key's hash, never the key or a value.
+    /// The span of this operation: the cache's name, the operation and the key's hash, never
+    /// the key or a value.
     pub(crate) fn span(&self) -> tracing::Span {
-        tracing::debug_span!("cache", op = self.name, key_hash = %KeyHash(self.key))
+        tracing::debug_span!(
+            "cache",
+            cache = %self.inner().name,
+            op = self.name.as_str(),
+            key_hash = %KeyHash(self.key)
+        )
     }
 
     /// Counts `kind` for this operation's key and tells the listeners.
@@ -85,7 +98,16 @@ impl<'a> Op<'a> {
     #[inline]
     pub(crate) fn event_on(&self, kind: EventKind, key: &str) {
         let inner = self.inner();
-        inner.observer.event(inner.settings.count, kind, key);
+        let meters = &inner.meters;
+        let count = inner.settings.count;
+        match kind {
+            EventKind::Hit | EventKind::Miss => meters.read(&inner.observer),
+            EventKind::Written => meters.written(self.name),
+            EventKind::Forgotten | EventKind::Flushed => meters.deleted(1),
+            EventKind::LockAcquired | EventKind::LockReleased => {}
+        }
+        // Metrics publish the read counters: reads are counted for them even with stats off.
+        inner.observer.event((count, meters.enabled()), kind, key);
     }
 
     /// A read's event: a hit when it found a value, else a miss.
@@ -103,6 +125,9 @@ impl<'a> Op<'a> {
     pub(crate) fn count_deletes(&self, removed: u64) {
         let inner = self.inner();
         inner.observer.deletes(inner.settings.count, removed);
+        if removed > 0 {
+            inner.meters.deleted(removed);
+        }
     }
 
     #[inline]
@@ -252,12 +277,38 @@ impl<'a> Op<'a> {
     }
 }
 
+pin_project! {
+    /// A public operation in progress; records its duration when it was sampled.
+    #[must_use = "futures do nothing unless awaited"]
+    pub(crate) struct Timed<'a, F> {
+        #[pin]
+        work: F,
+        inner: &'a Inner,
+        name: OpName,
+        started: Started,
+    }
+}
+
+impl<F: Future> Future for Timed<'_, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = ready!(this.work.poll(cx));
+        if this.started.is_some() {
+            this.inner.meters.finish(*this.name, this.started.take());
+        }
+        Poll::Ready(output)
+    }
+}
+
 /// A driver call whose failure is counted in the cache's stats.
 #[must_use = "futures do nothing unless awaited"]
 pub(crate) struct Observed<'a, T> {
     call: DriverFuture<'a, T>,
     inner: &'a Inner,
-    operation: &'static str,
+    operation: OpName,
 }
 
 impl<T> Future for Observed<'_, T> {
@@ -277,11 +328,16 @@ impl<T> Observed<'_, T> {
     /// Counts a failed call and logs it (at most once a second per cache).
     #[cold]
     fn failed(&self, error: &crate::Error) {
-        let observer = &self.inner.observer;
-        observer.error(self.inner.settings.count);
+        let inner = self.inner;
+        inner.observer.error(inner.settings.count);
+        inner.meters.failed(self.operation, error.kind().code());
         if error.is_backend() {
-            let driver = self.inner.driver.name();
-            observer.outage.failed(driver, self.operation, error);
+            let (cache, driver) = (&*inner.name, inner.driver.name());
+            let operation = self.operation.as_str();
+            inner
+                .observer
+                .outage
+                .failed(cache, driver, operation, error);
         }
     }
 }

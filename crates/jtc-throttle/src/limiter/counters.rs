@@ -13,7 +13,7 @@ use super::{
     failures::FailureLog,
     memory::{MemoryStore, packs},
 };
-use crate::{StoreErrorPolicy, key::CounterKey};
+use crate::{StoreErrorPolicy, key::CounterKey, meters::Meters};
 
 /// The limiter's verdict, store errors and policy included.
 pub(crate) enum Outcome {
@@ -33,6 +33,8 @@ pub(crate) struct Counters {
     coalescer: Coalescer,
     failures: FailureLog,
     policy: StoreErrorPolicy,
+    /// The limiter's metrics (named after the prefix's name).
+    pub(crate) meters: Meters,
 }
 
 /// What a group of limits came to.
@@ -52,7 +54,10 @@ impl Counters {
         policy: StoreErrorPolicy,
     ) -> Self {
         let deny = (deny && cache.is_some()).then(|| DenyCache::new(capacity));
+        let name = prefix.strip_prefix("throttle:").unwrap_or(&prefix);
+        let meters = Meters::new(name.strip_suffix(':').unwrap_or(name));
         Self {
+            meters,
             memory: MemoryStore::new(capacity, Arc::clone(&clock)),
             cache,
             prefix,
@@ -156,10 +161,15 @@ impl Counters {
             };
             match counted {
                 Ok(verdicts) => {
-                    self.failures.succeeded();
+                    if self.failures.succeeded() {
+                        self.meters.fallback(false);
+                    }
                     return Counted::Verdicts(verdicts);
                 }
-                Err(error) => self.failures.failed(now, &error, self.policy.as_str()),
+                Err(error) => {
+                    self.failures.failed(now, &error, self.policy.as_str());
+                    self.meters.fallback(true);
+                }
             }
         }
         match self.policy {

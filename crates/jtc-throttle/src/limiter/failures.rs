@@ -56,7 +56,8 @@ impl FailureLog {
         }
     }
 
-    pub(crate) fn succeeded(&self) {
+    /// The store answered; true when that ends a store-error policy.
+    pub(crate) fn succeeded(&self) -> bool {
         // A plain load on the hot path; the write happens once per recovery.
         if self.open_until.load(Ordering::Relaxed) != 0
             && self.open_until.swap(0, Ordering::Relaxed) != 0
@@ -65,7 +66,9 @@ impl FailureLog {
                 "jtc-throttle: the rate-limit store answers again; leaving the store-error \
                  policy, back to shared counting"
             );
+            return true;
         }
+        false
     }
 }
 

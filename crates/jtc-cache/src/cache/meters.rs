@@ -1,0 +1,364 @@
+//! A cache's metrics, through the [`metrics`](https://docs.rs/metrics) facade (cargo feature
+//! `metrics`): whatever recorder the application installed (Prometheus, StatsD, OTLP...)
+//! receives them. Without the feature every method here is empty and inlined away.
+//!
+//! Reads are the hot path, so they cost the metrics nothing extra: hits and misses are counted
+//! once, in the cache's own striped counters (those [`Cache::stats`](crate::Cache::stats)
+//! reads), and published to the recorder as totals — once a second by a background thread,
+//! and whenever [`publish`] is called (before rendering a scrape, say). A recorder's counter
+//! costs two atomic read-modify-writes per increment (Prometheus keeps a generation beside the
+//! value), ~9 ns, 8 % of an in-memory hit.
+//!
+//! The other handles are registered with the recorder on first use, per cache and operation,
+//! then kept: never a registry lookup per call. Durations are timed on one operation in
+//! [`TIME_ONE_IN`] per thread: reading a clock twice and recording a sample costs more than a
+//! whole in-memory `get` otherwise.
+
+use std::sync::Arc;
+
+use super::OpName;
+use crate::events::Observer;
+
+/// `jtc_cache_gets_total{cache, result="hit"|"miss"}`.
+pub const GETS: &str = "jtc_cache_gets_total";
+/// `jtc_cache_writes_total{cache, op}`.
+pub const WRITES: &str = "jtc_cache_writes_total";
+/// `jtc_cache_deletes_total{cache}`.
+pub const DELETES: &str = "jtc_cache_deletes_total";
+/// `jtc_cache_errors_total{cache, op, kind}`.
+pub const ERRORS: &str = "jtc_cache_errors_total";
+/// `jtc_cache_operation_duration_seconds{cache, op}`.
+pub const DURATION: &str = "jtc_cache_operation_duration_seconds";
+
+/// One operation in this many, per thread, is timed for [`DURATION`].
+pub const TIME_ONE_IN: u32 = 32;
+
+/// Publishes every live cache's hit and miss totals to the recorder now. A background thread
+/// does it once a second; call this before rendering a scrape to serve exact figures.
+pub fn publish() {
+    #[cfg(feature = "metrics")]
+    on::publish_all();
+}
+
+/// Bucket bounds, in seconds, suited to [`DURATION`]: 10 µs (an in-memory hit) to 2.5 s (a
+/// backend about to time out). Prometheus exporters render summaries unless told the buckets:
+/// `PrometheusBuilder::set_buckets_for_metric(Matcher::Full(DURATION.into()), DURATION_BUCKETS)`.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The metric handles of one cache name, shared by the caches derived from it.
+#[derive(Default)]
+pub(crate) struct Meters {
+    #[cfg(feature = "metrics")]
+    on: Option<Lazy>,
+}
+
+/// Handles registered on the cache's first operation, with the recorder of that thread: a
+/// cache built and then turned off or renamed registers nothing.
+#[cfg(feature = "metrics")]
+struct Lazy {
+    name: Arc<str>,
+    handles: std::sync::OnceLock<on::Handles>,
+}
+
+#[cfg(feature = "metrics")]
+impl Lazy {
+    #[inline]
+    fn get(&self) -> &on::Handles {
+        self.handles
+            .get_or_init(|| on::Handles::new(Arc::clone(&self.name)))
+    }
+}
+
+#[cfg(feature = "metrics")]
+pub(crate) use on::Reads;
+
+impl std::fmt::Debug for Meters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meters")
+            .field("enabled", &self.enabled())
+            .finish()
+    }
+}
+
+/// When a timed operation started (`None`: not sampled, or metrics off).
+pub(crate) type Started = Option<std::time::Instant>;
+
+#[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self, unused_variables))]
+impl Meters {
+    /// Handles labelled `cache = name`; none at all when `enabled` is false.
+    pub(crate) fn new(name: &Arc<str>, enabled: bool) -> Self {
+        #[cfg(feature = "metrics")]
+        return Self {
+            on: enabled.then(|| Lazy {
+                name: Arc::clone(name),
+                handles: std::sync::OnceLock::new(),
+            }),
+        };
+        #[cfg(not(feature = "metrics"))]
+        Self {}
+    }
+
+    /// Whether this cache reports metrics (and so counts its reads even with stats off).
+    #[inline]
+    pub(crate) fn enabled(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        return self.on.is_some();
+        #[cfg(not(feature = "metrics"))]
+        false
+    }
+
+    /// A read happened: counted in `observer`'s counters and published from there; this
+    /// only makes sure the observer publishes.
+    #[inline]
+    pub(crate) fn read(&self, observer: &Arc<Observer>) {
+        #[cfg(feature = "metrics")]
+        if let Some(on) = &self.on
+            && observer.published.get().is_none()
+        {
+            on::publish_reads(&on.name, observer);
+        }
+    }
+
+    /// `op` stored a value or changed a counter.
+    #[inline]
+    pub(crate) fn written(&self, op: OpName) {
+        #[cfg(feature = "metrics")]
+        if let Some(on) = &self.on {
+            on.get().written(op);
+        }
+    }
+
+    /// `count` entries were removed (or a flush happened: one).
+    #[inline]
+    pub(crate) fn deleted(&self, count: u64) {
+        #[cfg(feature = "metrics")]
+        if let Some(on) = &self.on {
+            on.get().deleted(count);
+        }
+    }
+
+    /// A call of `op` failed with an error of kind `code` ([`crate::ErrorKind::code`]).
+    pub(crate) fn failed(&self, op: OpName, code: &'static str) {
+        #[cfg(feature = "metrics")]
+        if let Some(on) = &self.on {
+            on.get().failed(op, code);
+        }
+    }
+
+    /// The start of an operation, when this one is timed.
+    #[inline]
+    pub(crate) fn start(&self) -> Started {
+        #[cfg(feature = "metrics")]
+        if self.on.is_some() && on::sampled() {
+            return Some(std::time::Instant::now());
+        }
+        None
+    }
+
+    /// A timed operation `op` that began at `started` ended.
+    #[inline]
+    pub(crate) fn finish(&self, op: OpName, started: Started) {
+        #[cfg(feature = "metrics")]
+        if let (Some(on), Some(started)) = (&self.on, started) {
+            on.get().took(op, started.elapsed());
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+mod on {
+    use std::{
+        cell::Cell,
+        sync::{Arc, Mutex, Once, OnceLock, Weak},
+        time::Duration,
+    };
+
+    use ::metrics::{Counter, Histogram, SharedString, Unit};
+
+    use super::{DELETES, DURATION, ERRORS, GETS, Observer, OpName, TIME_ONE_IN, WRITES};
+
+    pub(super) struct Handles {
+        cache: SharedString,
+        deletes: OnceLock<Counter>,
+        writes: [OnceLock<Counter>; OpName::COUNT],
+        durations: [OnceLock<Histogram>; OpName::COUNT],
+    }
+
+    /// The metric handles of a cache's read counters, and the totals last published to them.
+    /// One per [`Observer`] (the counters), so that caches sharing counters publish once; the
+    /// recorder is told the increase since the last publication, so that several caches under
+    /// one name add up.
+    pub(crate) struct Reads {
+        hits: Counter,
+        misses: Counter,
+        published: Mutex<(u64, u64)>,
+    }
+
+    impl Reads {
+        /// Tells the recorder the reads since the last call, given the totals now.
+        pub(crate) fn publish(&self, (hits, misses): (u64, u64)) {
+            let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+            self.hits.increment(hits.saturating_sub(published.0));
+            self.misses.increment(misses.saturating_sub(published.1));
+            *published = (hits.max(published.0), misses.max(published.1));
+        }
+    }
+
+    /// Every live cache whose reads are published once a second.
+    static PUBLISHED: Mutex<Vec<Weak<Observer>>> = Mutex::new(Vec::new());
+
+    pub(super) fn publish_all() {
+        let mut published = PUBLISHED.lock().unwrap_or_else(|e| e.into_inner());
+        published.retain(|observer| {
+            let Some(observer) = observer.upgrade() else {
+                return false;
+            };
+            if let Some(reads) = observer.published.get() {
+                reads.publish(observer.reads());
+            }
+            true
+        });
+    }
+
+    /// Registers `observer`'s read counters, labelled `cache = name`, with the recorder of
+    /// this thread, and has them published from now on.
+    #[cold]
+    pub(super) fn publish_reads(name: &Arc<str>, observer: &Arc<Observer>) {
+        let mut registered = false;
+        observer.published.get_or_init(|| {
+            describe();
+            registered = true;
+            let cache = SharedString::from(Arc::clone(name));
+            Arc::new(Reads {
+                hits: ::metrics::counter!(GETS, "cache" => cache.clone(), "result" => "hit"),
+                misses: ::metrics::counter!(GETS, "cache" => cache, "result" => "miss"),
+                published: Mutex::new((0, 0)),
+            })
+        });
+        if registered {
+            PUBLISHED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::downgrade(observer));
+            start_publisher();
+        }
+    }
+
+    fn start_publisher() {
+        static STARTED: Once = Once::new();
+        STARTED.call_once(|| {
+            let started = std::thread::Builder::new()
+                .name("jtc-cache-metrics".to_owned())
+                .spawn(|| {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(1));
+                        publish_all();
+                    }
+                });
+            if let Err(error) = started {
+                tracing::warn!(%error, "jtc-cache: cannot start the metrics publisher; call \
+                    jtc_cache::metrics::publish() before each scrape");
+            }
+        });
+    }
+
+    impl Handles {
+        pub(super) fn new(name: Arc<str>) -> Self {
+            describe();
+            Self {
+                cache: SharedString::from(name),
+                deletes: OnceLock::new(),
+                writes: std::array::from_fn(|_| OnceLock::new()),
+                durations: std::array::from_fn(|_| OnceLock::new()),
+            }
+        }
+
+        #[inline]
+        pub(super) fn written(&self, op: OpName) {
+            self.writes[op as usize]
+                .get_or_init(|| {
+                    describe();
+                    let op = op.as_str();
+                    ::metrics::counter!(WRITES, "cache" => self.cache.clone(), "op" => op)
+                })
+                .increment(1);
+        }
+
+        #[inline]
+        pub(super) fn deleted(&self, count: u64) {
+            self.deletes
+                .get_or_init(|| {
+                    describe();
+                    ::metrics::counter!(DELETES, "cache" => self.cache.clone())
+                })
+                .increment(count);
+        }
+
+        /// Errors are rare: registered on each, with no handle kept.
+        #[cold]
+        pub(super) fn failed(&self, op: OpName, code: &'static str) {
+            describe();
+            let op = op.as_str();
+            ::metrics::counter!(ERRORS, "cache" => self.cache.clone(), "op" => op, "kind" => code)
+                .increment(1);
+        }
+
+        pub(super) fn took(&self, op: OpName, elapsed: Duration) {
+            self.durations[op as usize]
+                .get_or_init(|| {
+                    describe();
+                    let op = op.as_str();
+                    ::metrics::histogram!(DURATION, "cache" => self.cache.clone(), "op" => op)
+                })
+                .record(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Whether this thread times its next operation: one in [`TIME_ONE_IN`].
+    #[inline]
+    pub(super) fn sampled() -> bool {
+        std::thread_local! {
+            static TICK: Cell<u32> = const { Cell::new(0) };
+        }
+        TICK.with(|tick| {
+            let next = tick.get().wrapping_add(1);
+            tick.set(next);
+            next % TIME_ONE_IN == 0
+        })
+    }
+
+    /// Gives the recorder each metric's unit and help text, once per process.
+    fn describe() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            ::metrics::describe_counter!(
+                GETS,
+                Unit::Count,
+                "Cache reads, by result (hit or miss)."
+            );
+            ::metrics::describe_counter!(
+                WRITES,
+                Unit::Count,
+                "Values stored and counters changed, by operation."
+            );
+            ::metrics::describe_counter!(
+                DELETES,
+                Unit::Count,
+                "Entries removed (forget, pull, prune) and flushes."
+            );
+            ::metrics::describe_counter!(
+                ERRORS,
+                Unit::Count,
+                "Backend calls that failed, by operation and error kind."
+            );
+            ::metrics::describe_histogram!(
+                DURATION,
+                Unit::Seconds,
+                "Duration of cache operations, sampled: one operation in 32 per thread is timed."
+            );
+        });
+    }
+}
