@@ -12,6 +12,8 @@
 //! - `POST /notes/{id}` stores the request body for an hour (201 once stored, 503 if the cache
 //!   cannot take it); `GET /notes/{id}` reads it back — what `scripts/soak` checks for lost writes
 //! - `GET /_cache/stats`: this instance's cache counters as JSON (`jtc cache stats --url`)
+//! - `GET /metrics`: the cache's and the rate limiters' metrics in Prometheus text format
+//!   (docs/observability.md), outside the rate limit
 //! - everything: 60 per minute per client and route, counted in the cache, so several
 //!   instances on one Redis share the limit
 //!
@@ -25,12 +27,13 @@ use anyhow::Context;
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use jtc_cache::Cache;
 use jtc_throttle::ThrottleLayer;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 
 const USER_TTL: Duration = Duration::from_secs(3600);
@@ -69,12 +72,17 @@ async fn run() -> anyhow::Result<()> {
         )
         .init();
 
+    // The recorder first: caches and limiters bind their metrics to it when they start.
+    let metrics = prometheus()?;
     let cache = Cache::from_env()
         .await
         .context("failed to open the cache")?;
     let address = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let locale = std::env::var("APP_LOCALE").unwrap_or_else(|_| "en".to_owned());
-    let app = router(cache.clone(), rate_limit()?, &locale);
+    let app = router(cache.clone(), rate_limit()?, &locale).route(
+        "/metrics",
+        get(move || std::future::ready(scrape(&metrics))),
+    );
 
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -93,6 +101,35 @@ async fn run() -> anyhow::Result<()> {
     .context("the server failed")?;
     println!("shut down");
     Ok(())
+}
+
+/// The Prometheus recorder, with histogram buckets for the cache's operation durations, and
+/// its upkeep (draining histogram samples) every 5 seconds.
+fn prometheus() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(jtc_cache::metrics::DURATION.to_owned()),
+            jtc_cache::metrics::DURATION_BUCKETS,
+        )?
+        .install_recorder()
+        .context("failed to install the metrics recorder")?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// `GET /metrics`: every metric in Prometheus text format, the cache's reads published first
+/// so that the figures are exact. Keep it off the public internet, as `/_cache/stats`.
+fn scrape(handle: &PrometheusHandle) -> Response {
+    jtc_cache::metrics::publish();
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], handle.render()).into_response()
 }
 
 /// `APP_RATE_LIMIT`: requests per minute per client and route (default 60).

@@ -171,3 +171,86 @@ fn a_bad_driver_is_one_line_and_a_non_zero_exit() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("CACHE_DRIVER"), "{err}");
 }
+
+/// `GET /metrics` after known traffic: exact counts of the cache and of both rate limiters,
+/// and text that Prometheus' own checker accepts.
+#[test]
+fn the_metrics_endpoint_counts_known_traffic_exactly_and_passes_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(dir.path(), &[("CACHE_DRIVER", "array")]);
+    app.request("GET", "/users/3", ""); // `has` misses, `remember` misses and stores
+    app.request("GET", "/users/3", ""); // both hit
+    for _ in 0..6 {
+        app.request("POST", "/login", ""); // 5 admitted, the 6th limited
+    }
+    let (status, response, _) = app.request("GET", "/metrics", "");
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        response.contains("content-type: text/plain; version=0.0.4"),
+        "{response}"
+    );
+    let text = response.split("\r\n\r\n").nth(1).unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let cache = r#"cache="array""#;
+    assert_eq!(
+        value(&format!(r#"jtc_cache_gets_total{{{cache},result="miss"}}"#)),
+        2.0
+    );
+    assert_eq!(
+        value(&format!(r#"jtc_cache_gets_total{{{cache},result="hit"}}"#)),
+        2.0
+    );
+    assert_eq!(
+        value(&format!(
+            r#"jtc_cache_writes_total{{{cache},op="remember"}}"#
+        )),
+        1.0
+    );
+    // The global limiter counts every request but /metrics in this cache: 8 hits.
+    assert_eq!(
+        value(&format!(r#"jtc_cache_writes_total{{{cache},op="hit"}}"#)),
+        8.0
+    );
+    let requests = |limiter: &str, route: &str, result: &str| {
+        value(&format!(
+            r#"jtc_throttle_requests_total{{limiter="{limiter}",route="{route}",result="{result}"}}"#
+        ))
+    };
+    assert_eq!(requests("login", "/login", "allowed"), 5.0);
+    assert_eq!(requests("login", "/login", "limited"), 1.0);
+    assert_eq!(requests("global", "/login", "allowed"), 6.0);
+    assert_eq!(requests("global", "/users/{id}", "allowed"), 2.0);
+    assert_eq!(requests("global", "/users/{id}", "limited"), 0.0);
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("user:3"),
+        "{text}"
+    );
+
+    let checked = promtool_check(text);
+    assert!(checked.status.success(), "promtool: {checked:?}\n{text}");
+}
+
+fn promtool_check(text: &str) -> std::process::Output {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!("promtool cannot run ({error}): `sudo apt-get install -y prometheus`")
+        });
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    promtool.wait_with_output().unwrap()
+}
