@@ -26,7 +26,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
     }
 }
 
-/// Three seconds of failing calls from 16 tasks log a few lines, each saying how many failures
+/// A five-second Redis outage under load — 16 concurrent calls at a time — logs a few lines, each saying how many failures
 /// it stands for — not one line per failure.
 #[tokio::test]
 async fn an_outage_is_logged_at_most_once_a_second() {
@@ -41,7 +41,7 @@ async fn an_outage_is_logged_at_most_once_a_second() {
         .command_timeout(Duration::from_millis(50));
     let cache = Cache::new(RedisDriver::from_config(&config).await.unwrap());
     server.stop();
-    let until = Instant::now() + Duration::from_secs(3);
+    let until = Instant::now() + Duration::from_secs(5);
     let mut failures = 0u64;
     while Instant::now() < until {
         let calls = (0..16).map(|i| cache.get::<i32>(if i % 2 == 0 { "a" } else { "b" }));
@@ -54,7 +54,7 @@ async fn an_outage_is_logged_at_most_once_a_second() {
     let lines = warnings.0.lock().unwrap().clone();
     assert!(failures > 100, "{failures} failures");
     assert!(
-        (2..=5).contains(&lines.len()),
+        (4..=7).contains(&lines.len()),
         "{} lines for {failures} failures: {lines:#?}",
         lines.len()
     );
@@ -79,7 +79,9 @@ async fn an_outage_is_logged_at_most_once_a_second() {
         "the lines account for the failures: {counted} of {failures}"
     );
     assert!(
-        lines[0].contains("driver=\"redis\"") && lines[0].contains("operation=\"get\""),
+        lines[0].contains("cache=\"redis\"")
+            && lines[0].contains("driver=\"redis\"")
+            && lines[0].contains("operation=\"get\""),
         "{}",
         lines[0]
     );
