@@ -19,7 +19,11 @@
 //!
 //! Settings come from the environment and `.env`: `CACHE_DRIVER` and friends (see
 //! `.env.example`), `APP_ADDR` (default `127.0.0.1:3000`), `APP_LOCALE` (default `en`),
-//! `APP_RATE_LIMIT` (requests per minute per client and route, default 60).
+//! `APP_RATE_LIMIT` (requests per minute per client and route, default 60). Built with the
+//! `otel` feature, it sends its spans to `OTEL_EXPORTER_OTLP_ENDPOINT` when that is set.
+
+#[cfg(feature = "otel")]
+mod otel;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -64,13 +68,20 @@ async fn run() -> anyhow::Result<()> {
     {
         return Err(error).context("failed to read .env");
     }
-    tracing_subscriber::fmt()
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+    let console = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        );
+    let logs = tracing_subscriber::registry().with(console);
+    #[cfg(feature = "otel")]
+    let (otel, logs) = {
+        let (layer, otel) = otel::layer().context("failed to set up OpenTelemetry")?;
+        (otel, logs.with(layer))
+    };
+    logs.init();
 
     // The recorder first: caches and limiters bind their metrics to it when they start.
     let metrics = prometheus()?;
@@ -99,6 +110,8 @@ async fn run() -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown())
     .await
     .context("the server failed")?;
+    #[cfg(feature = "otel")]
+    otel.shutdown();
     println!("shut down");
     Ok(())
 }
@@ -163,7 +176,20 @@ fn router(cache: Cache, per_minute: u64, locale: &str) -> Router {
                 .with_cache(cache.clone())
                 .fallback_locale(locale),
         )
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(cache)
+}
+
+/// Runs each request in an `info` span with its method and route template (not the path: it
+/// holds ids), so that the cache's and the limiter's spans and events nest under it.
+async fn request_span(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(unmatched)", axum::extract::MatchedPath::as_str);
+    let span = tracing::info_span!("request", method = %request.method(), route = %route);
+    next.run(request).instrument(span).await
 }
 
 /// `GET /_cache/stats`: hits, misses, writes, deletes and errors of this instance's cache.
