@@ -42,6 +42,14 @@ impl Error {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl Error {
+    /// A failed database `operation`.
+    pub(crate) fn database(operation: &'static str, source: sqlx::Error) -> Self {
+        ErrorKind::Database { operation, source }.into()
+    }
+}
+
 #[cfg(feature = "redis")]
 impl Error {
     /// A failed Redis `operation`.
@@ -172,6 +180,18 @@ pub enum ErrorKind {
         source: redis::RedisError,
     },
 
+    /// The database answered with an error, or the connection to it failed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+    #[error("database {operation} failed")]
+    Database {
+        /// The cache operation (`get`, `put`, `connect`, ...).
+        operation: &'static str,
+        /// The database client's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
     /// A Redis Cluster `flush` could not reach every master that holds slots: the entries on
     /// the masters it did not reach are still there, and come back when those masters do.
     /// Nothing is wrong with the entries it did reach (they are gone); run the flush again
@@ -250,6 +270,8 @@ impl ErrorKind {
             Self::Timeout { .. } => "timeout",
             #[cfg(feature = "redis")]
             Self::Redis { .. } => "redis",
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            Self::Database { .. } => "database",
             Self::IncompleteFlush { .. } => "incomplete_flush",
             Self::Unsupported { .. } => "unsupported",
             Self::Task(_) => "task",
@@ -271,6 +293,8 @@ impl Error {
             | ErrorKind::Task(_) => true,
             #[cfg(feature = "redis")]
             ErrorKind::Redis { .. } => true,
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            ErrorKind::Database { .. } => true,
             _ => false,
         }
     }

@@ -89,8 +89,8 @@ pub mod metrics {
     //! `cache` is the cache's [name](crate::Cache::named); `op` the public operation (`get`,
     //! `put`, `remember`, `tagged_get`, ...). Labels never hold keys, values or anything a
     //! caller passes in: their number stays fixed, and no personal data reaches a dashboard.
-    //! Handles bind to the recorder installed when the cache is built (the read counters) or
-    //! first reports (the others): install the recorder first. Reads are published from the
+    //! Handles bind to the recorder installed when a cache first reports: install the
+    //! recorder before the first cache operation. Reads are published from the
     //! cache's own counters once a second and by [`publish`], which a `/metrics` handler
     //! calls before rendering. Operations are timed one in [`TIME_ONE_IN`] per thread, so
     //! read rates from the counters, not from the histogram's `_count`.
@@ -113,6 +113,10 @@ pub use clock::{Clock, ManualClock, MonotonicClock, SystemClock};
 pub use codec::Codec;
 pub use config::{CacheConfig, DEFAULT_FILE_PATH, DriverKind};
 pub use driver::{CacheDriver, DriverFuture, Hit};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use drivers::database::{
+    DEFAULT_TABLE as DEFAULT_DB_TABLE, DatabaseConfig, DatabaseDriver, mask_password,
+};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use drivers::redis::{RedisConfig, RedisDriver};

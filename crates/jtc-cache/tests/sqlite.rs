@@ -1,0 +1,88 @@
+//! The conformance suite on `DatabaseDriver` over SQLite (a file in a temporary folder), plus
+//! what only a database can get wrong: hostile table names, several processes on one file.
+
+mod conformance;
+
+use std::time::Duration;
+
+use conformance::Subject;
+use jtc_cache::{Cache, CacheDriver, DatabaseConfig, DatabaseDriver, ErrorKind, ManualClock};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}", dir.join("cache.db").display())
+}
+
+async fn subject() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let config = DatabaseConfig::new(url(dir.path())).clock(clock.clone());
+    let driver = DatabaseDriver::from_config(&config).await.unwrap();
+    Subject {
+        cache: Cache::new(driver),
+        clock: Some(clock),
+        guard: Box::new(dir),
+    }
+}
+
+conformance_tests!(subject);
+
+#[tokio::test]
+async fn hostile_table_names_are_refused_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for hostile in [
+        "x'; DROP TABLE users; --",
+        "a\"b",
+        "a.b.c",
+        "",
+        "1x",
+        "tab le",
+    ] {
+        let config = DatabaseConfig::new(url(dir.path())).table(hostile);
+        let err = DatabaseDriver::from_config(&config).await.unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Config { .. }),
+            "{hostile:?}: {err}"
+        );
+        assert!(err.to_string().contains("DB_CACHE_TABLE"), "{err}");
+    }
+    assert!(
+        !dir.path().join("cache.db").exists(),
+        "refused before connecting"
+    );
+}
+
+#[tokio::test]
+async fn two_prefixes_share_a_table_and_flush_only_their_own_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let connect = |prefix: &str| {
+        let config = DatabaseConfig::new(url(dir.path())).prefix(prefix);
+        async move { Cache::new(DatabaseDriver::from_config(&config).await.unwrap()) }
+    };
+    let (a, b) = (connect("a:").await, connect("b:").await);
+    a.put("k", &1, MINUTE).await.unwrap();
+    b.put("k", &2, MINUTE).await.unwrap();
+    assert_eq!(a.get::<i32>("k").await.unwrap(), Some(1));
+    a.flush().await.unwrap();
+    assert_eq!(a.get::<i32>("k").await.unwrap(), None);
+    assert_eq!(b.get::<i32>("k").await.unwrap(), Some(2));
+}
+
+#[tokio::test]
+async fn the_ddl_names_the_table_and_creating_it_twice_is_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DatabaseConfig::new(url(dir.path())).table("main.my_cache");
+    let ddl = DatabaseDriver::ddl(&config).unwrap();
+    assert!(
+        ddl.contains("CREATE TABLE IF NOT EXISTS \"main\".\"my_cache\""),
+        "{ddl}"
+    );
+    for _ in 0..2 {
+        let driver = DatabaseDriver::from_config(&config).await.unwrap();
+        driver
+            .put("k", bytes::Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
+    }
+}
