@@ -6,8 +6,10 @@
 //! A watchdog process kills each server if the test process dies without dropping it (a
 //! timeout, an abort, a leaked `static`).
 
+mod postgres;
 mod sentinel;
 
+pub use postgres::{PostgresServer, shared_postgres};
 pub use sentinel::RedisSentinelSetup;
 
 use std::{
@@ -434,7 +436,7 @@ fn ping(port: u16) -> bool {
 }
 
 /// Kills `pid` once this test process is gone, whatever way it went.
-fn watch(pid: u32) {
+pub(crate) fn watch(pid: u32) {
     let script = format!(
         "while kill -0 {parent} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -9 {pid} 2>/dev/null",
         parent = std::process::id()
