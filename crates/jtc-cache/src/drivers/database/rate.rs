@@ -1,5 +1,5 @@
 //! The database driver's counters: `increment` and `hit` (one statement each) and
-//! `Cache::rate` (a compare-and-set loop over one row).
+//! `Cache::rate` (one short transaction holding the row's lock).
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,10 +7,6 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::{Backend, DatabaseDriver, expires_at, with_pool};
 use crate::{ErrorKind, Hit, RateRecord, RateRule, RateVerdict, Result, rate::lone_fixed_window};
-
-/// How many times `rate` re-reads a row that changed under it before giving up. Each retry
-/// means another caller's update went in: progress is never lost, only this call waits.
-const RATE_ATTEMPTS: usize = 1_000;
 
 /// A row as read, expired or not.
 type Stored = (Option<Vec<u8>>, Option<i64>, Option<i64>);
@@ -97,56 +93,51 @@ impl DatabaseDriver {
             return self.fixed_window(key, rule, consume).await;
         }
         let (full, id) = self.row(key);
-        for _ in 0..RATE_ATTEMPTS {
-            let now = self.now();
-            let now_us = now.saturating_mul(1_000);
+        if !consume {
             let stored = self.read_row(&id).await?;
-            let live = stored
-                .as_ref()
-                .filter(|(_, _, expires_at)| expires_at.is_none_or(|at| at > now));
-            let mut record = match live {
-                Some((Some(value), _, _)) => RateRecord::decode(value),
-                _ => RateRecord::default(),
-            };
-            let verdicts = record.apply(rules, now_us, consume);
-            if !consume {
-                return Ok(verdicts);
-            }
-            let ttl = record.ttl(now_us).unwrap_or(Duration::from_millis(1));
-            let expires_at = expires_at(now, Some(ttl));
-            // The counter column holds the record's version, so that a write that read an
-            // older version never goes in.
-            let version = stored
-                .as_ref()
-                .and_then(|(_, counter, _)| *counter)
-                .unwrap_or(0)
-                .wrapping_add(1);
-            let value = record.encode();
-            let written = match &stored {
-                None => with_pool!(self, pool => {
-                    sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert_new)))
-                        .bind(id.clone()).bind(full.clone()).bind(value).bind(version)
-                        .bind(expires_at).execute(pool).await
-                        .map(|done| done.rows_affected())
-                }),
-                Some((old_value, old_counter, old_expiry)) => with_pool!(self, pool => {
-                    sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.swap)))
-                        .bind(id.clone()).bind(full.clone()).bind(value).bind(version)
-                        .bind(expires_at).bind(old_value.clone()).bind(*old_counter)
-                        .bind(*old_expiry).execute(pool).await
-                        .map(|done| done.rows_affected())
-                }),
-            }
-            .map_err(|e| crate::Error::database("rate", e))?;
-            if written == 1 {
-                return Ok(verdicts);
-            }
+            let now = self.now();
+            return Ok(record_of(stored.as_ref(), now).apply(
+                rules,
+                now.saturating_mul(1_000),
+                false,
+            ));
         }
-        Err(ErrorKind::Timeout {
-            operation: "rate",
-            after: Duration::ZERO,
-        }
-        .into())
+        let sql = &self.sql;
+        with_pool!(self, pool => {
+            async {
+                // One transaction holding the row's lock (SQLite: the database's write lock,
+                // taken at BEGIN IMMEDIATE; PostgreSQL: FOR UPDATE on the row, made first if
+                // missing): concurrent callers queue instead of retrying. Dropped on error, a
+                // transaction rolls back; none is left open.
+                let mut tx = pool.begin_with(AssertSqlSafe(Arc::clone(&sql.begin_write))).await?;
+                sqlx::query(AssertSqlSafe(Arc::clone(&sql.placeholder)))
+                    .bind(id.as_slice())
+                    .bind(full.as_slice())
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query(AssertSqlSafe(Arc::clone(&sql.lock_row)))
+                    .bind(id.as_slice())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let stored: Stored = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                let now = self.now();
+                let now_us = now.saturating_mul(1_000);
+                let mut record = record_of(Some(&stored), now);
+                let verdicts = record.apply(rules, now_us, true);
+                let ttl = record.ttl(now_us).unwrap_or(Duration::from_millis(1));
+                sqlx::query(AssertSqlSafe(Arc::clone(&sql.set_row)))
+                    .bind(id.as_slice())
+                    .bind(full.as_slice())
+                    .bind(record.encode())
+                    .bind(expires_at(now, Some(ttl)))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(verdicts)
+            }
+            .await
+        })
+        .map_err(|e| crate::Error::database("rate", e))
     }
 
     /// A lone fixed window: a plain counter, as `Cache::hit` counts it.
@@ -178,5 +169,16 @@ impl DatabaseDriver {
             expires_in,
             consume,
         )])
+    }
+}
+
+/// The rate record a row holds at `now`: empty when the row is missing, expired or holds
+/// something else.
+fn record_of(stored: Option<&Stored>, now: i64) -> RateRecord {
+    match stored {
+        Some((Some(value), _, expires_at)) if expires_at.is_none_or(|at| at > now) => {
+            RateRecord::decode(value)
+        }
+        _ => RateRecord::default(),
     }
 }

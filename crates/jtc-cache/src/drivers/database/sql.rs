@@ -28,8 +28,10 @@ pub(crate) struct Statements {
     pub(crate) flush_all: Arc<str>,
     pub(crate) flush_prefix: Arc<str>,
     pub(crate) prune: Arc<str>,
-    pub(crate) insert_new: Arc<str>,
-    pub(crate) swap: Arc<str>,
+    pub(crate) begin_write: Arc<str>,
+    pub(crate) placeholder: Arc<str>,
+    pub(crate) lock_row: Arc<str>,
+    pub(crate) set_row: Arc<str>,
 }
 
 /// The row is there and has not expired at `$now` (unqualified columns: SQLite's
@@ -49,11 +51,6 @@ impl Statements {
         let columns = "(id, key, value, counter, expires_at)";
         let set_all = "key = excluded.key, value = excluded.value, counter = excluded.counter, \
                        expires_at = excluded.expires_at";
-        // Null-safe equality: SQLite's `IS`, PostgreSQL's `IS NOT DISTINCT FROM`.
-        let same = match dialect {
-            Dialect::Sqlite => "IS",
-            Dialect::Postgres => "IS NOT DISTINCT FROM",
-        };
         let statements = [
             // get: $1 id, $2 now
             format!(
@@ -126,16 +123,30 @@ impl Statements {
             format!("DELETE FROM {t} WHERE substr(key, 1, $2) = $1"),
             // prune: $1 now
             format!("DELETE FROM {t} WHERE expires_at IS NOT NULL AND expires_at <= $1"),
-            // insert_new: put's parameters; stored only if no row has the id
+            // begin_write: a transaction that writes (SQLite takes its write lock now, so
+            // that two readers never both wait to upgrade)
+            match dialect {
+                Dialect::Sqlite => "BEGIN IMMEDIATE".to_owned(),
+                Dialect::Postgres => "BEGIN".to_owned(),
+            },
+            // placeholder: $1 id, $2 key; an expired empty row when none is there, for
+            // lock_row to lock
             format!(
-                "INSERT INTO {t} {columns} VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING"
+                "INSERT INTO {t} {columns} VALUES ($1, $2, NULL, NULL, 0) \
+                 ON CONFLICT (id) DO NOTHING"
             ),
-            // swap: put's, and $6 $7 $8 the value, counter and expires_at read before: stored
-            // only if the row still holds them (compare-and-set)
+            // lock_row: $1 id
+            match dialect {
+                Dialect::Sqlite => {
+                    format!("SELECT value, counter, expires_at FROM {t} WHERE id = $1")
+                }
+                Dialect::Postgres => {
+                    format!("SELECT value, counter, expires_at FROM {t} WHERE id = $1 FOR UPDATE")
+                }
+            },
+            // set_row: $1 id, $2 key, $3 value, $4 expires_at
             format!(
-                "UPDATE {t} SET key = $2, value = $3, counter = $4, expires_at = $5 \
-                 WHERE id = $1 AND value {same} $6 AND counter {same} $7 \
-                 AND expires_at {same} $8"
+                "UPDATE {t} SET key = $2, value = $3, counter = NULL, expires_at = $4 WHERE id = $1"
             ),
         ];
         let [
@@ -153,8 +164,10 @@ impl Statements {
             flush_all,
             flush_prefix,
             prune,
-            insert_new,
-            swap,
+            begin_write,
+            placeholder,
+            lock_row,
+            set_row,
         ] = statements.map(|sql| dialect_params(&sql, dialect));
         Self {
             get,
@@ -171,8 +184,10 @@ impl Statements {
             flush_all,
             flush_prefix,
             prune,
-            insert_new,
-            swap,
+            begin_write,
+            placeholder,
+            lock_row,
+            set_row,
         }
     }
 }
