@@ -22,11 +22,14 @@ pub enum DriverKind {
     Array,
     /// `RedisDriver`: a Redis server or Cluster (needs the `redis` feature).
     Redis,
+    /// `DatabaseDriver`: a table in SQLite or PostgreSQL (needs the `sqlite` or `postgres`
+    /// feature).
+    Database,
 }
 
 impl DriverKind {
     /// Every accepted `CACHE_DRIVER` value.
-    pub const NAMES: &'static [&'static str] = &["file", "array", "redis"];
+    pub const NAMES: &'static [&'static str] = &["file", "array", "redis", "database"];
 
     /// The name used in `CACHE_DRIVER`.
     pub fn as_str(self) -> &'static str {
@@ -34,6 +37,7 @@ impl DriverKind {
             Self::File => "file",
             Self::Array => "array",
             Self::Redis => "redis",
+            Self::Database => "database",
         }
     }
 }
@@ -52,6 +56,7 @@ impl FromStr for DriverKind {
             "file" => Ok(Self::File),
             "array" => Ok(Self::Array),
             "redis" => Ok(Self::Redis),
+            "database" => Ok(Self::Database),
             _ => Err(ErrorKind::Config {
                 variable: "CACHE_DRIVER",
                 value: value.to_owned(),
@@ -79,7 +84,7 @@ impl FromStr for DriverKind {
 /// let err = CacheConfig::from_lookup(|_| Some("memcached".into())).unwrap_err();
 /// assert_eq!(
 ///     err.to_string(),
-///     r#"invalid CACHE_DRIVER="memcached": unknown cache driver; expected one of: file, array, redis"#
+///     r#"invalid CACHE_DRIVER="memcached": unknown cache driver; expected one of: file, array, redis, database"#
 /// );
 /// # Ok::<_, jtc_cache::Error>(())
 /// ```
@@ -96,6 +101,10 @@ pub struct CacheConfig {
     /// The Redis driver's settings (`REDIS_*`). Default: [`RedisConfig::default`].
     #[cfg(feature = "redis")]
     pub redis: RedisConfig,
+    /// The database driver's settings (`DB_URL` or `DATABASE_URL`, `DB_CACHE_TABLE`,
+    /// `DB_CACHE_PREFIX`, `DB_CACHE_UNLOGGED`); `None` unless `CACHE_DRIVER=database`.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub database: Option<crate::DatabaseConfig>,
 }
 
 impl Default for CacheConfig {
@@ -106,6 +115,8 @@ impl Default for CacheConfig {
             compress_above: Some(DEFAULT_COMPRESSION_THRESHOLD),
             #[cfg(feature = "redis")]
             redis: RedisConfig::default(),
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            database: None,
         }
     }
 }
@@ -137,6 +148,10 @@ impl CacheConfig {
         if config.driver == DriverKind::Redis {
             config.redis = RedisConfig::from_lookup(&var)?;
         }
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        if config.driver == DriverKind::Database {
+            config.database = Some(crate::DatabaseConfig::from_lookup(&var)?);
+        }
         Ok(config)
     }
 
@@ -156,13 +171,21 @@ impl CacheConfig {
             #[cfg(feature = "redis")]
             DriverKind::Redis => Cache::new(RedisDriver::from_config(&self.redis).await?),
             #[cfg(not(feature = "redis"))]
-            DriverKind::Redis => {
-                return Err(ErrorKind::Config {
-                    variable: "CACHE_DRIVER",
-                    value: "redis".to_owned(),
-                    reason: "jtc-cache was built without its `redis` feature".to_owned(),
-                }
-                .into());
+            DriverKind::Redis => return Err(not_built("redis", "its `redis` feature")),
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            DriverKind::Database => {
+                let config = self.database.clone().ok_or_else(|| {
+                    Error::from(ErrorKind::Config {
+                        variable: "DB_URL",
+                        value: String::new(),
+                        reason: "the database driver needs a URL".to_owned(),
+                    })
+                })?;
+                Cache::new(crate::DatabaseDriver::from_config(&config).await?)
+            }
+            #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+            DriverKind::Database => {
+                return Err(not_built("database", "its `sqlite` or `postgres` feature"));
             }
         })
     }
@@ -174,6 +197,8 @@ impl CacheConfig {
             DriverKind::File => rows.push(("File Path", self.file_path.display().to_string())),
             #[cfg(feature = "redis")]
             DriverKind::Redis => rows.extend(self.redis.describe()),
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            DriverKind::Database => rows.extend(self.database.iter().flat_map(|d| d.describe())),
             _ => {}
         }
         let compression = match self.compress_above {
@@ -186,6 +211,17 @@ impl CacheConfig {
         rows.push(("Compression", compression));
         rows
     }
+}
+
+/// A driver this build of jtc-cache leaves out.
+#[allow(dead_code)]
+fn not_built(driver: &str, feature: &str) -> Error {
+    ErrorKind::Config {
+        variable: "CACHE_DRIVER",
+        value: driver.to_owned(),
+        reason: format!("jtc-cache was built without {feature}"),
+    }
+    .into()
 }
 
 fn parse_threshold(value: &str) -> Result<Option<usize>> {
@@ -236,7 +272,7 @@ mod tests {
             err.contains("CACHE_DRIVER") && err.contains("mongo"),
             "{err}"
         );
-        assert!(err.contains("file, array, redis"), "{err}");
+        assert!(err.contains("file, array, redis, database"), "{err}");
     }
 
     #[test]

@@ -63,8 +63,11 @@ pub(crate) enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove expired entries that nobody has read since (file driver).
+    /// Remove expired entries that nobody has read since (file and database drivers).
     Prune,
+    /// Print the SQL that creates the database driver's table (CACHE_DRIVER=database), for
+    /// migrations kept by hand; the driver creates it itself when missing.
+    Table,
     /// Show cache counters: a running app's (from its stats endpoint, with --url), or without
     /// --url those of a round trip this command makes itself (a live check of the driver).
     Stats {

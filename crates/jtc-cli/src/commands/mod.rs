@@ -6,6 +6,7 @@ mod forget;
 mod get;
 mod prune;
 mod stats;
+mod table;
 mod test;
 
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         CacheCommand::Get { key, json } => get::run(&config, &key, json).await,
         CacheCommand::Prune => prune::run(&config).await,
         CacheCommand::Stats { url, json } => stats::run(&config, url.as_deref(), json).await,
+        CacheCommand::Table => table::run(&config),
     }
 }
 

@@ -43,7 +43,8 @@ enum Backend {
 }
 
 /// How to reach the database and which table to use. [`DatabaseDriver::connect`] takes the
-/// defaults; `CACHE_DRIVER=database` reads `DB_URL`, `DB_CACHE_TABLE` and `CACHE_PREFIX`.
+/// defaults; `CACHE_DRIVER=database` reads `DB_URL` (or `DATABASE_URL`), `DB_CACHE_TABLE`,
+/// `DB_CACHE_PREFIX` and `DB_CACHE_UNLOGGED`.
 #[derive(Clone)]
 pub struct DatabaseConfig {
     url: String,
@@ -65,6 +66,17 @@ impl fmt::Debug for DatabaseConfig {
             .finish_non_exhaustive()
     }
 }
+
+impl PartialEq for DatabaseConfig {
+    /// The same settings (the clock is not compared).
+    fn eq(&self, other: &Self) -> bool {
+        (&self.url, &self.table, &self.prefix, self.unlogged)
+            == (&other.url, &other.table, &other.prefix, other.unlogged)
+            && (self.max_connections, self.timeout) == (other.max_connections, other.timeout)
+    }
+}
+
+impl Eq for DatabaseConfig {}
 
 impl DatabaseConfig {
     /// `sqlite://path/to/cache.db` (created when missing) or
@@ -126,6 +138,63 @@ impl DatabaseConfig {
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
+    }
+
+    /// The settings from `DB_URL` (or `DATABASE_URL`), `DB_CACHE_TABLE`, `DB_CACHE_PREFIX`
+    /// and `DB_CACHE_UNLOGGED`, as `CACHE_DRIVER=database` reads them; the table name is
+    /// checked here, so that a bad one stops the app at start-up with its variable named.
+    pub(crate) fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let invalid = |variable: &'static str, value: &str, reason: &str| -> crate::Error {
+            ErrorKind::Config {
+                variable,
+                value: mask_password(value),
+                reason: reason.to_owned(),
+            }
+            .into()
+        };
+        let url = var("DB_URL")
+            .or_else(|| var("DATABASE_URL"))
+            .ok_or_else(|| {
+                invalid(
+                    "DB_URL",
+                    "",
+                    "CACHE_DRIVER=database needs DB_URL (or DATABASE_URL): \
+                 sqlite://path/to/cache.db or postgres://user:pass@host/db",
+                )
+            })?;
+        let mut config = Self::new(url);
+        if let Some(table) = var("DB_CACHE_TABLE") {
+            Table::parse(&table, "DB_CACHE_TABLE")?;
+            config.table = table;
+        }
+        if let Some(prefix) = var("DB_CACHE_PREFIX") {
+            config.prefix = prefix;
+        }
+        if let Some(unlogged) = var("DB_CACHE_UNLOGGED") {
+            config.unlogged = match unlogged.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(invalid(
+                        "DB_CACHE_UNLOGGED",
+                        &unlogged,
+                        "expected true or false",
+                    ));
+                }
+            };
+        }
+        config.dialect()?;
+        Ok(config)
+    }
+
+    /// The settings as (name, value) rows for display, the password masked.
+    pub(crate) fn describe(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("URL", mask_password(&self.url)),
+            ("Table", self.table.clone()),
+            ("Prefix", self.prefix.clone()),
+            ("Unlogged", self.unlogged.to_string()),
+        ]
     }
 
     fn dialect(&self) -> Result<Dialect> {
