@@ -86,3 +86,72 @@ async fn the_ddl_names_the_table_and_creating_it_twice_is_harmless() {
             .unwrap();
     }
 }
+
+const WORKER_DIR: &str = "JTC_TEST_SQLITE_WORKER_DIR";
+const WORKER_MODE: &str = "JTC_TEST_SQLITE_WORKER_MODE";
+const WORKER_EACH: usize = 500;
+
+/// A competing process when run by `processes_share_one_file_exactly` (the worker variables
+/// set): waits for the start signal, then counts `WORKER_EACH` times. Run as a plain test it
+/// does nothing.
+#[test]
+fn sqlite_worker() {
+    let Some(dir) = std::env::var_os(WORKER_DIR) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let mode = std::env::var(WORKER_MODE).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let cache = Cache::new(DatabaseDriver::connect(&url(&dir)).await.unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !dir.join("go").exists() {
+            assert!(std::time::Instant::now() < deadline, "no start signal");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for _ in 0..WORKER_EACH {
+            match mode.as_str() {
+                "increment" => drop(cache.increment("n", 1).await.unwrap()),
+                "hit" => drop(cache.hit("hits", MINUTE).await.unwrap()),
+                other => panic!("unknown worker mode {other:?}"),
+            }
+        }
+    });
+}
+
+/// 8 processes × 500 increments (and hits) on one SQLite file: exactly 4,000 each.
+#[tokio::test]
+async fn processes_share_one_file_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(DatabaseDriver::connect(&url(dir.path())).await.unwrap());
+    for mode in ["increment", "hit"] {
+        let _ = std::fs::remove_file(dir.path().join("go"));
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["sqlite_worker", "--exact", "--test-threads=1", "--quiet"])
+                    .env(WORKER_DIR, dir.path())
+                    .env(WORKER_MODE, mode)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::fs::write(dir.path().join("go"), b"").unwrap();
+        for mut child in children {
+            assert!(child.wait().unwrap().success(), "a {mode} worker failed");
+        }
+    }
+    assert_eq!(
+        cache.get::<i64>("n").await.unwrap(),
+        Some(8 * WORKER_EACH as i64)
+    );
+    assert_eq!(
+        cache.hit_by("hits", MINUTE, 0).await.unwrap().count,
+        8 * WORKER_EACH as i64 + 1
+    );
+}

@@ -1,6 +1,6 @@
 //! The throttle conformance suite (tests/suite) on every store: process memory, and caches
-//! over the array driver, the file driver, a Redis server and a 3-master Redis Cluster, the
-//! servers started by the tests.
+//! over the array driver, the file driver, a Redis server, a 3-master Redis Cluster, SQLite
+//! and PostgreSQL, the servers started by the tests.
 
 mod common;
 mod suite;
@@ -8,9 +8,10 @@ mod suite;
 use std::sync::Arc;
 
 use jtc_cache::{
-    ArrayDriver, Cache, CacheDriver, FileDriver, ManualClock, RedisConfig, RedisDriver,
+    ArrayDriver, Cache, CacheDriver, DatabaseConfig, DatabaseDriver, FileDriver, ManualClock,
+    RedisConfig, RedisDriver,
 };
-use jtc_test_support::{shared_cluster, shared_server, unique_prefix};
+use jtc_test_support::{shared_cluster, shared_postgres, shared_server, unique_prefix};
 use suite::Store;
 
 /// A manual clock at a whole second, so that window arithmetic in the cases is exact.
@@ -66,6 +67,41 @@ async fn redis_cluster() -> Store {
     Store::cache(Box::new(connect), None, Box::new(()))
 }
 
+/// Every instance connects anew to `config`'s database, as another process would.
+fn database(
+    config: DatabaseConfig,
+    clock: ManualClock,
+    guard: Box<dyn std::any::Any + Send>,
+) -> Store {
+    let connect = move || {
+        let config = config.clone();
+        Box::pin(async move { Cache::new(DatabaseDriver::from_config(&config).await.unwrap()) })
+            as _
+    };
+    Store::cache(Box::new(connect), Some(clock), guard)
+}
+
+async fn sqlite() -> Store {
+    let clock = clock();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("limits.db").display());
+    database(
+        DatabaseConfig::new(url).clock(clock.clone()),
+        clock,
+        Box::new(dir),
+    )
+}
+
+async fn postgres() -> Store {
+    let clock = clock();
+    let table = unique_prefix("suite").replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    let config = DatabaseConfig::new(shared_postgres().url())
+        .table(format!("t_{table}"))
+        .max_connections(4)
+        .clock(clock.clone());
+    database(config, clock, Box::new(()))
+}
+
 mod memory {
     crate::throttle_suite!(super::memory);
     crate::limits_suite!(super::memory);
@@ -89,4 +125,14 @@ mod redis {
 mod redis_cluster {
     crate::throttle_suite!(super::redis_cluster);
     crate::limits_suite!(super::redis_cluster);
+}
+
+mod sqlite {
+    crate::throttle_suite!(super::sqlite);
+    crate::limits_suite!(super::sqlite);
+}
+
+mod postgres {
+    crate::throttle_suite!(super::postgres);
+    crate::limits_suite!(super::postgres);
 }
