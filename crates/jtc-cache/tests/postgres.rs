@@ -128,3 +128,28 @@ async fn a_server_that_dies_gives_clean_errors_in_time_and_the_driver_recovers()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `hit` and `increment` are one statement each — one round trip — and `rate` one short
+/// transaction: counted in the server's own statement log.
+#[tokio::test]
+async fn a_hit_is_one_statement_on_the_server() {
+    let server = PostgresServer::start_logging_statements();
+    let config = DatabaseConfig::new(server.url()).table("counted");
+    let cache = Cache::new(DatabaseDriver::from_config(&config).await.unwrap());
+    cache.hit("warm-up", MINUTE).await.unwrap(); // the first use prepares the statement
+    let statements = || server.log().matches("LOG:  execute").count();
+    let before = statements();
+    for _ in 0..10 {
+        cache.hit("login:ana", MINUTE).await.unwrap();
+    }
+    // The log is written by the server process: give it a moment to reach the file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while statements() < before + 10 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(statements() - before, 10, "{}", server.log());
+    if std::env::var_os("JTC_SHOW_LOG").is_some() {
+        eprintln!("{}", server.log());
+    }
+}

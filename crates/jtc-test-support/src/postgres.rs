@@ -27,6 +27,7 @@ pub struct PostgresServer {
     dir: tempfile::TempDir,
     user: Option<(u32, u32)>,
     durable: bool,
+    log_statements: bool,
 }
 
 impl PostgresServer {
@@ -40,6 +41,20 @@ impl PostgresServer {
     /// only once its WAL is flushed, so it survives [`stop`](Self::stop) (a crash).
     pub fn start_durable() -> Self {
         Self::start_with(true)
+    }
+
+    /// As [`start`](Self::start), logging every statement the server runs to a file that
+    /// [`log`](Self::log) reads: to count what a client sends.
+    pub fn start_logging_statements() -> Self {
+        let mut server = Self::start_with(false);
+        server.log_statements = true;
+        server.restart();
+        server
+    }
+
+    /// The server's log so far (with [`start_logging_statements`](Self::start_logging_statements)).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     fn start_with(durable: bool) -> Self {
@@ -77,6 +92,7 @@ impl PostgresServer {
             dir,
             user,
             durable,
+            log_statements: false,
         };
         server.launch();
         server
@@ -139,10 +155,19 @@ impl PostgresServer {
                 .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
                 .args(["-c", "full_page_writes=off"]);
         }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        command.stdin(Stdio::null()).stdout(Stdio::null());
+        if self.log_statements {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("server.log"))
+                .expect("a server log file");
+            command
+                .args(["-c", "log_statement=all", "-c", "log_min_messages=log"])
+                .stderr(log);
+        } else {
+            command.stderr(Stdio::null());
+        }
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("postgres: {e}; {INSTALL_HINT}"));
