@@ -33,6 +33,31 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// A sqlx pool the driver can use: `sqlx::SqlitePool` or `sqlx::PgPool`, converted with
+/// `.into()` (see [`DatabaseDriver::from_pool`]).
+#[derive(Clone)]
+pub struct DatabasePool(Backend);
+
+impl fmt::Debug for DatabasePool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabasePool")
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<sqlx::SqlitePool> for DatabasePool {
+    fn from(pool: sqlx::SqlitePool) -> Self {
+        Self(Backend::Sqlite(pool))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<sqlx::PgPool> for DatabasePool {
+    fn from(pool: sqlx::PgPool) -> Self {
+        Self(Backend::Postgres(pool))
+    }
+}
+
 /// The connection pool of one database.
 #[derive(Clone)]
 enum Backend {
@@ -295,6 +320,49 @@ impl DatabaseDriver {
         let table = Table::parse(&config.table, "DB_CACHE_TABLE")?;
         let dialect = config.dialect()?;
         let backend = connect(config, dialect).await?;
+        let driver = Self {
+            backend,
+            sql: Arc::new(sql::Statements::new(&table, dialect)),
+            prefix: Arc::from(config.prefix.as_str()),
+            clock: Arc::clone(&config.clock),
+        };
+        driver
+            .create_table(&table, dialect, config.unlogged)
+            .await?;
+        Ok(driver)
+    }
+
+    /// Uses a pool the app already has (its URL in `config` is not read; the table, prefix
+    /// and clock are). Each call takes a connection from the pool for one statement and gives
+    /// it back: the driver never runs inside a transaction of yours, so a failed cache call
+    /// cannot abort it. Creates the table when missing.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use jtc_cache::{Cache, DatabaseConfig, DatabaseDriver};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let url = format!("sqlite://{}?mode=rwc", dir.path().join("app.db").display());
+    /// let pool = sqlx::SqlitePool::connect(&url).await.unwrap(); // the app's own pool
+    /// let config = DatabaseConfig::new("").table("cache_entries");
+    /// let cache = Cache::new(DatabaseDriver::from_pool(pool, &config).await?);
+    /// assert_eq!(cache.increment("jobs", 1).await?, 1);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for a bad table name, [`ErrorKind::Database`] when the table
+    /// cannot be created.
+    pub async fn from_pool(pool: impl Into<DatabasePool>, config: &DatabaseConfig) -> Result<Self> {
+        let table = Table::parse(&config.table, "DB_CACHE_TABLE")?;
+        let DatabasePool(backend) = pool.into();
+        let dialect = match &backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => Dialect::Postgres,
+        };
         let driver = Self {
             backend,
             sql: Arc::new(sql::Statements::new(&table, dialect)),

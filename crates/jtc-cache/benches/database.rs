@@ -1,0 +1,298 @@
+//! `DatabaseDriver` against bare sqlx on the same table, in alternating rounds: SQLite `get`
+//! and `put` from one task, PostgreSQL `get` and `put` from 32 concurrent tasks (a server the
+//! benchmark starts, as the tests do).
+//!
+//! `cargo bench -p jtc-cache --features sqlite,postgres --bench database` (`JTC_ROUNDS`,
+//! default 9). Every round times both sides, alternating which goes first; the figure is the
+//! median of the per-round ratios bare time / driver time (target ≥ 0.8). docs/benchmarks.md
+//! records it.
+
+use std::{
+    future::Future,
+    hint::black_box,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use jtc_cache::{CacheDriver, DatabaseConfig, DatabaseDriver};
+use jtc_test_support::PostgresServer;
+
+const KEYS: usize = 1_000;
+const TTL: Duration = Duration::from_secs(3_600);
+const TASKS: usize = 32;
+
+/// The bare statements, as a hand-written cache table would run them.
+const GET: &str = "SELECT value, counter FROM jtc_cache \
+                   WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)";
+const PUT: &str = "INSERT INTO jtc_cache (id, key, value, counter, expires_at) \
+                   VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (id) DO UPDATE SET \
+                   key = excluded.key, value = excluded.value, counter = excluded.counter, \
+                   expires_at = excluded.expires_at";
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let rounds = match std::env::var("JTC_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(rounds) if bench => rounds,
+        _ if bench => 9,
+        _ => 1,
+    };
+    let scale = if bench { 1 } else { 20 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    rt.block_on(sqlite(&sqlite_url, rounds, scale));
+    let server = PostgresServer::start();
+    rt.block_on(postgres(&server.url(), rounds, scale));
+}
+
+fn keys() -> Vec<String> {
+    (0..KEYS).map(|i| format!("user:{i}:profile")).collect()
+}
+
+/// The row id the driver gives `key` (no prefix): the bare side looks rows up the same way.
+fn id(key: &str) -> Vec<u8> {
+    blake3::hash(key.as_bytes()).as_bytes()[..16].to_vec()
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+const VALUE: &[u8] = b"a cached value of a few dozen bytes, as a small profile";
+
+async fn sqlite(url: &str, rounds: usize, scale: usize) {
+    let driver = Arc::new(DatabaseDriver::connect(url).await.unwrap());
+    // The bare side connects as the driver does: WAL, synchronous=NORMAL, a busy timeout.
+    let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+    let options = options
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(10)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let keys = keys();
+    for key in &keys {
+        driver
+            .put(key, Bytes::from_static(VALUE), Some(TTL))
+            .await
+            .unwrap();
+    }
+    let ops = 20_000 / scale;
+    // SQLite numbers its parameters `?1`; made once, for the life of the benchmark.
+    let (get_sql, put_sql): (&'static str, &'static str) = (
+        Box::leak(GET.replace('$', "?").into_boxed_str()),
+        Box::leak(PUT.replace('$', "?").into_boxed_str()),
+    );
+    let bare_get = |i: usize| {
+        let (pool, key) = (&pool, &keys[i % KEYS]);
+        async move {
+            let row: Option<(Option<Vec<u8>>, Option<i64>)> = sqlx::query_as(get_sql)
+                .bind(id(key))
+                .bind(now_ms())
+                .fetch_optional(pool)
+                .await
+                .unwrap();
+            black_box(row);
+        }
+    };
+    let driver_get = |i: usize| {
+        let (driver, key) = (&driver, &keys[i % KEYS]);
+        async move {
+            black_box(driver.get(key).await.unwrap());
+        }
+    };
+    compare("sqlite get (1 task)", rounds, ops, &bare_get, &driver_get).await;
+    let bare_put = |i: usize| {
+        let (pool, key) = (&pool, &keys[i % KEYS]);
+        async move {
+            sqlx::query(put_sql)
+                .bind(id(key))
+                .bind(key.as_bytes())
+                .bind(VALUE)
+                .bind(now_ms() + 3_600_000)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    };
+    let driver_put = |i: usize| {
+        let (driver, key) = (&driver, &keys[i % KEYS]);
+        async move {
+            driver
+                .put(key, Bytes::from_static(VALUE), Some(TTL))
+                .await
+                .unwrap();
+        }
+    };
+    compare(
+        "sqlite put (1 task)",
+        rounds,
+        ops / 4,
+        &bare_put,
+        &driver_put,
+    )
+    .await;
+}
+
+async fn postgres(url: &str, rounds: usize, scale: usize) {
+    let config = DatabaseConfig::new(url).max_connections(10);
+    let driver = Arc::new(DatabaseDriver::from_config(&config).await.unwrap());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .connect(url)
+        .await
+        .unwrap();
+    let keys = Arc::new(keys());
+    for key in keys.iter() {
+        driver
+            .put(key, Bytes::from_static(VALUE), Some(TTL))
+            .await
+            .unwrap();
+    }
+    let ops = 20_000 / scale;
+    let each = ops / TASKS;
+    let bare_get = tasks(each, {
+        let (pool, keys) = (pool.clone(), Arc::clone(&keys));
+        move |i| {
+            let (pool, key) = (pool.clone(), keys[i % KEYS].clone());
+            async move {
+                let row: Option<(Option<Vec<u8>>, Option<i64>)> = sqlx::query_as(GET)
+                    .bind(id(&key))
+                    .bind(now_ms())
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+                black_box(row);
+            }
+        }
+    });
+    let driver_get = tasks(each, {
+        let (driver, keys) = (Arc::clone(&driver), Arc::clone(&keys));
+        move |i| {
+            let (driver, key) = (Arc::clone(&driver), keys[i % KEYS].clone());
+            async move {
+                black_box(driver.get(&key).await.unwrap());
+            }
+        }
+    });
+    compare("postgres get (32 tasks)", rounds, 1, &bare_get, &driver_get).await;
+    let bare_put = tasks(each, {
+        let (pool, keys) = (pool.clone(), Arc::clone(&keys));
+        move |i| {
+            let (pool, key) = (pool.clone(), keys[i % KEYS].clone());
+            async move {
+                sqlx::query(PUT)
+                    .bind(id(&key))
+                    .bind(key.as_bytes())
+                    .bind(VALUE)
+                    .bind(now_ms() + 3_600_000)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let driver_put = tasks(each, {
+        let (driver, keys) = (Arc::clone(&driver), Arc::clone(&keys));
+        move |i| {
+            let (driver, key) = (Arc::clone(&driver), keys[i % KEYS].clone());
+            async move {
+                driver
+                    .put(&key, Bytes::from_static(VALUE), Some(TTL))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    compare("postgres put (32 tasks)", rounds, 1, &bare_put, &driver_put).await;
+}
+
+/// One "operation" that runs `each` calls of `op` on each of 32 concurrent tasks.
+fn tasks<F, Fut>(
+    each: usize,
+    op: F,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = ()>>>
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    move |_| {
+        let handles: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let op = op.clone();
+                tokio::spawn(async move {
+                    for i in 0..each {
+                        op(task * each + i).await;
+                    }
+                })
+            })
+            .collect();
+        Box::pin(async move {
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        })
+    }
+}
+
+/// Alternating rounds of `ops` calls of each side; prints the median of bare / driver.
+async fn compare<B, BF, D, DF>(label: &str, rounds: usize, ops: usize, bare: &B, driver: &D)
+where
+    B: Fn(usize) -> BF,
+    BF: Future<Output = ()>,
+    D: Fn(usize) -> DF,
+    DF: Future<Output = ()>,
+{
+    async fn time<F: Future<Output = ()>>(ops: usize, op: impl Fn(usize) -> F) -> f64 {
+        let started = Instant::now();
+        for i in 0..ops {
+            op(i).await;
+        }
+        started.elapsed().as_secs_f64()
+    }
+    time(ops, bare).await;
+    time(ops, driver).await;
+    let mut ratios = Vec::new();
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let (b, d) = if round % 2 == 0 {
+            let b = time(ops, bare).await;
+            (b, time(ops, driver).await)
+        } else {
+            let d = time(ops, driver).await;
+            (time(ops, bare).await, d)
+        };
+        ratios.push(b / d);
+        times.push((b, d));
+    }
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let (b, d) = times[ratios.iter().position(|r| *r == median).unwrap()];
+    println!(
+        "{label}: bare {:.1} ms, driver {:.1} ms per round; bare/driver {median:.3} \
+         (rounds {:.3}–{:.3}, median of {})",
+        b * 1e3,
+        d * 1e3,
+        sorted[0],
+        sorted[sorted.len() - 1],
+        sorted.len()
+    );
+}
