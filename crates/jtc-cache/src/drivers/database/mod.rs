@@ -459,11 +459,12 @@ async fn connect(config: &DatabaseConfig, dialect: Dialect) -> Result<Backend> {
 
 /// Whether `error` says a concurrent `CREATE … IF NOT EXISTS` won the race.
 fn is_already_there(error: &sqlx::Error) -> bool {
-    // 23505 unique_violation (on pg_type), 42P07 duplicate_table.
+    // 23505 unique_violation (on pg_type), 42710 duplicate_object (the table's row type),
+    // 42P07 duplicate_table: each seen from instances started together.
     error
         .as_database_error()
         .and_then(|e| e.code())
-        .is_some_and(|code| code == "23505" || code == "42P07")
+        .is_some_and(|code| ["23505", "42710", "42P07"].contains(&&*code))
 }
 
 /// A stored value as the table holds it: bytes, or a counter when they are one.
