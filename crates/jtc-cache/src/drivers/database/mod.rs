@@ -320,16 +320,7 @@ impl DatabaseDriver {
         let table = Table::parse(&config.table, "DB_CACHE_TABLE")?;
         let dialect = config.dialect()?;
         let backend = connect(config, dialect).await?;
-        let driver = Self {
-            backend,
-            sql: Arc::new(sql::Statements::new(&table, dialect)),
-            prefix: Arc::from(config.prefix.as_str()),
-            clock: Arc::clone(&config.clock),
-        };
-        driver
-            .create_table(&table, dialect, config.unlogged)
-            .await?;
-        Ok(driver)
+        Self::over(backend, dialect, &table, config).await
     }
 
     /// Uses a pool the app already has (its URL in `config` is not read; the table, prefix
@@ -363,15 +354,23 @@ impl DatabaseDriver {
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => Dialect::Postgres,
         };
+        Self::over(backend, dialect, &table, config).await
+    }
+
+    /// The driver over `backend`, its table created when missing.
+    async fn over(
+        backend: Backend,
+        dialect: Dialect,
+        table: &Table,
+        config: &DatabaseConfig,
+    ) -> Result<Self> {
         let driver = Self {
             backend,
-            sql: Arc::new(sql::Statements::new(&table, dialect)),
+            sql: Arc::new(sql::Statements::new(table, dialect)),
             prefix: Arc::from(config.prefix.as_str()),
             clock: Arc::clone(&config.clock),
         };
-        driver
-            .create_table(&table, dialect, config.unlogged)
-            .await?;
+        driver.create_table(table, dialect, config.unlogged).await?;
         Ok(driver)
     }
 

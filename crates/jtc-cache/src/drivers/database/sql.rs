@@ -51,29 +51,32 @@ impl Statements {
         let columns = "(id, key, value, counter, expires_at)";
         let set_all = "key = excluded.key, value = excluded.value, counter = excluded.counter, \
                        expires_at = excluded.expires_at";
-        let statements = [
+        let sql = |text: String| dialect_params(&text, dialect);
+        Self {
             // get: $1 id, $2 now
-            format!(
+            get: sql(format!(
                 "SELECT value, counter FROM {t} WHERE id = $1 AND {}",
                 live("$2")
-            ),
+            )),
             // get_any (expired or not): $1 id
-            format!("SELECT value, counter, expires_at FROM {t} WHERE id = $1"),
+            get_any: sql(format!(
+                "SELECT value, counter, expires_at FROM {t} WHERE id = $1"
+            )),
             // put: $1 id, $2 key, $3 value, $4 counter, $5 expires_at
-            format!(
+            put: sql(format!(
                 "INSERT INTO {t} {columns} VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (id) DO UPDATE SET {set_all}"
-            ),
+            )),
             // add: put's, $6 now; a row back when stored (new, or over an expired one)
-            format!(
+            add: sql(format!(
                 "INSERT INTO {t} AS c {columns} VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (id) DO UPDATE SET {set_all} WHERE {} RETURNING 1",
                 expired("$6")
-            ),
+            )),
             // increment: $1 id, $2 key, $3 by, $4 now, $5 lowest, $6 highest counter that
             // `by` can be added to; no row back: a live value that is not a counter, or an
             // overflow
-            format!(
+            increment: sql(format!(
                 "INSERT INTO {t} AS c {columns} VALUES ($1, $2, NULL, $3, NULL) \
                  ON CONFLICT (id) DO UPDATE SET value = NULL, \
                  counter = CASE WHEN {exp} THEN $3 ELSE c.counter + $3 END, \
@@ -81,10 +84,10 @@ impl Statements {
                  WHERE {exp} OR (c.value IS NULL AND c.counter BETWEEN $5 AND $6) \
                  RETURNING counter",
                 exp = expired("$4")
-            ),
+            )),
             // hit: $1 id, $2 key, $3 by, $4 expires_at of a new window, $5 now. A missing,
             // expired or non-counter row starts a window; a counter keeps its expiry.
-            format!(
+            hit: sql(format!(
                 "INSERT INTO {t} AS c {columns} VALUES ($1, $2, NULL, $3, $4) \
                  ON CONFLICT (id) DO UPDATE SET value = NULL, \
                  counter = CASE WHEN {fresh} THEN $3 ELSE c.counter + $3 END, \
@@ -95,99 +98,63 @@ impl Statements {
                     "({} OR c.value IS NOT NULL OR c.counter IS NULL)",
                     expired("$5")
                 )
-            ),
+            )),
             // forget: $1 id, $2 now; a row back when one was there, saying whether it lived
-            format!(
+            forget: sql(format!(
                 "DELETE FROM {t} WHERE id = $1 \
                  RETURNING CAST(CASE WHEN {} THEN 1 ELSE 0 END AS BIGINT)",
                 live("$2")
-            ),
+            )),
             // forget_value / forget_counter: $1 id, $2 now, $3 the expected value / counter
-            format!(
+            forget_value: sql(format!(
                 "DELETE FROM {t} WHERE id = $1 AND {} AND value = $3",
                 live("$2")
-            ),
-            format!(
+            )),
+            forget_counter: sql(format!(
                 "DELETE FROM {t} WHERE id = $1 AND {} AND value IS NULL AND counter = $3",
                 live("$2")
-            ),
+            )),
             // pull: $1 id
-            format!("DELETE FROM {t} WHERE id = $1 RETURNING value, counter, expires_at"),
+            pull: sql(format!(
+                "DELETE FROM {t} WHERE id = $1 RETURNING value, counter, expires_at"
+            )),
             // touch: $1 id, $2 now, $3 new expires_at
-            format!(
+            touch: sql(format!(
                 "UPDATE {t} SET expires_at = $3 WHERE id = $1 AND {}",
                 live("$2")
-            ),
+            )),
             // flush_all, flush_prefix: $1 prefix, $2 its length
-            format!("DELETE FROM {t}"),
-            format!("DELETE FROM {t} WHERE substr(key, 1, $2) = $1"),
+            flush_all: sql(format!("DELETE FROM {t}")),
+            flush_prefix: sql(format!("DELETE FROM {t} WHERE substr(key, 1, $2) = $1")),
             // prune: $1 now
-            format!("DELETE FROM {t} WHERE expires_at IS NOT NULL AND expires_at <= $1"),
+            prune: sql(format!(
+                "DELETE FROM {t} WHERE expires_at IS NOT NULL AND expires_at <= $1"
+            )),
             // begin_write: a transaction that writes (SQLite takes its write lock now, so
             // that two readers never both wait to upgrade)
-            match dialect {
+            begin_write: sql(match dialect {
                 Dialect::Sqlite => "BEGIN IMMEDIATE".to_owned(),
                 Dialect::Postgres => "BEGIN".to_owned(),
-            },
+            }),
             // placeholder: $1 id, $2 key; an expired empty row when none is there, for
             // lock_row to lock
-            format!(
+            placeholder: sql(format!(
                 "INSERT INTO {t} {columns} VALUES ($1, $2, NULL, NULL, 0) \
                  ON CONFLICT (id) DO NOTHING"
-            ),
+            )),
             // lock_row: $1 id
-            match dialect {
+            lock_row: sql(match dialect {
                 Dialect::Sqlite => {
                     format!("SELECT value, counter, expires_at FROM {t} WHERE id = $1")
                 }
                 Dialect::Postgres => {
                     format!("SELECT value, counter, expires_at FROM {t} WHERE id = $1 FOR UPDATE")
                 }
-            },
+            }),
             // set_row: $1 id, $2 key, $3 value, $4 expires_at
-            format!(
+            set_row: sql(format!(
                 "UPDATE {t} SET key = $2, value = $3, counter = NULL, expires_at = $4 WHERE id = $1"
-            ),
-        ];
-        let [
-            get,
-            get_any,
-            put,
-            add,
-            increment,
-            hit,
-            forget,
-            forget_value,
-            forget_counter,
-            pull,
-            touch,
-            flush_all,
-            flush_prefix,
-            prune,
-            begin_write,
-            placeholder,
-            lock_row,
-            set_row,
-        ] = statements.map(|sql| dialect_params(&sql, dialect));
-        Self {
-            get,
-            get_any,
-            put,
-            add,
-            increment,
-            hit,
-            forget,
-            forget_value,
-            forget_counter,
-            pull,
-            touch,
-            flush_all,
-            flush_prefix,
-            prune,
-            begin_write,
-            placeholder,
-            lock_row,
-            set_row,
+            )),
         }
     }
 }
