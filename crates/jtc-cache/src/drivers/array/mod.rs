@@ -68,6 +68,7 @@ struct Inner {
 pub struct ArrayDriverBuilder {
     clock: LocalClock,
     sweep_interval: Option<Duration>,
+    max_entries: Option<usize>,
 }
 
 impl Default for ArrayDriverBuilder {
@@ -75,6 +76,7 @@ impl Default for ArrayDriverBuilder {
         Self {
             clock: LocalClock::default(),
             sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
+            max_entries: None,
         }
     }
 }
@@ -93,10 +95,38 @@ impl ArrayDriverBuilder {
         self
     }
 
+    /// Holds at most `n` entries (at least 1): a new key beyond that evicts an entry, the
+    /// oldest of those not read since eviction last passed them (CLOCK, second-chance FIFO).
+    /// Unbounded by default: without it, memory grows with every distinct key written until
+    /// entries expire and are swept.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use jtc_cache::{ArrayDriver, Cache};
+    /// use std::time::Duration;
+    ///
+    /// let driver = ArrayDriver::builder().max_entries(1_000).build();
+    /// let cache = Cache::new(driver.clone());
+    /// cache.put("hot", &1, Duration::from_secs(60)).await?;
+    /// for i in 0..10_000 {
+    ///     cache.get::<i32>("hot").await?; // read: kept
+    ///     cache.put(&format!("cold:{i}"), &i, Duration::from_secs(60)).await?;
+    /// }
+    /// assert!(driver.len() <= 1_000);
+    /// assert_eq!(cache.get::<i32>("hot").await?, Some(1));
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
     /// Creates the driver and starts its sweeper.
     pub fn build(self) -> ArrayDriver {
         let inner = Arc::new(Inner {
-            map: Shards::default(),
+            map: self
+                .max_entries
+                .map_or_else(Shards::default, Shards::bounded),
             clock: self.clock,
         });
         if let Some(interval) = self.sweep_interval {
