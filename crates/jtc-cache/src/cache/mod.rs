@@ -405,7 +405,7 @@ impl Cache {
     ///
     /// ```no_run
     /// # async fn app() -> Result<(), jtc_cache::Error> {
-    /// let cache = jtc_cache::Cache::from_env().await?; // CACHE_DRIVER=file|array|redis
+    /// let cache = jtc_cache::Cache::from_env().await?; // CACHE_DRIVER=file|array|redis|database
     /// println!("caching on {}", cache.driver().name());
     /// # Ok(()) }
     /// ```
