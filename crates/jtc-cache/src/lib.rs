@@ -119,7 +119,7 @@ pub use drivers::database::{
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use drivers::redis::{RedisConfig, RedisDriver};
+pub use drivers::redis::{NearCacheStats, RedisConfig, RedisDriver};
 pub use drivers::{
     array::{ArrayDriver, ArrayDriverBuilder},
     file::{FileDriver, FileDriverBuilder},

@@ -62,6 +62,10 @@ pub struct RedisConfig {
     /// The name the Sentinels monitor the master under (`REDIS_SENTINEL_MASTER`). Default:
     /// `mymaster`.
     pub sentinel_master: Option<String>,
+    /// The near cache's size in entries (`REDIS_NEAR_CACHE`): reads are kept in process and
+    /// invalidated by the server (RESP3 client tracking); see [`RedisConfig::near_cache`].
+    /// Default: off.
+    pub near_cache: Option<usize>,
 }
 
 impl Default for RedisConfig {
@@ -80,6 +84,7 @@ impl Default for RedisConfig {
             tls: false,
             sentinel_nodes: Vec::new(),
             sentinel_master: None,
+            near_cache: None,
         }
     }
 }
@@ -98,6 +103,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("tls", &self.tls)
+            .field("near_cache", &self.near_cache)
             .field("sentinel_nodes", &self.sentinel_nodes)
             .field("sentinel_master", &self.sentinel_master)
             .finish()
@@ -221,6 +227,18 @@ impl RedisConfig {
         self
     }
 
+    /// Keeps up to `max_entries` values read from Redis in this process (a near cache): a
+    /// read of a held key costs no network at all. Coherent through Redis's server-assisted
+    /// client-side caching (RESP3 `CLIENT TRACKING`, Redis 6+): when any client changes a key
+    /// this process holds, the server tells it, and the copy is dropped; a lost connection
+    /// drops them all. Standalone and Cluster; not with Sentinel. Off by default; `0` turns
+    /// it off. See docs/drivers.md for the exact guarantee.
+    #[must_use]
+    pub fn near_cache(mut self, max_entries: usize) -> Self {
+        self.near_cache = (max_entries > 0).then_some(max_entries);
+        self
+    }
+
     /// Reads the `REDIS_*` variables through `var` (unset or empty: default).
     pub(crate) fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let mut config = Self {
@@ -263,6 +281,12 @@ impl RedisConfig {
             config.sentinel_nodes = parse_nodes(&nodes)?;
         }
         config.sentinel_master = var("REDIS_SENTINEL_MASTER");
+        if let Some(entries) = var("REDIS_NEAR_CACHE") {
+            let entries: usize = parse(&entries).ok_or_else(|| {
+                invalid("REDIS_NEAR_CACHE", &entries, "a number of entries (0: off)")
+            })?;
+            config = config.near_cache(entries);
+        }
         for (variable, field) in [
             ("REDIS_CONNECT_TIMEOUT_MS", &mut config.connect_timeout),
             ("REDIS_COMMAND_TIMEOUT_MS", &mut config.command_timeout),
@@ -301,6 +325,10 @@ impl RedisConfig {
         }
         if let (Some(password), None) = (&self.password, settings.password()) {
             settings = settings.set_password(password);
+        }
+        if self.near_cache.is_some() {
+            // Invalidations arrive as RESP3 pushes on the connection that reads.
+            settings = settings.set_protocol(redis::ProtocolVersion::RESP3);
         }
         Ok(info.set_redis_settings(settings))
     }
@@ -432,12 +460,20 @@ mod tests {
             ("REDIS_CACHE_PREFIX", "shop:"),
             ("REDIS_CONNECT_TIMEOUT_MS", "250"),
             ("REDIS_COMMAND_TIMEOUT_MS", "100"),
+            ("REDIS_NEAR_CACHE", "5000"),
         ])
         .unwrap();
         assert_eq!(
             (config.host.as_str(), config.port, config.db),
             ("cache.internal", 6380, 3)
         );
+        assert_eq!(config.near_cache, Some(5_000));
+        let resp3 = config.connection_info().unwrap();
+        assert_eq!(
+            resp3.redis_settings().protocol(),
+            redis::ProtocolVersion::RESP3
+        );
+        assert_eq!(from(&[("REDIS_NEAR_CACHE", "0")]).unwrap().near_cache, None);
         assert_eq!(config.prefix, "shop:");
         assert_eq!(config.command_timeout, Duration::from_millis(100));
         let info = config.connection_info().unwrap();
@@ -456,6 +492,7 @@ mod tests {
                 "REDIS_COMMAND_TIMEOUT_MS",
             ),
             ("REDIS_CLUSTER_NODES", "a:1,b", "REDIS_CLUSTER_NODES"),
+            ("REDIS_NEAR_CACHE", "lots", "REDIS_NEAR_CACHE"),
             ("REDIS_URL", "http://:topsecret@host", "REDIS_URL"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();

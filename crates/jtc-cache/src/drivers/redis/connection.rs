@@ -89,6 +89,10 @@ pub(super) async fn connect_standalone(config: &RedisConfig) -> Result<Connectio
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_secs(1))
         .set_number_of_retries(3);
+    let manager = match config.near_cache {
+        Some(entries) => manager.set_cache_config(near_cache(entries)),
+        None => manager,
+    };
     let manager = ConnectionManager::new_with_config(client, manager)
         .await
         .map_err(|e| Error::redis("connect", e))?;
@@ -107,12 +111,25 @@ pub(super) async fn connect_cluster(config: &RedisConfig) -> Result<Connection> 
     if let Some(password) = &config.password {
         builder = builder.password(password);
     }
+    if let Some(entries) = config.near_cache {
+        builder = builder
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .cache_config(near_cache(entries));
+    }
     let client = builder.build().map_err(|e| Error::redis("connect", e))?;
     let connection = client
         .get_async_connection()
         .await
         .map_err(|e| Error::redis("connect", e))?;
     Ok(Connection::Cluster(connection))
+}
+
+/// redis-rs's client-side cache for the near cache: only the reads that ask for it (`GET`),
+/// at most `entries` keys, each kept no longer than the key's own TTL on the server.
+fn near_cache(entries: usize) -> redis::caching::CacheConfig {
+    redis::caching::CacheConfig::new()
+        .set_mode(redis::caching::CacheMode::OptIn)
+        .set_size(std::num::NonZeroUsize::new(entries).unwrap_or(std::num::NonZeroUsize::MIN))
 }
 
 /// rustls needs a process-wide crypto provider for `rediss://`; install ring's unless the

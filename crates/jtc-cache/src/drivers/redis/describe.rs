@@ -61,6 +61,11 @@ impl RedisConfig {
                 "Command Timeout",
                 format!("{} ms", self.command_timeout.as_millis()),
             ),
+            (
+                "Near Cache",
+                self.near_cache
+                    .map_or_else(|| "off".to_owned(), |n| format!("{n} entries")),
+            ),
         ]);
         rows
     }

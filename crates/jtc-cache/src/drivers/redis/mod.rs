@@ -72,6 +72,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// The near cache's counters (see [`RedisDriver::near_cache_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NearCacheStats {
+    /// Reads answered from this process's copy, with no network.
+    pub hits: u64,
+    /// Reads that went to Redis (and left a copy).
+    pub misses: u64,
+    /// Copies dropped because the server said the key changed.
+    pub invalidations: u64,
+}
+
 /// A cache driver on a Redis server or a Redis Cluster.
 ///
 /// Cheap to clone: clones share the connection.
@@ -100,6 +112,8 @@ struct Inner {
     forget_if: Script,
     /// Where the driver connects, passwords masked: for `Debug` and logs.
     target: String,
+    /// Reads go through the near cache (`RedisConfig::near_cache`).
+    near_cache: bool,
 }
 
 impl fmt::Debug for RedisDriver {
@@ -189,6 +203,16 @@ impl RedisDriver {
     /// Connects as `config` says: standalone, or cluster when it lists cluster nodes.
     pub async fn from_config(config: &RedisConfig) -> Result<Self> {
         install_tls_provider();
+        if config.near_cache.is_some() && !config.sentinel_nodes.is_empty() {
+            return Err(ErrorKind::Config {
+                variable: "REDIS_NEAR_CACHE",
+                value: config.near_cache.unwrap_or_default().to_string(),
+                reason: "the near cache works on a standalone server or a cluster, not \
+                         through Sentinel (set it to 0)"
+                    .to_owned(),
+            }
+            .into());
+        }
         let connect = async {
             if !config.sentinel_nodes.is_empty() {
                 let link = SentinelLink::connect(config).await?;
@@ -207,13 +231,33 @@ impl RedisDriver {
                     after: config.connect_timeout,
                 })
             })??;
+        let mut inner = Inner::new(
+            connection,
+            config.prefix.clone(),
+            config.command_timeout,
+            config.target(),
+        );
+        inner.near_cache = config.near_cache.is_some();
         Ok(Self {
-            inner: Arc::new(Inner::new(
-                connection,
-                config.prefix.clone(),
-                config.command_timeout,
-                config.target(),
-            )),
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The near cache's counters since the driver connected (`None` without one): reads
+    /// answered in process, reads that went to Redis, and copies the server invalidated.
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        if !self.inner.near_cache {
+            return None;
+        }
+        let stats = match &self.inner.connection {
+            Connection::Standalone(manager) => manager.get_cache_statistics(),
+            Connection::Cluster(cluster) => cluster.get_cache_statistics(),
+            Connection::Sentinel(_) => None,
+        }?;
+        Some(NearCacheStats {
+            hits: stats.hit as u64,
+            misses: stats.miss as u64,
+            invalidations: stats.invalidate as u64,
         })
     }
 
@@ -244,6 +288,7 @@ impl Inner {
             persist: Script::new(PERSIST_SCRIPT),
             forget_if: Script::new(FORGET_IF_SCRIPT),
             target,
+            near_cache: false,
         }
     }
 
@@ -280,10 +325,51 @@ impl Inner {
     }
 
     async fn query<T: FromRedisValue>(&self, operation: &'static str, cmd: Cmd) -> Result<T> {
+        let barrier = self.barrier_for(operation, &cmd);
+        let value = self
+            .within(operation, |mut live| async move {
+                cmd.query_async(&mut live).await
+            })
+            .await?;
+        self.settle(operation, barrier).await?;
+        Ok(value)
+    }
+
+    /// With the near cache, after a write: the command whose reply proves that this
+    /// connection has taken in the server's invalidation of what was written. Redis sends a
+    /// writer its own invalidations right *after* the write's reply, so a read that followed
+    /// at once could still find the old copy; the reply to one more command on the same
+    /// connection (to the key's node in a cluster) comes after them. `None`: no write, or no
+    /// near cache.
+    fn barrier_for(&self, operation: &'static str, cmd: &Cmd) -> Option<Cmd> {
+        if !self.near_cache || matches!(operation, "get" | "many") {
+            return None;
+        }
+        let key = cmd.args_iter().nth(1).and_then(|arg| match arg {
+            redis::Arg::Simple(key) => Some(key.to_vec()),
+            _ => None,
+        });
+        Some(match key {
+            Some(key) => redis::cmd("PTTL").arg(key).clone(),
+            None => redis::cmd("PING"),
+        })
+    }
+
+    /// Waits for `barrier`'s reply (see [`barrier_for`](Self::barrier_for)).
+    async fn settle(&self, operation: &'static str, barrier: Option<Cmd>) -> Result<()> {
+        let Some(barrier) = barrier else {
+            return Ok(());
+        };
         self.within(operation, |mut live| async move {
-            cmd.query_async(&mut live).await
+            barrier.query_async::<redis::Value>(&mut live).await
         })
         .await
+        .map(drop)
+    }
+
+    /// The barrier after a write of `key` (which is already prefixed).
+    fn barrier_on(&self, operation: &'static str, key: &[u8]) -> Option<Cmd> {
+        self.barrier_for(operation, redis::cmd("WRITE").arg(key))
     }
 
     async fn run_script<T: FromRedisValue>(
@@ -294,18 +380,25 @@ impl Inner {
         arg: impl redis::ToRedisArgs + Send,
     ) -> Result<T> {
         let key = self.key(key);
-        self.within(operation, |mut connection| async move {
-            let mut invocation = script.key(key);
-            invocation.arg(arg);
-            invocation.invoke_async(&mut connection).await
-        })
-        .await
+        let barrier = self.barrier_on(operation, &key);
+        let value = self
+            .within(operation, |mut connection| async move {
+                let mut invocation = script.key(key);
+                invocation.arg(arg);
+                invocation.invoke_async(&mut connection).await
+            })
+            .await?;
+        self.settle(operation, barrier).await?;
+        Ok(value)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let value: Option<Vec<u8>> = self
-            .query("get", redis::cmd("GET").arg(self.key(key)).clone())
-            .await?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(key));
+        if self.near_cache {
+            cmd.set_cache_config(redis::CommandCacheConfig::new());
+        }
+        let value: Option<Vec<u8>> = self.query("get", cmd).await?;
         Ok(value.map(Bytes::from))
     }
 

@@ -73,6 +73,7 @@ impl Inner {
         consume: bool,
     ) -> Result<Vec<RateVerdict>> {
         let key = self.key(key);
+        let barrier = consume.then(|| self.barrier_on("rate", &key)).flatten();
         let flat: Vec<u64> = self
             .within("rate", |mut connection| async move {
                 let mut invocation = self.rate.key(key);
@@ -89,6 +90,7 @@ impl Inner {
                 invocation.invoke_async(&mut connection).await
             })
             .await?;
+        self.settle("rate", barrier).await?;
         Ok(flat
             .chunks_exact(4)
             .map(|v| RateVerdict {
