@@ -7,6 +7,8 @@
 //! median of the per-round ratios bare time / driver time (target ≥ 0.8). docs/benchmarks.md
 //! records it.
 
+mod rounds;
+
 use std::{
     future::Future,
     hint::black_box,
@@ -31,16 +33,7 @@ const PUT: &str = "INSERT INTO jtc_cache (id, key, value, counter, expires_at) \
                    expires_at = excluded.expires_at";
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let rounds = match std::env::var("JTC_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(rounds) if bench => rounds,
-        _ if bench => 9,
-        _ => 1,
-    };
-    let scale = if bench { 1 } else { 20 };
+    let (rounds, scale) = rounds::rounds(9);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -8,6 +8,8 @@
 //! and gives one ratio; the figure is the median round (target: on within 5 % of off).
 //! docs/benchmarks.md records it.
 
+mod rounds;
+
 use std::{
     hint::black_box,
     time::{Duration, Instant},
@@ -20,16 +22,8 @@ const KEYS: usize = 1_000;
 const TTL: Duration = Duration::from_secs(3600);
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let rounds = match std::env::var("JTC_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(rounds) if bench => rounds,
-        _ if bench => 11,
-        _ => 1, // `cargo test --benches`: one quick round
-    };
-    let ops = if bench { 2_000_000 } else { 10_000 };
+    let (rounds, scale) = rounds::rounds(11);
+    let ops = 2_000_000 / scale;
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(jtc_cache::metrics::DURATION.to_owned()),

@@ -6,6 +6,8 @@
 //! `cargo bench -p jtc-cache --bench near_cache` (`JTC_ROUNDS`, default 9). Targets: hot ≥ 20×
 //! plain and ≥ 0.7× array; cold ≤ 1.1× plain. docs/benchmarks.md records the figures.
 
+mod rounds;
+
 use std::{future::Future, hint::black_box, time::Instant};
 
 use bytes::Bytes;
@@ -13,16 +15,7 @@ use jtc_cache::{ArrayDriver, CacheDriver, RedisConfig, RedisDriver};
 use jtc_test_support::RedisServer;
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let rounds = match std::env::var("JTC_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(rounds) if bench => rounds,
-        _ if bench => 9,
-        _ => 1,
-    };
-    let scale = if bench { 1 } else { 20 };
+    let (rounds, scale) = rounds::rounds(9);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
