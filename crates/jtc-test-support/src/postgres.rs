@@ -34,22 +34,19 @@ impl PostgresServer {
     /// Creates a database cluster and starts its server on a free port, with no durability
     /// (fast: commits are not waited for on disk).
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
     /// As [`start`](Self::start), durable as a production server: a commit is acknowledged
     /// only once its WAL is flushed, so it survives [`stop`](Self::stop) (a crash).
     pub fn start_durable() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
     /// As [`start`](Self::start), logging every statement the server runs to a file that
     /// [`log`](Self::log) reads: to count what a client sends.
     pub fn start_logging_statements() -> Self {
-        let mut server = Self::start_with(false);
-        server.log_statements = true;
-        server.restart();
-        server
+        Self::start_with(false, true)
     }
 
     /// The server's log so far (with [`start_logging_statements`](Self::start_logging_statements)).
@@ -57,7 +54,7 @@ impl PostgresServer {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    fn start_with(durable: bool) -> Self {
+    fn start_with(durable: bool, log_statements: bool) -> Self {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("a temporary folder for PostgreSQL");
         let user = server_user();
@@ -92,7 +89,7 @@ impl PostgresServer {
             dir,
             user,
             durable,
-            log_statements: false,
+            log_statements,
         };
         server.launch();
         server
@@ -168,29 +165,18 @@ impl PostgresServer {
         } else {
             command.stderr(Stdio::null());
         }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("postgres: {e}; {INSTALL_HINT}"));
-        watch(child.id());
-        self.child = Some(child);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut child = Self::spawn(&mut command);
         loop {
-            let ready = Command::new(self.bin.join("pg_isready"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-U",
-                    "jtc",
-                    "-d",
-                    "postgres",
-                ])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
+            if self.ready(&port) {
+                self.child = Some(child);
                 return;
+            }
+            // After a crash (`stop`), the old server's processes may hold its shared memory a
+            // little longer, and a new postmaster then exits at once: start it again.
+            if child.try_wait().is_ok_and(|status| status.is_some()) {
+                thread::sleep(Duration::from_millis(100));
+                child = Self::spawn(&mut command);
             }
             assert!(
                 Instant::now() < deadline,
@@ -198,6 +184,22 @@ impl PostgresServer {
             );
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn spawn(command: &mut Command) -> Child {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("postgres: {e}; {INSTALL_HINT}"));
+        watch(child.id());
+        child
+    }
+
+    fn ready(&self, port: &str) -> bool {
+        Command::new(self.bin.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", port, "-U", "jtc", "-d", "postgres"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 }
 
