@@ -35,10 +35,12 @@ mod config;
 mod connection;
 mod describe;
 mod flush;
+mod near;
 mod rate;
 mod sentinel;
 
 pub use config::RedisConfig;
+pub use near::NearCacheStats;
 
 use crate::{
     Error, ErrorKind, Hit, RateRule, RateVerdict, Result,
@@ -71,18 +73,6 @@ const FORGET_IF_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
-
-/// The near cache's counters (see [`RedisDriver::near_cache_stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NearCacheStats {
-    /// Reads answered from this process's copy, with no network.
-    pub hits: u64,
-    /// Reads that went to Redis (and left a copy).
-    pub misses: u64,
-    /// Copies dropped because the server said the key changed.
-    pub invalidations: u64,
-}
 
 /// A cache driver on a Redis server or a Redis Cluster.
 ///
@@ -243,24 +233,6 @@ impl RedisDriver {
         })
     }
 
-    /// The near cache's counters since the driver connected (`None` without one): reads
-    /// answered in process, reads that went to Redis, and copies the server invalidated.
-    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
-        if !self.inner.near_cache {
-            return None;
-        }
-        let stats = match &self.inner.connection {
-            Connection::Standalone(manager) => manager.get_cache_statistics(),
-            Connection::Cluster(cluster) => cluster.get_cache_statistics(),
-            Connection::Sentinel(_) => None,
-        }?;
-        Some(NearCacheStats {
-            hits: stats.hit as u64,
-            misses: stats.miss as u64,
-            invalidations: stats.invalidate as u64,
-        })
-    }
-
     /// The prefix every key is stored under.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
@@ -333,43 +305,6 @@ impl Inner {
             .await?;
         self.settle(operation, barrier).await?;
         Ok(value)
-    }
-
-    /// With the near cache, after a write: the command whose reply proves that this
-    /// connection has taken in the server's invalidation of what was written. Redis sends a
-    /// writer its own invalidations right *after* the write's reply, so a read that followed
-    /// at once could still find the old copy; the reply to one more command on the same
-    /// connection (to the key's node in a cluster) comes after them. `None`: no write, or no
-    /// near cache.
-    fn barrier_for(&self, operation: &'static str, cmd: &Cmd) -> Option<Cmd> {
-        if !self.near_cache || matches!(operation, "get" | "many") {
-            return None;
-        }
-        let key = cmd.args_iter().nth(1).and_then(|arg| match arg {
-            redis::Arg::Simple(key) => Some(key.to_vec()),
-            _ => None,
-        });
-        Some(match key {
-            Some(key) => redis::cmd("PTTL").arg(key).clone(),
-            None => redis::cmd("PING"),
-        })
-    }
-
-    /// Waits for `barrier`'s reply (see [`barrier_for`](Self::barrier_for)).
-    async fn settle(&self, operation: &'static str, barrier: Option<Cmd>) -> Result<()> {
-        let Some(barrier) = barrier else {
-            return Ok(());
-        };
-        self.within(operation, |mut live| async move {
-            barrier.query_async::<redis::Value>(&mut live).await
-        })
-        .await
-        .map(drop)
-    }
-
-    /// The barrier after a write of `key` (which is already prefixed).
-    fn barrier_on(&self, operation: &'static str, key: &[u8]) -> Option<Cmd> {
-        self.barrier_for(operation, redis::cmd("WRITE").arg(key))
     }
 
     async fn run_script<T: FromRedisValue>(
