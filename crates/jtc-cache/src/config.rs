@@ -25,11 +25,13 @@ pub enum DriverKind {
     /// `DatabaseDriver`: a table in SQLite or PostgreSQL (needs the `sqlite` or `postgres`
     /// feature).
     Database,
+    /// `MemcachedDriver`: one or more memcached servers (needs the `memcached` feature).
+    Memcached,
 }
 
 impl DriverKind {
     /// Every accepted `CACHE_DRIVER` value.
-    pub const NAMES: &'static [&'static str] = &["file", "array", "redis", "database"];
+    pub const NAMES: &'static [&'static str] = &["file", "array", "redis", "database", "memcached"];
 
     /// The name used in `CACHE_DRIVER`.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +40,7 @@ impl DriverKind {
             Self::Array => "array",
             Self::Redis => "redis",
             Self::Database => "database",
+            Self::Memcached => "memcached",
         }
     }
 }
@@ -57,6 +60,7 @@ impl FromStr for DriverKind {
             "array" => Ok(Self::Array),
             "redis" => Ok(Self::Redis),
             "database" => Ok(Self::Database),
+            "memcached" => Ok(Self::Memcached),
             _ => Err(ErrorKind::Config {
                 variable: "CACHE_DRIVER",
                 value: value.to_owned(),
@@ -81,10 +85,10 @@ impl FromStr for DriverKind {
 /// })?;
 /// assert_eq!(config.driver, DriverKind::Array);
 ///
-/// let err = CacheConfig::from_lookup(|_| Some("memcached".into())).unwrap_err();
+/// let err = CacheConfig::from_lookup(|_| Some("mongodb".into())).unwrap_err();
 /// assert_eq!(
 ///     err.to_string(),
-///     r#"invalid CACHE_DRIVER="memcached": unknown cache driver; expected one of: file, array, redis, database"#
+///     r#"invalid CACHE_DRIVER="mongodb": unknown cache driver; expected one of: file, array, redis, database, memcached"#
 /// );
 /// # Ok::<_, jtc_cache::Error>(())
 /// ```
@@ -105,6 +109,11 @@ pub struct CacheConfig {
     /// `DB_CACHE_PREFIX`, `DB_CACHE_UNLOGGED`); `None` unless `CACHE_DRIVER=database`.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub database: Option<crate::DatabaseConfig>,
+    /// The memcached driver's settings (`MEMCACHED_SERVERS`, `MEMCACHED_PREFIX`,
+    /// `MEMCACHED_TIMEOUT_MS`, `MEMCACHED_NAMESPACE_CHECK_MS`); `None` unless
+    /// `CACHE_DRIVER=memcached`.
+    #[cfg(feature = "memcached")]
+    pub memcached: Option<crate::MemcachedConfig>,
 }
 
 impl Default for CacheConfig {
@@ -117,6 +126,8 @@ impl Default for CacheConfig {
             redis: RedisConfig::default(),
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             database: None,
+            #[cfg(feature = "memcached")]
+            memcached: None,
         }
     }
 }
@@ -151,6 +162,10 @@ impl CacheConfig {
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
         if config.driver == DriverKind::Database {
             config.database = Some(crate::DatabaseConfig::from_lookup(&var)?);
+        }
+        #[cfg(feature = "memcached")]
+        if config.driver == DriverKind::Memcached {
+            config.memcached = Some(crate::MemcachedConfig::from_lookup(&var)?);
         }
         Ok(config)
     }
@@ -187,6 +202,16 @@ impl CacheConfig {
             DriverKind::Database => {
                 return Err(not_built("database", "its `sqlite` or `postgres` feature"));
             }
+            #[cfg(feature = "memcached")]
+            DriverKind::Memcached => {
+                let config = self
+                    .memcached
+                    .clone()
+                    .unwrap_or_else(|| crate::MemcachedConfig::new("127.0.0.1:11211"));
+                Cache::new(crate::MemcachedDriver::from_config(&config).await?)
+            }
+            #[cfg(not(feature = "memcached"))]
+            DriverKind::Memcached => return Err(not_built("memcached", "its `memcached` feature")),
         })
     }
 
@@ -199,6 +224,8 @@ impl CacheConfig {
             DriverKind::Redis => rows.extend(self.redis.describe()),
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             DriverKind::Database => rows.extend(self.database.iter().flat_map(|d| d.describe())),
+            #[cfg(feature = "memcached")]
+            DriverKind::Memcached => rows.extend(self.memcached.iter().flat_map(|m| m.describe())),
             _ => {}
         }
         let compression = match self.compress_above {

@@ -192,6 +192,19 @@ pub enum ErrorKind {
         source: sqlx::Error,
     },
 
+    /// A memcached server failed, timed out, could not be reached or refused a command.
+    #[cfg(feature = "memcached")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]
+    #[error("memcached {operation} on {server} failed: {reason}")]
+    Memcached {
+        /// What the cache was doing (`get`, `put`, ...).
+        operation: &'static str,
+        /// The server's `host:port`.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// A Redis Cluster `flush` could not reach every master that holds slots: the entries on
     /// the masters it did not reach are still there, and come back when those masters do.
     /// Nothing is wrong with the entries it did reach (they are gone); run the flush again
@@ -272,6 +285,8 @@ impl ErrorKind {
             Self::Redis { .. } => "redis",
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             Self::Database { .. } => "database",
+            #[cfg(feature = "memcached")]
+            Self::Memcached { .. } => "memcached",
             Self::IncompleteFlush { .. } => "incomplete_flush",
             Self::Unsupported { .. } => "unsupported",
             Self::Task(_) => "task",
@@ -295,6 +310,8 @@ impl Error {
             ErrorKind::Redis { .. } => true,
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             ErrorKind::Database { .. } => true,
+            #[cfg(feature = "memcached")]
+            ErrorKind::Memcached { .. } => true,
             _ => false,
         }
     }

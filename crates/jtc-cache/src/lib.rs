@@ -117,6 +117,9 @@ pub use driver::{CacheDriver, DriverFuture, Hit};
 pub use drivers::database::{
     DEFAULT_TABLE as DEFAULT_DB_TABLE, DatabaseConfig, DatabaseDriver, DatabasePool, mask_password,
 };
+#[cfg(feature = "memcached")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]
+pub use drivers::memcached::{MemcachedConfig, MemcachedDriver};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use drivers::redis::{NearCacheStats, RedisConfig, RedisDriver};

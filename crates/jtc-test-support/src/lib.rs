@@ -1,14 +1,17 @@
-//! Real Redis servers for tests: a `redis-server` process on a free port, or a 3-master
-//! cluster, started on demand and stopped when dropped.
+//! Real servers for tests, started on demand and stopped when dropped: Redis (a
+//! `redis-server` process on a free port, a 3-master cluster, Sentinels), memcached and
+//! PostgreSQL.
 //!
 //! Tests never use a server they did not start (a machine may run its own Redis on 6379) and
 //! never skip: without `redis-server` on `PATH` they fail with the command that installs it.
 //! A watchdog process kills each server if the test process dies without dropping it (a
 //! timeout, an abort, a leaked `static`).
 
+mod memcached;
 mod postgres;
 mod sentinel;
 
+pub use memcached::{MemcachedServer, shared_memcached};
 pub use postgres::{PostgresServer, shared_postgres};
 pub use sentinel::RedisSentinelSetup;
 
