@@ -8,21 +8,17 @@
 //! records it.
 
 mod rounds;
+mod versus;
 
-use std::{
-    future::Future,
-    hint::black_box,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{hint::black_box, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use jtc_cache::{CacheDriver, DatabaseConfig, DatabaseDriver};
 use jtc_test_support::PostgresServer;
+use versus::{TASKS, compare, tasks};
 
 const KEYS: usize = 1_000;
 const TTL: Duration = Duration::from_secs(3_600);
-const TASKS: usize = 32;
 
 /// The bare statements, as a hand-written cache table would run them.
 const GET: &str = "SELECT value, counter FROM jtc_cache \
@@ -215,77 +211,4 @@ async fn postgres(url: &str, rounds: usize, scale: usize) {
         }
     });
     compare("postgres put (32 tasks)", rounds, 1, &bare_put, &driver_put).await;
-}
-
-/// One "operation" that runs `each` calls of `op` on each of 32 concurrent tasks.
-fn tasks<F, Fut>(
-    each: usize,
-    op: F,
-) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = ()>>>
-where
-    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    move |_| {
-        let handles: Vec<_> = (0..TASKS)
-            .map(|task| {
-                let op = op.clone();
-                tokio::spawn(async move {
-                    for i in 0..each {
-                        op(task * each + i).await;
-                    }
-                })
-            })
-            .collect();
-        Box::pin(async move {
-            for handle in handles {
-                handle.await.unwrap();
-            }
-        })
-    }
-}
-
-/// Alternating rounds of `ops` calls of each side; prints the median of bare / driver.
-async fn compare<B, BF, D, DF>(label: &str, rounds: usize, ops: usize, bare: &B, driver: &D)
-where
-    B: Fn(usize) -> BF,
-    BF: Future<Output = ()>,
-    D: Fn(usize) -> DF,
-    DF: Future<Output = ()>,
-{
-    async fn time<F: Future<Output = ()>>(ops: usize, op: impl Fn(usize) -> F) -> f64 {
-        let started = Instant::now();
-        for i in 0..ops {
-            op(i).await;
-        }
-        started.elapsed().as_secs_f64()
-    }
-    time(ops, bare).await;
-    time(ops, driver).await;
-    let mut ratios = Vec::new();
-    let mut times = Vec::new();
-    for round in 0..rounds {
-        let (b, d) = if round % 2 == 0 {
-            let b = time(ops, bare).await;
-            (b, time(ops, driver).await)
-        } else {
-            let d = time(ops, driver).await;
-            (time(ops, bare).await, d)
-        };
-        ratios.push(b / d);
-        times.push((b, d));
-    }
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let (b, d) = times[ratios.iter().position(|r| *r == median).unwrap()];
-    println!(
-        "{label}: bare {:.1} ms, driver {:.1} ms per round; bare/driver {median:.3} \
-         (rounds {:.3}–{:.3}, median of {})",
-        b * 1e3,
-        d * 1e3,
-        sorted[0],
-        sorted[sorted.len() - 1],
-        sorted.len()
-    );
 }

@@ -52,7 +52,7 @@
 //! ```no_run
 //! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
 //! use jtc_cache::Cache;
-//! let cache = Cache::from_env().await?; // CACHE_DRIVER=file|array|redis|database, default file
+//! let cache = Cache::from_env().await?; // CACHE_DRIVER=file|array|redis|database|memcached, default file
 //! // Router::new().route(...).with_state(cache)
 //! # Ok(()) }
 //! ```

@@ -45,6 +45,11 @@ impl MemcachedServer {
         self.port
     }
 
+    /// The server's process id (to pin it to a core in a benchmark, say).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// `127.0.0.1:<port>`.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)

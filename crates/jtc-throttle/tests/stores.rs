@@ -1,6 +1,6 @@
 //! The throttle conformance suite (tests/suite) on every store: process memory, and caches
-//! over the array driver, the file driver, a Redis server, a 3-master Redis Cluster, SQLite
-//! and PostgreSQL, the servers started by the tests.
+//! over the array driver, the file driver, a Redis server, a 3-master Redis Cluster, SQLite,
+//! PostgreSQL and memcached, the servers started by the tests.
 
 mod common;
 mod suite;
@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use jtc_cache::{
     ArrayDriver, Cache, CacheDriver, DatabaseConfig, DatabaseDriver, FileDriver, ManualClock,
-    RedisConfig, RedisDriver,
+    MemcachedDriver, RedisConfig, RedisDriver,
 };
-use jtc_test_support::{shared_cluster, shared_postgres, shared_server, unique_prefix};
+use jtc_test_support::{
+    shared_cluster, shared_memcached, shared_postgres, shared_server, unique_prefix,
+};
 use suite::Store;
 
 /// A manual clock at a whole second, so that window arithmetic in the cases is exact.
@@ -102,6 +104,17 @@ async fn postgres() -> Store {
     database(config, clock, Box::new(()))
 }
 
+async fn memcached() -> Store {
+    let prefix = unique_prefix("suite");
+    let connect = move || {
+        let (servers, prefix) = (shared_memcached().address(), prefix.clone());
+        Box::pin(
+            async move { Cache::new(MemcachedDriver::connect(&servers, &prefix).await.unwrap()) },
+        ) as _
+    };
+    Store::cache(Box::new(connect), None, Box::new(()))
+}
+
 mod memory {
     crate::throttle_suite!(super::memory);
     crate::limits_suite!(super::memory);
@@ -135,4 +148,9 @@ mod sqlite {
 mod postgres {
     crate::throttle_suite!(super::postgres);
     crate::limits_suite!(super::postgres);
+}
+
+mod memcached {
+    crate::throttle_suite!(super::memcached);
+    crate::limits_suite!(super::memcached);
 }

@@ -405,7 +405,7 @@ impl Cache {
     ///
     /// ```no_run
     /// # async fn app() -> Result<(), jtc_cache::Error> {
-    /// let cache = jtc_cache::Cache::from_env().await?; // CACHE_DRIVER=file|array|redis|database
+    /// let cache = jtc_cache::Cache::from_env().await?; // CACHE_DRIVER=file|array|redis|database|memcached
     /// println!("caching on {}", cache.driver().name());
     /// # Ok(()) }
     /// ```

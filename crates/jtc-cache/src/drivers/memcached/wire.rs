@@ -140,13 +140,21 @@ fn number<T: std::str::FromStr>(digits: &[u8]) -> Option<T> {
 
 /// Appends `mg <key> <flags>`.
 pub(super) fn get(out: &mut Vec<u8>, key: &[u8], flags: &str) {
-    command(out, b"mg ", key, &[flags]);
+    out.extend_from_slice(b"mg ");
+    out.extend_from_slice(key);
+    out.push(b' ');
+    out.extend_from_slice(flags.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `md <key> [C<cas>]`.
 pub(super) fn delete(out: &mut Vec<u8>, key: &[u8], cas: Option<u64>) {
-    let cas = cas.map(|c| format!("C{c}"));
-    command(out, b"md ", key, &[cas.as_deref().unwrap_or("")]);
+    out.extend_from_slice(b"md ");
+    out.extend_from_slice(key);
+    if let Some(cas) = cas {
+        number_arg(out, "C", cas);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// How `ms` stores.
@@ -169,14 +177,19 @@ pub(super) fn set(
     cas: Option<u64>,
 ) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut args = format!("{len} T{exptime} F{flags}");
+    out.reserve(key.len() + len + 64);
+    out.extend_from_slice(b"ms ");
+    out.extend_from_slice(key);
+    number_arg(out, "", len as u64);
+    number_arg(out, "T", exptime);
+    number_arg(out, "F", u64::from(flags));
     if mode == Mode::Add {
-        args.push_str(" ME");
+        out.extend_from_slice(b" ME");
     }
     if let Some(cas) = cas {
-        args.push_str(&format!(" C{cas}"));
+        number_arg(out, "C", cas);
     }
-    command(out, b"ms ", key, &[&args]);
+    out.extend_from_slice(b"\r\n");
     for part in parts {
         out.extend_from_slice(part);
     }
@@ -185,18 +198,22 @@ pub(super) fn set(
 
 /// Appends `ma <key> D<delta> M<I|D> <flags>`: increments (or decrements) the number at `key`.
 pub(super) fn arithmetic(out: &mut Vec<u8>, key: &[u8], delta: u64, up: bool, flags: &str) {
-    let args = format!("D{delta} M{} {flags}", if up { 'I' } else { 'D' });
-    command(out, b"ma ", key, &[&args]);
-}
-
-fn command(out: &mut Vec<u8>, verb: &[u8], key: &[u8], args: &[&str]) {
-    out.extend_from_slice(verb);
+    out.extend_from_slice(b"ma ");
     out.extend_from_slice(key);
-    for arg in args.iter().filter(|a| !a.is_empty()) {
+    number_arg(out, "D", delta);
+    out.extend_from_slice(if up { b" MI" } else { b" MD" });
+    if !flags.is_empty() {
         out.push(b' ');
-        out.extend_from_slice(arg.trim_end().as_bytes());
+        out.extend_from_slice(flags.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends ` <flag><n>`.
+fn number_arg(out: &mut Vec<u8>, flag: &str, n: u64) {
+    out.push(b' ');
+    out.extend_from_slice(flag.as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 #[cfg(test)]
