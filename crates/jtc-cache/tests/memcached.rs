@@ -299,3 +299,92 @@ async fn config_from_env_builds_the_driver() {
     cache.put("k", &1, MINUTE).await.unwrap();
     assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_counting_one_key_by_compare_and_set_stay_exact() {
+    let server = shared_memcached();
+    let prefix = unique_prefix("cas");
+    let (a, b) = (
+        connect(&server.address(), &prefix).await,
+        connect(&server.address(), &prefix).await,
+    );
+    // A counter with a TTL and a negative one: `ma` cannot serve them, every step is a
+    // compare-and-set, and the two drivers do not take turns with each other.
+    a.put("timed", &0, MINUTE).await.unwrap();
+    a.put("negative", &-1_000_000, MINUTE).await.unwrap();
+    let tasks: Vec<_> = (0..400)
+        .map(|i| {
+            let cache = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                cache.increment("timed", 1).await.unwrap();
+                cache.decrement("negative", 1).await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(a.get::<i64>("timed").await.unwrap(), Some(400));
+    assert_eq!(b.get::<i64>("negative").await.unwrap(), Some(-1_000_400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cancelled_mid_flight_never_leave_a_reply_for_the_next_call() {
+    let server = shared_memcached();
+    let cache = connect(&server.address(), &unique_prefix("cancel")).await;
+    for i in 0..50 {
+        cache.put(&format!("k{i}"), &i, MINUTE).await.unwrap();
+    }
+    let (mut cancelled, mut answered) = (0, 0);
+    for round in 0..2_000u64 {
+        let i = round % 50;
+        // Every other call is aborted after 0 to 49 yields of this task: most are dropped
+        // after their command went out and before its reply was read.
+        let call = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get::<u64>(&format!("k{i}")).await })
+        };
+        if round % 2 == 0 {
+            for _ in 0..round % 50 {
+                tokio::task::yield_now().await;
+            }
+            call.abort();
+        }
+        match call.await {
+            Ok(value) => {
+                assert_eq!(value.unwrap(), Some(i));
+                answered += 1;
+            }
+            Err(err) if err.is_cancelled() => cancelled += 1,
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert!(
+        cancelled > 100 && answered >= 1_000,
+        "{cancelled} cancelled, {answered} answered"
+    );
+    for i in 0..50u64 {
+        assert_eq!(cache.get::<u64>(&format!("k{i}")).await.unwrap(), Some(i));
+    }
+}
+
+#[tokio::test]
+async fn windows_beyond_what_a_window_counter_holds_are_refused() {
+    let cache = connect(&shared_memcached().address(), &unique_prefix("window")).await;
+    let err = cache
+        .hit("h", Duration::from_secs(60 * 24 * 3600))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Unsupported { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        cache
+            .hit("h", Duration::from_secs(86_400))
+            .await
+            .unwrap()
+            .count,
+        1
+    );
+}

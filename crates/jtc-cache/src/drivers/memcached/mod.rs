@@ -159,15 +159,18 @@ impl MemcachedDriver {
         let namespace = &self.namespaces[index];
         let held = namespace.current.read().map_or(None, |c| c.clone());
         if let Some((version, read_at)) = &held {
-            let fresh = read_at.elapsed() < namespace.check;
-            // Stale: one call reads it again while the others go on with the one held.
-            if fresh || namespace.refreshing.swap(true, Ordering::AcqRel) {
+            if read_at.elapsed() < namespace.check {
+                return Ok(Arc::clone(version));
+            }
+            // Stale: one call reads it again while the others go on with the one held; with a
+            // check of zero every call reads it.
+            if !namespace.check.is_zero() && namespace.refreshing.swap(true, Ordering::AcqRel) {
                 return Ok(Arc::clone(version));
             }
         }
-        let read = self.read_version(&self.servers[index]).await;
-        namespace.refreshing.store(false, Ordering::Release);
-        let version = read?;
+        // Cleared however this call ends, cancelled included, so the version is read again.
+        let _refreshing = Cleared(&namespace.refreshing);
+        let version = self.read_version(&self.servers[index]).await?;
         namespace.hold(Arc::clone(&version));
         Ok(version)
     }
@@ -218,6 +221,15 @@ impl MemcachedDriver {
             reason: unreached.join("; "),
         }
         .into())
+    }
+}
+
+/// Clears its flag when dropped.
+struct Cleared<'a>(&'a AtomicBool);
+
+impl Drop for Cleared<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
