@@ -95,7 +95,7 @@ fn the_app_stops_gracefully_on_sigterm() {
 #[test]
 fn a_bad_driver_is_one_line_and_a_non_zero_exit() {
     let output = Command::new(example_binary())
-        .env("CACHE_DRIVER", "memcached")
+        .env("CACHE_DRIVER", "mongodb")
         .output()
         .unwrap();
     assert!(!output.status.success());

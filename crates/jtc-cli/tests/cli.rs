@@ -75,8 +75,8 @@ fn an_unknown_driver_is_one_clear_line() {
         &["cache", "config"],
         &["cache", "clear"],
     ] {
-        let output = jtc(dir.path(), args, &[("CACHE_DRIVER", "memcached")]);
-        assert_one_line_failure(&output, "CACHE_DRIVER=\"memcached\"");
+        let output = jtc(dir.path(), args, &[("CACHE_DRIVER", "mongodb")]);
+        assert_one_line_failure(&output, "CACHE_DRIVER=\"mongodb\"");
         assert!(stderr(&output).contains("file, array"));
     }
 }
