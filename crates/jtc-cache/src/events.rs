@@ -134,6 +134,43 @@ impl fmt::Debug for Observer {
     }
 }
 
+/// One counter spread over the stripes: cheap to add to from many threads at once.
+#[derive(Default)]
+pub(crate) struct Tally([TallyStripe; STRIPES]);
+
+#[repr(align(128))]
+#[derive(Default)]
+struct TallyStripe(AtomicU64);
+
+impl Tally {
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0[stripe()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// As [`add`](Self::add) with a plain load and store instead of an atomic add: a few
+    /// nanoseconds cheaper, for counts on a hot path where a rare lost update (two threads
+    /// sharing a stripe, more threads than stripes) does not matter.
+    #[inline]
+    pub(crate) fn add_loosely(&self, n: u64) {
+        let stripe = &self.0[stripe()].0;
+        stripe.store(
+            stripe.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl fmt::Debug for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Tally").field(&self.sum()).finish()
+    }
+}
+
 /// This thread's stripe, assigned round robin on first use.
 #[inline]
 fn stripe() -> usize {

@@ -3,10 +3,10 @@
 //! The entries live in a sharded hash table (`table.rs`); expiry reads a clock that is cheap
 //! far from an entry's expiry and precise near it (`clock.rs`).
 
-mod clock;
+pub(crate) mod clock;
 mod entry;
 mod rate;
-mod table;
+pub(crate) mod table;
 
 use std::{
     sync::{Arc, Weak},

@@ -66,6 +66,10 @@ pub struct RedisConfig {
     /// invalidated by the server (RESP3 client tracking); see [`RedisConfig::near_cache`].
     /// Default: off.
     pub near_cache: Option<usize>,
+    /// How long the near cache may keep a value at most (`REDIS_NEAR_CACHE_MAX_AGE_MS`), on
+    /// top of the key's own TTL on the server. Default: no limit (the server's invalidations
+    /// and the key's TTL decide).
+    pub near_cache_max_age: Option<Duration>,
 }
 
 impl Default for RedisConfig {
@@ -85,6 +89,7 @@ impl Default for RedisConfig {
             sentinel_nodes: Vec::new(),
             sentinel_master: None,
             near_cache: None,
+            near_cache_max_age: None,
         }
     }
 }
@@ -104,6 +109,7 @@ impl fmt::Debug for RedisConfig {
             .field("command_timeout", &self.command_timeout)
             .field("tls", &self.tls)
             .field("near_cache", &self.near_cache)
+            .field("near_cache_max_age", &self.near_cache_max_age)
             .field("sentinel_nodes", &self.sentinel_nodes)
             .field("sentinel_master", &self.sentinel_master)
             .finish()
@@ -239,6 +245,14 @@ impl RedisConfig {
         self
     }
 
+    /// The longest the near cache keeps a value (the key's TTL on the server is always an
+    /// upper bound too): a safety net for copies of keys no one changes for a long time.
+    #[must_use]
+    pub fn near_cache_max_age(mut self, max_age: Duration) -> Self {
+        self.near_cache_max_age = Some(max_age);
+        self
+    }
+
     /// Reads the `REDIS_*` variables through `var` (unset or empty: default).
     pub(crate) fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let mut config = Self {
@@ -286,6 +300,16 @@ impl RedisConfig {
                 invalid("REDIS_NEAR_CACHE", &entries, "a number of entries (0: off)")
             })?;
             config = config.near_cache(entries);
+        }
+        if let Some(ms) = var("REDIS_NEAR_CACHE_MAX_AGE_MS") {
+            let ms: u64 = parse(&ms).ok_or_else(|| {
+                invalid(
+                    "REDIS_NEAR_CACHE_MAX_AGE_MS",
+                    &ms,
+                    "a number of milliseconds",
+                )
+            })?;
+            config = config.near_cache_max_age(Duration::from_millis(ms));
         }
         for (variable, field) in [
             ("REDIS_CONNECT_TIMEOUT_MS", &mut config.connect_timeout),

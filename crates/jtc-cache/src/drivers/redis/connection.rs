@@ -9,7 +9,11 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
-use super::{RedisConfig, sentinel::SentinelLink};
+use super::{
+    RedisConfig,
+    near::{Near, turn_tracking_on},
+    sentinel::SentinelLink,
+};
 use crate::{Error, Result};
 
 /// How the driver reaches Redis.
@@ -80,27 +84,40 @@ impl ConnectionLike for Live {
 }
 
 /// One multiplexed connection that reconnects by itself (a few quick retries, then errors).
-pub(super) async fn connect_standalone(config: &RedisConfig) -> Result<Connection> {
+/// With a near cache, the connection speaks RESP3, hands the server's pushes to it, and has
+/// client tracking on (OPTIN).
+pub(super) async fn connect_standalone(
+    config: &RedisConfig,
+    near: Option<Arc<Near>>,
+) -> Result<Connection> {
     let client =
         redis::Client::open(config.connection_info()?).map_err(|e| Error::redis("connect", e))?;
-    let manager = redis::aio::ConnectionManagerConfig::new()
+    let mut manager = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.command_timeout))
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_secs(1))
         .set_number_of_retries(3);
-    let manager = match config.near_cache {
-        Some(entries) => manager.set_cache_config(near_cache(entries)),
-        None => manager,
-    };
+    if let Some(near) = &near {
+        manager = manager.set_push_sender(push_handler(Arc::clone(near)));
+    }
     let manager = ConnectionManager::new_with_config(client, manager)
         .await
         .map_err(|e| Error::redis("connect", e))?;
+    if near.is_some() {
+        turn_tracking_on(Live::Standalone(manager.clone()))
+            .await
+            .map_err(|e| Error::redis("connect", e))?;
+    }
     Ok(Connection::Standalone(manager))
 }
 
-/// A cluster connection: one multiplexed connection per node, following slot moves.
-pub(super) async fn connect_cluster(config: &RedisConfig) -> Result<Connection> {
+/// A cluster connection: one multiplexed connection per node, following slot moves; with a
+/// near cache, RESP3, pushes to it and tracking on at every node.
+pub(super) async fn connect_cluster(
+    config: &RedisConfig,
+    near: Option<Arc<Near>>,
+) -> Result<Connection> {
     let mut builder = redis::cluster::ClusterClientBuilder::new(config.cluster_connection_infos()?)
         .connection_timeout(config.connect_timeout)
         .response_timeout(config.command_timeout)
@@ -111,25 +128,30 @@ pub(super) async fn connect_cluster(config: &RedisConfig) -> Result<Connection> 
     if let Some(password) = &config.password {
         builder = builder.password(password);
     }
-    if let Some(entries) = config.near_cache {
+    if let Some(near) = &near {
         builder = builder
             .use_protocol(redis::ProtocolVersion::RESP3)
-            .cache_config(near_cache(entries));
+            .push_sender(push_handler(Arc::clone(near)));
     }
     let client = builder.build().map_err(|e| Error::redis("connect", e))?;
     let connection = client
         .get_async_connection()
         .await
         .map_err(|e| Error::redis("connect", e))?;
+    if near.is_some() {
+        turn_tracking_on(Live::Cluster(connection.clone()))
+            .await
+            .map_err(|e| Error::redis("connect", e))?;
+    }
     Ok(Connection::Cluster(connection))
 }
 
-/// redis-rs's client-side cache for the near cache: only the reads that ask for it (`GET`),
-/// at most `entries` keys, each kept no longer than the key's own TTL on the server.
-fn near_cache(entries: usize) -> redis::caching::CacheConfig {
-    redis::caching::CacheConfig::new()
-        .set_mode(redis::caching::CacheMode::OptIn)
-        .set_size(std::num::NonZeroUsize::new(entries).unwrap_or(std::num::NonZeroUsize::MIN))
+/// Hands the server's pushes to the near cache, on the client library's own task.
+fn push_handler(near: Arc<Near>) -> impl Fn(redis::PushInfo) -> std::result::Result<(), ()> {
+    move |push| {
+        near.on_push(&push);
+        Ok(())
+    }
 }
 
 /// rustls needs a process-wide crypto provider for `rediss://`; install ring's unless the

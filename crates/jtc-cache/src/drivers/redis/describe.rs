@@ -63,8 +63,13 @@ impl RedisConfig {
             ),
             (
                 "Near Cache",
-                self.near_cache
-                    .map_or_else(|| "off".to_owned(), |n| format!("{n} entries")),
+                match (self.near_cache, self.near_cache_max_age) {
+                    (None, _) => "off".to_owned(),
+                    (Some(n), None) => format!("{n} entries"),
+                    (Some(n), Some(age)) => {
+                        format!("{n} entries, kept {} ms at most", age.as_millis())
+                    }
+                },
             ),
         ]);
         rows

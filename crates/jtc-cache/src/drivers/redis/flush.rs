@@ -15,6 +15,13 @@ const FLUSH_BATCH: usize = 1_000;
 impl Inner {
     /// Deletes every key under the prefix: `SCAN` each master, `UNLINK` what it finds.
     pub(super) async fn flush(&self) -> Result<()> {
+        self.clear_near();
+        let flushed = self.unlink_prefix().await;
+        self.clear_near();
+        flushed
+    }
+
+    async fn unlink_prefix(&self) -> Result<()> {
         let pattern = format!("{}*", glob_escape(&self.prefix));
         for node in self.masters().await? {
             let mut cursor = 0u64;

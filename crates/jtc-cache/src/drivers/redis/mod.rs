@@ -89,6 +89,8 @@ return 0
 #[derive(Clone)]
 pub struct RedisDriver {
     inner: Arc<Inner>,
+    /// The near cache (also in `inner`), one pointer closer for the read that it answers.
+    near: Option<Arc<near::Near>>,
 }
 
 #[derive(Clone)]
@@ -102,8 +104,8 @@ struct Inner {
     forget_if: Script,
     /// Where the driver connects, passwords masked: for `Debug` and logs.
     target: String,
-    /// Reads go through the near cache (`RedisConfig::near_cache`).
-    near_cache: bool,
+    /// The near cache, when on (`RedisConfig::near_cache`).
+    near: Option<Arc<near::Near>>,
 }
 
 impl fmt::Debug for RedisDriver {
@@ -176,6 +178,7 @@ impl RedisDriver {
         };
         Self {
             inner: Arc::new(inner),
+            near: self.near,
         }
     }
 
@@ -187,6 +190,7 @@ impl RedisDriver {
                 config::DEFAULT_COMMAND_TIMEOUT,
                 target.to_owned(),
             )),
+            near: None,
         }
     }
 
@@ -203,14 +207,24 @@ impl RedisDriver {
             }
             .into());
         }
+        let near = config.near_cache.map(|entries| {
+            Arc::new(near::Near::new(
+                &config.prefix,
+                entries,
+                near::MAX_VALUE,
+                config
+                    .near_cache_max_age
+                    .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+            ))
+        });
         let connect = async {
             if !config.sentinel_nodes.is_empty() {
                 let link = SentinelLink::connect(config).await?;
                 Ok(Connection::Sentinel(Arc::new(link)))
             } else if config.cluster_nodes.is_empty() {
-                connect_standalone(config).await
+                connect_standalone(config, near.clone()).await
             } else {
-                connect_cluster(config).await
+                connect_cluster(config, near.clone()).await
             }
         };
         let connection = tokio::time::timeout(config.connect_timeout, connect)
@@ -227,9 +241,10 @@ impl RedisDriver {
             config.command_timeout,
             config.target(),
         );
-        inner.near_cache = config.near_cache.is_some();
+        inner.near.clone_from(&near);
         Ok(Self {
             inner: Arc::new(inner),
+            near,
         })
     }
 
@@ -260,7 +275,7 @@ impl Inner {
             persist: Script::new(PERSIST_SCRIPT),
             forget_if: Script::new(FORGET_IF_SCRIPT),
             target,
-            near_cache: false,
+            near: None,
         }
     }
 
@@ -297,14 +312,15 @@ impl Inner {
     }
 
     async fn query<T: FromRedisValue>(&self, operation: &'static str, cmd: Cmd) -> Result<T> {
-        let barrier = self.barrier_for(operation, &cmd);
+        let written = self.written_key(operation, &cmd);
+        self.forget_near(written.as_deref());
         let value = self
             .within(operation, |mut live| async move {
                 cmd.query_async(&mut live).await
             })
-            .await?;
-        self.settle(operation, barrier).await?;
-        Ok(value)
+            .await;
+        self.forget_near(written.as_deref());
+        value
     }
 
     async fn run_script<T: FromRedisValue>(
@@ -314,25 +330,24 @@ impl Inner {
         key: &str,
         arg: impl redis::ToRedisArgs + Send,
     ) -> Result<T> {
-        let key = self.key(key);
-        let barrier = self.barrier_on(operation, &key);
+        self.forget_near(Some(key.as_bytes()));
         let value = self
             .within(operation, |mut connection| async move {
-                let mut invocation = script.key(key);
+                let mut invocation = script.key(self.key(key));
                 invocation.arg(arg);
                 invocation.invoke_async(&mut connection).await
             })
-            .await?;
-        self.settle(operation, barrier).await?;
-        Ok(value)
+            .await;
+        self.forget_near(Some(key.as_bytes()));
+        value
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        if let Some(near) = &self.near {
+            return self.get_near(near, key).await;
+        }
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.key(key));
-        if self.near_cache {
-            cmd.set_cache_config(redis::CommandCacheConfig::new());
-        }
         let value: Option<Vec<u8>> = self.query("get", cmd).await?;
         Ok(value.map(Bytes::from))
     }
@@ -423,6 +438,12 @@ impl Inner {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(near) = &self.near {
+            let held: Vec<Option<Bytes>> = keys.iter().map(|key| near.lookup(key)).collect();
+            if held.iter().all(Option::is_some) {
+                return Ok(held);
+            }
+        }
         let mut cmd = redis::cmd("MGET");
         for key in keys {
             cmd.arg(self.key(key));
@@ -458,7 +479,13 @@ impl CacheDriver for RedisDriver {
         "redis"
     }
 
+    #[inline]
     fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+        if let Some(near) = &self.near
+            && let Some(value) = near.lookup(key)
+        {
+            return DriverFuture::ready(Ok(Some(value)));
+        }
         DriverFuture::new(self.inner.get(key))
     }
 

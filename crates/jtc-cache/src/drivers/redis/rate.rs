@@ -28,9 +28,11 @@ impl Inner {
     /// A lone fixed window as a counter: the count, then the window's end, in one round trip.
     /// `PEXPIRE … NX` gives a new counter its window and never moves an existing one's.
     async fn fixed_window(&self, key: &str, rule: &RateRule, consume: bool) -> Result<RateVerdict> {
+        let written = consume.then_some(key.as_bytes());
+        self.forget_near(written);
         let key = self.key(key);
         let window_ms = duration_ms(rule.window).max(1);
-        let (count, ttl_ms): (i64, i64) = self
+        let counted: Result<(i64, i64)> = self
             .within("rate", |mut connection| async move {
                 let mut pipe = redis::pipe();
                 if consume {
@@ -56,7 +58,9 @@ impl Inner {
                     other => other,
                 }
             })
-            .await?;
+            .await;
+        self.forget_near(written);
+        let (count, ttl_ms) = counted?;
         let count = count.max(0).unsigned_abs();
         let expires_in = match u64::try_from(ttl_ms) {
             Ok(ms) if count > 0 => Duration::from_millis(ms),
@@ -72,9 +76,10 @@ impl Inner {
         rules: &[RateRule],
         consume: bool,
     ) -> Result<Vec<RateVerdict>> {
+        let written = consume.then_some(key.as_bytes());
+        self.forget_near(written);
         let key = self.key(key);
-        let barrier = consume.then(|| self.barrier_on("rate", &key)).flatten();
-        let flat: Vec<u64> = self
+        let flat: Result<Vec<u64>> = self
             .within("rate", |mut connection| async move {
                 let mut invocation = self.rate.key(key);
                 invocation.arg(u8::from(consume));
@@ -89,9 +94,9 @@ impl Inner {
                 }
                 invocation.invoke_async(&mut connection).await
             })
-            .await?;
-        self.settle("rate", barrier).await?;
-        Ok(flat
+            .await;
+        self.forget_near(written);
+        Ok(flat?
             .chunks_exact(4)
             .map(|v| RateVerdict {
                 allowed: v[0] == 1,
