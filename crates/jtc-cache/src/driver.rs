@@ -201,6 +201,13 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
         })
     }
 
+    /// The counters of the driver's near cache, if it keeps one (the Redis driver with
+    /// `RedisConfig::near_cache`); `None` by default. [`Cache::stats`](crate::Cache::stats)
+    /// includes them.
+    fn near_cache_stats(&self) -> Option<crate::NearCacheStats> {
+        None
+    }
+
     /// Removes expired entries that nobody has read since they expired; returns how many.
     ///
     /// Backends that expire entries by themselves (Redis) return 0.

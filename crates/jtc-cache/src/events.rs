@@ -61,6 +61,29 @@ pub struct CacheStats {
     pub deletes: u64,
     /// Operations that returned an error from the backend.
     pub errors: u64,
+    /// The driver's near cache, if it has one (`RedisConfig::near_cache`): these counts are the
+    /// driver's, shared by every `Cache` over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near_cache: Option<NearCacheStats>,
+}
+
+/// The counters of a driver's near cache (an in-process copy of what it read), from
+/// [`CacheDriver::near_cache_stats`](crate::CacheDriver::near_cache_stats) and in
+/// [`CacheStats::near_cache`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NearCacheStats {
+    /// Reads answered from this process's copy, with no network.
+    pub hits: u64,
+    /// Reads that went to the server.
+    pub misses: u64,
+    /// Copies dropped because the key changed (on the server, or by this process's write),
+    /// or the whole near cache was emptied (a flush, a lost connection).
+    pub invalidations: u64,
+    /// Copies dropped to make room (or expired and then overwritten).
+    pub evictions: u64,
+    /// Copies held now.
+    pub entries: u64,
 }
 
 impl CacheStats {
@@ -85,7 +108,7 @@ const QUIET_MISSES: usize = 6;
 
 /// Counter stripes: threads spread over them so that counting on the hot path does not make
 /// every core fight over one cache line.
-const STRIPES: usize = 16;
+pub(crate) const STRIPES: usize = 16;
 
 #[repr(align(128))]
 #[derive(Default)]
@@ -134,46 +157,9 @@ impl fmt::Debug for Observer {
     }
 }
 
-/// One counter spread over the stripes: cheap to add to from many threads at once.
-#[derive(Default)]
-pub(crate) struct Tally([TallyStripe; STRIPES]);
-
-#[repr(align(128))]
-#[derive(Default)]
-struct TallyStripe(AtomicU64);
-
-impl Tally {
-    #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        self.0[stripe()].0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// As [`add`](Self::add) with a plain load and store instead of an atomic add: a few
-    /// nanoseconds cheaper, for counts on a hot path where a rare lost update (two threads
-    /// sharing a stripe, more threads than stripes) does not matter.
-    #[inline]
-    pub(crate) fn add_loosely(&self, n: u64) {
-        let stripe = &self.0[stripe()].0;
-        stripe.store(
-            stripe.load(Ordering::Relaxed).wrapping_add(n),
-            Ordering::Relaxed,
-        );
-    }
-
-    pub(crate) fn sum(&self) -> u64 {
-        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
-    }
-}
-
-impl fmt::Debug for Tally {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Tally").field(&self.sum()).finish()
-    }
-}
-
 /// This thread's stripe, assigned round robin on first use.
 #[inline]
-fn stripe() -> usize {
+pub(crate) fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     std::thread_local! {
         static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
@@ -276,6 +262,7 @@ impl Observer {
             writes: sum(WRITES),
             deletes: sum(DELETES),
             errors: sum(ERRORS),
+            near_cache: None,
         }
     }
 }

@@ -122,13 +122,13 @@ pub use drivers::database::{
 pub use drivers::memcached::{MemcachedConfig, MemcachedDriver};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use drivers::redis::{NearCacheStats, RedisConfig, RedisDriver};
+pub use drivers::redis::{RedisConfig, RedisDriver};
 pub use drivers::{
     array::{ArrayDriver, ArrayDriverBuilder},
     file::{FileDriver, FileDriverBuilder},
 };
 pub use error::{Error, ErrorKind, Result};
-pub use events::{CacheEvent, CacheStats, EventKind};
+pub use events::{CacheEvent, CacheStats, EventKind, NearCacheStats};
 pub use keys::MAX_KEY_BYTES;
 pub use lock::{Lock, LockGuard};
 pub use rate::{RateKind, RateRecord, RateRule, RateVerdict};

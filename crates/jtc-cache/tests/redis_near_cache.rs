@@ -319,3 +319,39 @@ async fn the_near_cache_is_refused_through_sentinel_naming_its_variable() {
     let err = RedisDriver::from_config(&config).await.unwrap_err();
     assert!(err.to_string().contains("REDIS_NEAR_CACHE"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_stats_show_the_near_cache_hits_invalidations_and_evictions() {
+    let server = RedisServer::start();
+    let config = RedisConfig::from_url(server.url())
+        .prefix("near:")
+        .near_cache(64);
+    let cache = Cache::new(RedisDriver::from_config(&config).await.unwrap());
+    for i in 0..200 {
+        cache.put(&format!("k{i}"), &i, MINUTE).await.unwrap();
+    }
+    for _ in 0..2 {
+        for i in 0..200 {
+            assert_eq!(cache.get::<i32>(&format!("k{i}")).await.unwrap(), Some(i));
+        }
+    }
+    cache.get::<i32>("k199").await.unwrap();
+    server.cli(&["SET", "near:k199", "-1"]);
+    seen_within(Some(-1), || async {
+        cache.get::<i64>("k199").await.unwrap()
+    })
+    .await;
+    let stats = cache.stats();
+    let near = stats.near_cache.expect("the near cache's counters");
+    assert!(near.entries <= 64, "{near:?}");
+    assert!(near.hits >= 1, "{near:?}");
+    assert!(near.invalidations >= 1, "{near:?}");
+    // 400 reads of 200 keys through 64 entries: most were stored and then evicted.
+    assert!(near.evictions >= 200, "{near:?}");
+    assert!(
+        near.hits + near.misses >= 402,
+        "every read looked: {near:?}"
+    );
+    let plain = Cache::new(jtc_cache::ArrayDriver::new());
+    assert_eq!(plain.stats().near_cache, None);
+}

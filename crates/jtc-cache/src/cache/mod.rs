@@ -451,10 +451,17 @@ impl Cache {
     /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
     /// ```
     pub fn stats(&self) -> CacheStats {
+        let near_cache = self.inner.driver.near_cache_stats();
         if !self.inner.settings.count {
-            return CacheStats::default();
+            return CacheStats {
+                near_cache,
+                ..CacheStats::default()
+            };
         }
-        self.inner.observer.stats()
+        CacheStats {
+            near_cache,
+            ..self.inner.observer.stats()
+        }
     }
 
     /// Calls `listener` for every [`CacheEvent`] of this cache and its clones: hits, misses,

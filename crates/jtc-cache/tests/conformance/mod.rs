@@ -331,23 +331,52 @@ impl CacheDriver for Counting {
 
 /// Checks one public operation at a time: that it opens a `cache` span named after it
 /// (recorded on this thread) and changes the cache's stats.
+///
+/// Spans are recorded by one process-wide subscriber into the sink of the thread that opened
+/// them. A subscriber set per test (`set_default`) missed spans now and then: tracing caches
+/// each callsite's interest for every thread, and a callsite first reached by a test with no
+/// subscriber while another test registered its own could be cached as uninteresting.
 pub(crate) struct Check<'a> {
     cache: &'a Cache,
     ops: Arc<Mutex<Vec<String>>>,
-    _subscriber: tracing::subscriber::DefaultGuard,
+    _sink: SinkGuard,
+    _fallback: Option<tracing::subscriber::DefaultGuard>,
+}
+
+std::thread_local! {
+    static SINK: std::cell::RefCell<Option<Arc<Mutex<Vec<String>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Empties this thread's sink when the check ends.
+struct SinkGuard;
+
+impl Drop for SinkGuard {
+    fn drop(&mut self) {
+        SINK.with(|sink| sink.borrow_mut().take());
+    }
 }
 
 impl<'a> Check<'a> {
     pub(crate) fn new(cache: &'a Cache) -> Self {
+        static GLOBAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let global = *GLOBAL.get_or_init(|| {
+            tracing::subscriber::set_global_default(
+                tracing_subscriber::registry().with(SpanRecorder),
+            )
+            .is_ok()
+        });
         let ops = Arc::new(Mutex::new(Vec::new()));
-        let recorder = SpanRecorder {
-            ops: Arc::clone(&ops),
-        };
-        let subscriber = tracing_subscriber::registry().with(recorder);
+        SINK.with(|sink| *sink.borrow_mut() = Some(Arc::clone(&ops)));
+        // Another global subscriber was there first: record through one of our own.
+        let fallback = (!global).then(|| {
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(SpanRecorder))
+        });
         Self {
             cache,
             ops,
-            _subscriber: tracing::subscriber::set_default(subscriber),
+            _sink: SinkGuard,
+            _fallback: fallback,
         }
     }
 
@@ -383,10 +412,8 @@ impl<'a> Check<'a> {
     }
 }
 
-/// Records the `op` field of every `cache` span.
-struct SpanRecorder {
-    ops: Arc<Mutex<Vec<String>>>,
-}
+/// Records the `op` field of every `cache` span into the sink of the thread that opened it.
+struct SpanRecorder;
 
 impl<S: Subscriber> tracing_subscriber::Layer<S> for SpanRecorder {
     fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
@@ -396,7 +423,11 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for SpanRecorder {
         let mut op = OpField(None);
         attrs.record(&mut op);
         if let Some(op) = op.0 {
-            self.ops.lock().unwrap().push(op);
+            SINK.with(|sink| {
+                if let Some(ops) = &*sink.borrow() {
+                    ops.lock().unwrap().push(op);
+                }
+            });
         }
     }
 }

@@ -40,7 +40,6 @@ mod rate;
 mod sentinel;
 
 pub use config::RedisConfig;
-pub use near::NearCacheStats;
 
 use crate::{
     Error, ErrorKind, Hit, RateRule, RateVerdict, Result,
@@ -550,5 +549,9 @@ impl CacheDriver for RedisDriver {
 
     fn many<'a>(&'a self, keys: &'a [&'a str]) -> DriverFuture<'a, Vec<Option<Bytes>>> {
         DriverFuture::new(self.inner.many(keys))
+    }
+
+    fn near_cache_stats(&self) -> Option<crate::NearCacheStats> {
+        RedisDriver::near_cache_stats(self)
     }
 }
