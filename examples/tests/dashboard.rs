@@ -15,6 +15,10 @@ fn reported() -> BTreeSet<String> {
         cache::WRITES,
         cache::DELETES,
         cache::ERRORS,
+        cache::NEAR_READS,
+        cache::NEAR_INVALIDATIONS,
+        cache::NEAR_EVICTIONS,
+        cache::NEAR_ENTRIES,
         throttle::REQUESTS,
         throttle::STORE_FALLBACK_ACTIVE,
     ]
@@ -109,6 +113,10 @@ fn the_dashboard_parses_and_every_query_names_a_reported_metric() {
         cache::DELETES,
         cache::ERRORS,
         cache::DURATION,
+        cache::NEAR_READS,
+        cache::NEAR_INVALIDATIONS,
+        cache::NEAR_EVICTIONS,
+        cache::NEAR_ENTRIES,
     ]
     .into_iter()
     .chain([throttle::REQUESTS, throttle::STORE_FALLBACK_ACTIVE])

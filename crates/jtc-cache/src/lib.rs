@@ -85,8 +85,14 @@ pub mod metrics {
     //! | `jtc_cache_deletes_total` | counter | `cache` |
     //! | `jtc_cache_errors_total` | counter | `cache`, `op`, `kind` ([`ErrorKind::code`](crate::ErrorKind::code)) |
     //! | `jtc_cache_operation_duration_seconds` | histogram | `cache`, `op` |
+    //! | `jtc_cache_near_cache_reads_total` | counter | `cache`, `result` = `hit` / `miss` |
+    //! | `jtc_cache_near_cache_invalidations_total` | counter | `cache` |
+    //! | `jtc_cache_near_cache_evictions_total` | counter | `cache` |
+    //! | `jtc_cache_near_cache_entries` | gauge | `cache` |
     //!
-    //! `cache` is the cache's [name](crate::Cache::named); `op` the public operation (`get`,
+    //! The `near_cache` ones come from a driver's near cache (the Redis driver with
+    //! `RedisConfig::near_cache`), published with the reads under the name of the first cache
+    //! that read through that driver. `cache` is the cache's [name](crate::Cache::named); `op` the public operation (`get`,
     //! `put`, `remember`, `tagged_get`, ...). Labels never hold keys, values or anything a
     //! caller passes in: their number stays fixed, and no personal data reaches a dashboard.
     //! Handles bind to the recorder installed when a cache first reports: install the
@@ -100,7 +106,8 @@ pub mod metrics {
     use crate::ErrorKind;
 
     pub use crate::cache::meters::{
-        DELETES, DURATION, DURATION_BUCKETS, ERRORS, GETS, TIME_ONE_IN, WRITES, publish,
+        DELETES, DURATION, DURATION_BUCKETS, ERRORS, GETS, NEAR_ENTRIES, NEAR_EVICTIONS,
+        NEAR_INVALIDATIONS, NEAR_READS, TIME_ONE_IN, WRITES, publish,
     };
 }
 mod tags;

@@ -313,3 +313,46 @@ fn caches_under_one_name_add_up_and_quiet_stats_still_feed_the_metrics() {
         3
     );
 }
+
+#[test]
+fn a_near_cache_reports_its_reads_invalidations_and_entries_once_per_driver() {
+    let server = jtc_test_support::RedisServer::start();
+    let url = server.url();
+    let seen = recorded(move || async move {
+        let config = jtc_cache::RedisConfig::from_url(&url)
+            .prefix("near:")
+            .near_cache(100);
+        let driver = jtc_cache::RedisDriver::from_config(&config).await.unwrap();
+        let cache = Cache::from_driver(std::sync::Arc::new(driver)).named("profiles");
+        // A second cache over the same driver: the near cache is counted once, not twice.
+        let same = Cache::from_driver(std::sync::Arc::clone(cache.driver())).named("other");
+        cache.put("k", &1, TTL).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(1));
+        }
+        assert_eq!(same.get::<i32>("k").await.unwrap(), Some(1));
+        cache.put("k", &2, TTL).await.unwrap(); // drops the held copy
+        // The near cache's counts are the driver's: published while it lives (the reader of
+        // `/metrics` calls this before rendering).
+        jtc_cache::metrics::publish();
+    });
+    let near = |result| [("cache", "profiles"), ("result", result)];
+    assert_eq!(seen.counter(names::NEAR_READS, &near("miss")), 1);
+    assert_eq!(seen.counter(names::NEAR_READS, &near("hit")), 3);
+    assert_eq!(
+        seen.counter(names::NEAR_INVALIDATIONS, &[("cache", "profiles")]),
+        1
+    );
+    assert_eq!(
+        seen.counter(names::NEAR_EVICTIONS, &[("cache", "profiles")]),
+        0
+    );
+    assert!(
+        seen.find(names::NEAR_READS, &[("cache", "other"), ("result", "hit")])
+            .is_none()
+    );
+    match seen.find(names::NEAR_ENTRIES, &[("cache", "profiles")]) {
+        Some(DebugValue::Gauge(entries)) => assert_eq!(entries.0, 0.0),
+        other => panic!("no entries gauge: {other:?}"),
+    }
+}

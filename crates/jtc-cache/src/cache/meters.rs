@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::OpName;
-use crate::events::Observer;
+use crate::{CacheDriver, events::Observer};
 
 /// `jtc_cache_gets_total{cache, result="hit"|"miss"}`.
 pub const GETS: &str = "jtc_cache_gets_total";
@@ -29,6 +29,16 @@ pub const DELETES: &str = "jtc_cache_deletes_total";
 pub const ERRORS: &str = "jtc_cache_errors_total";
 /// `jtc_cache_operation_duration_seconds{cache, op}`.
 pub const DURATION: &str = "jtc_cache_operation_duration_seconds";
+
+/// `jtc_cache_near_cache_reads_total{cache, result="hit"|"miss"}`: reads of a driver's near
+/// cache (the Redis driver with `RedisConfig::near_cache`).
+pub const NEAR_READS: &str = "jtc_cache_near_cache_reads_total";
+/// `jtc_cache_near_cache_invalidations_total{cache}`: copies dropped because the key changed.
+pub const NEAR_INVALIDATIONS: &str = "jtc_cache_near_cache_invalidations_total";
+/// `jtc_cache_near_cache_evictions_total{cache}`: copies dropped to make room.
+pub const NEAR_EVICTIONS: &str = "jtc_cache_near_cache_evictions_total";
+/// `jtc_cache_near_cache_entries{cache}` (gauge): copies held.
+pub const NEAR_ENTRIES: &str = "jtc_cache_near_cache_entries";
 
 /// One operation in this many, per thread, is timed for [`DURATION`].
 pub const TIME_ONE_IN: u32 = 32;
@@ -111,15 +121,17 @@ impl Meters {
     }
 
     /// A read happened: counted in `observer`'s counters and published from there; this
-    /// only makes sure the observer publishes.
+    /// only makes sure the observer (and `driver`'s near cache, if it has one) publishes.
     #[inline]
-    pub(crate) fn read(&self, observer: &Arc<Observer>) {
+    pub(crate) fn read(&self, observer: &Arc<Observer>, driver: &Arc<dyn CacheDriver>) {
         #[cfg(feature = "metrics")]
         if let Some(on) = &self.on
             && observer.published.get().is_none()
         {
-            on::publish_reads(&on.name, observer);
+            on::publish_reads(&on.name, observer, driver);
         }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (observer, driver);
     }
 
     /// `op` stored a value or changed a counter.
@@ -176,9 +188,13 @@ mod on {
         time::Duration,
     };
 
-    use ::metrics::{Counter, Histogram, SharedString, Unit};
+    use ::metrics::{Counter, Gauge, Histogram, SharedString, Unit};
 
-    use super::{DELETES, DURATION, ERRORS, GETS, Observer, OpName, TIME_ONE_IN, WRITES};
+    use super::{
+        CacheDriver, DELETES, DURATION, ERRORS, GETS, NEAR_ENTRIES, NEAR_EVICTIONS,
+        NEAR_INVALIDATIONS, NEAR_READS, Observer, OpName, TIME_ONE_IN, WRITES,
+    };
+    use crate::NearCacheStats;
 
     pub(super) struct Handles {
         cache: SharedString,
@@ -210,6 +226,42 @@ mod on {
     /// Every live cache whose reads are published once a second.
     static PUBLISHED: Mutex<Vec<Weak<Observer>>> = Mutex::new(Vec::new());
 
+    /// A driver's near cache, published under the name of the first cache that read through
+    /// it (its counts are the driver's: caches sharing it would otherwise count them twice).
+    struct Near {
+        driver: Weak<dyn CacheDriver>,
+        hits: Counter,
+        misses: Counter,
+        invalidations: Counter,
+        evictions: Counter,
+        entries: Gauge,
+        published: NearCacheStats,
+    }
+
+    static NEAR: Mutex<Vec<Near>> = Mutex::new(Vec::new());
+
+    impl Near {
+        fn publish(&mut self, now: NearCacheStats) {
+            let last = self.published;
+            self.hits.increment(now.hits.saturating_sub(last.hits));
+            self.misses
+                .increment(now.misses.saturating_sub(last.misses));
+            let dropped = now.invalidations.saturating_sub(last.invalidations);
+            self.invalidations.increment(dropped);
+            self.evictions
+                .increment(now.evictions.saturating_sub(last.evictions));
+            #[allow(clippy::cast_precision_loss)]
+            self.entries.set(now.entries as f64);
+            self.published = NearCacheStats {
+                hits: now.hits.max(last.hits),
+                misses: now.misses.max(last.misses),
+                invalidations: now.invalidations.max(last.invalidations),
+                evictions: now.evictions.max(last.evictions),
+                ..now
+            };
+        }
+    }
+
     pub(super) fn publish_all() {
         let mut published = PUBLISHED.lock().unwrap_or_else(|e| e.into_inner());
         published.retain(|observer| {
@@ -221,17 +273,58 @@ mod on {
             }
             true
         });
+        drop(published);
+        let mut near = NEAR.lock().unwrap_or_else(|e| e.into_inner());
+        near.retain_mut(|near| {
+            let Some(driver) = near.driver.upgrade() else {
+                return false;
+            };
+            if let Some(stats) = driver.near_cache_stats() {
+                near.publish(stats);
+            }
+            true
+        });
+    }
+
+    /// Registers `driver`'s near cache, if it has one not registered yet, under `cache`.
+    fn publish_near(cache: &SharedString, driver: &Arc<dyn CacheDriver>) {
+        if driver.near_cache_stats().is_none() {
+            return;
+        }
+        let mut near = NEAR.lock().unwrap_or_else(|e| e.into_inner());
+        let known = near.iter().any(|n| {
+            n.driver
+                .upgrade()
+                .is_some_and(|d| std::ptr::addr_eq(Arc::as_ptr(&d), Arc::as_ptr(driver)))
+        });
+        if known {
+            return;
+        }
+        near.push(Near {
+            driver: Arc::downgrade(driver),
+            hits: ::metrics::counter!(NEAR_READS, "cache" => cache.clone(), "result" => "hit"),
+            misses: ::metrics::counter!(NEAR_READS, "cache" => cache.clone(), "result" => "miss"),
+            invalidations: ::metrics::counter!(NEAR_INVALIDATIONS, "cache" => cache.clone()),
+            evictions: ::metrics::counter!(NEAR_EVICTIONS, "cache" => cache.clone()),
+            entries: ::metrics::gauge!(NEAR_ENTRIES, "cache" => cache.clone()),
+            published: NearCacheStats::default(),
+        });
     }
 
     /// Registers `observer`'s read counters, labelled `cache = name`, with the recorder of
     /// this thread, and has them published from now on.
     #[cold]
-    pub(super) fn publish_reads(name: &Arc<str>, observer: &Arc<Observer>) {
+    pub(super) fn publish_reads(
+        name: &Arc<str>,
+        observer: &Arc<Observer>,
+        driver: &Arc<dyn CacheDriver>,
+    ) {
         let mut registered = false;
         observer.published.get_or_init(|| {
             describe();
             registered = true;
             let cache = SharedString::from(Arc::clone(name));
+            publish_near(&cache, driver);
             Arc::new(Reads {
                 hits: ::metrics::counter!(GETS, "cache" => cache.clone(), "result" => "hit"),
                 misses: ::metrics::counter!(GETS, "cache" => cache, "result" => "miss"),
@@ -354,6 +447,22 @@ mod on {
                 Unit::Count,
                 "Backend calls that failed, by operation and error kind."
             );
+            ::metrics::describe_counter!(
+                NEAR_READS,
+                Unit::Count,
+                "Reads of the driver's near cache, by result (hit: answered in process)."
+            );
+            ::metrics::describe_counter!(
+                NEAR_INVALIDATIONS,
+                Unit::Count,
+                "Near-cache copies dropped because the key changed or the near cache was emptied."
+            );
+            ::metrics::describe_counter!(
+                NEAR_EVICTIONS,
+                Unit::Count,
+                "Near-cache copies dropped to make room."
+            );
+            ::metrics::describe_gauge!(NEAR_ENTRIES, Unit::Count, "Near-cache copies held.");
             ::metrics::describe_histogram!(
                 DURATION,
                 Unit::Seconds,

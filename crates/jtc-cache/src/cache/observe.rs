@@ -101,7 +101,7 @@ impl<'a> Op<'a> {
         let meters = &inner.meters;
         let count = inner.settings.count;
         match kind {
-            EventKind::Hit | EventKind::Miss => meters.read(&inner.observer),
+            EventKind::Hit | EventKind::Miss => meters.read(&inner.observer, &inner.driver),
             EventKind::Written => meters.written(self.name),
             EventKind::Forgotten | EventKind::Flushed => meters.deleted(1),
             EventKind::LockAcquired | EventKind::LockReleased => {}
