@@ -293,7 +293,7 @@ impl Lock {
 }
 
 /// `pause` plus up to half of it again, so that waiters started together spread out.
-fn jittered(pause: Duration) -> Duration {
+pub(crate) fn jittered(pause: Duration) -> Duration {
     let token = keys::token();
     let spread = u32::from_str_radix(&token[..4], 16).unwrap_or(0);
     pause + pause / 2 * spread / 0xffff

@@ -247,22 +247,15 @@ impl MemcachedDriver {
         cas: Cas,
     ) -> Result<bool> {
         let digits = packed.to_string();
-        let (mode, compare) = match cas {
-            Cas::Absent => (wire::Mode::Add, None),
-            Cas::Is(cas) => (wire::Mode::Set, Some(cas)),
-        };
-        let mut request = Vec::with_capacity(at.wire.len() + 64);
-        let exptime = item::exptime(Some(deadline), self.now());
-        wire::set(
-            &mut request,
-            &at.wire,
-            &[digits.as_bytes()],
-            exptime,
+        self.store_raw(
+            at,
             WINDOW,
-            mode,
-            compare,
-        );
-        Ok(at.server.one("hit", &request).await?.status == Status::Done)
+            &[digits.as_bytes()],
+            Some(deadline),
+            Some(cas),
+            "hit",
+        )
+        .await
     }
 
     pub(super) async fn rate_record(

@@ -97,7 +97,21 @@ impl MemcachedDriver {
         operation: &'static str,
     ) -> Result<bool> {
         let (flags, parts) = item::encode(value, deadline);
-        let size = parts[0].len() + parts[1].len();
+        self.store_raw(at, flags, &[&parts[0], &parts[1]], deadline, cas, operation)
+            .await
+    }
+
+    /// Writes item data already in its stored format (`flags`, `parts`).
+    pub(super) async fn store_raw(
+        &self,
+        at: &At<'_>,
+        flags: u32,
+        parts: &[&[u8]],
+        deadline: Option<u64>,
+        cas: Option<Cas>,
+        operation: &'static str,
+    ) -> Result<bool> {
+        let size: usize = parts.iter().map(|p| p.len()).sum();
         if size > MAX_DATA {
             return Err(too_large(at.key, size));
         }
@@ -108,15 +122,7 @@ impl MemcachedDriver {
         };
         let mut request = Vec::with_capacity(at.wire.len() + size + 48);
         let exptime = item::exptime(deadline, self.now());
-        wire::set(
-            &mut request,
-            &at.wire,
-            &[&parts[0], &parts[1]],
-            exptime,
-            flags,
-            mode,
-            compare,
-        );
+        wire::set(&mut request, &at.wire, parts, exptime, flags, mode, compare);
         let reply = at.server.exchange(operation, &request, 1).await?.pop();
         match reply {
             Some(Ok(reply)) => Ok(reply.status == Status::Done),
@@ -253,8 +259,9 @@ fn too_large(key: &str, size: usize) -> crate::Error {
     .into()
 }
 
-/// Waits between the tries of a compare-and-set loop: a random pause that grows with each
-/// try, up to 2 ms, so that contending callers spread out. Gives up after many tries.
+/// Waits between the tries of a compare-and-set loop: a pause that grows with each try, up to
+/// ~2 ms, jittered as lock waits are, so that contending callers spread out. Gives up after
+/// many tries.
 #[derive(Debug, Default)]
 pub(super) struct Backoff {
     tries: u32,
@@ -277,19 +284,8 @@ impl Backoff {
             tokio::task::yield_now().await;
             return Ok(());
         }
-        let ceiling = 20u64 << self.tries.min(7); // microseconds: 160 µs .. 2.5 ms
-        let pause = jitter() % ceiling.min(2_000);
-        tokio::time::sleep(Duration::from_micros(pause)).await;
+        let pause = Duration::from_micros(10 << self.tries.min(7)); // 80 µs .. 1.3 ms
+        tokio::time::sleep(crate::lock::jittered(pause)).await;
         Ok(())
     }
-}
-
-/// A cheap random number for spreading retries (not for anything secret).
-fn jitter() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
-    let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 33)
 }

@@ -34,6 +34,7 @@ use self::{
 mod config;
 mod connection;
 mod describe;
+mod entries;
 mod flush;
 mod near;
 mod rate;
@@ -43,7 +44,6 @@ pub use config::RedisConfig;
 
 use crate::{
     Error, ErrorKind, Hit, RateRule, RateVerdict, Result,
-    clock::duration_ms,
     driver::{CacheDriver, DriverFuture},
 };
 
@@ -88,8 +88,6 @@ return 0
 #[derive(Clone)]
 pub struct RedisDriver {
     inner: Arc<Inner>,
-    /// The near cache (also in `inner`), one pointer closer for the read that it answers.
-    near: Option<Arc<near::Near>>,
 }
 
 #[derive(Clone)]
@@ -177,7 +175,6 @@ impl RedisDriver {
         };
         Self {
             inner: Arc::new(inner),
-            near: self.near,
         }
     }
 
@@ -189,7 +186,6 @@ impl RedisDriver {
                 config::DEFAULT_COMMAND_TIMEOUT,
                 target.to_owned(),
             )),
-            near: None,
         }
     }
 
@@ -240,10 +236,9 @@ impl RedisDriver {
             config.command_timeout,
             config.target(),
         );
-        inner.near.clone_from(&near);
+        inner.near = near;
         Ok(Self {
             inner: Arc::new(inner),
-            near,
         })
     }
 
@@ -340,137 +335,6 @@ impl Inner {
         self.forget_near(Some(key.as_bytes()));
         value
     }
-
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        if let Some(near) = &self.near {
-            return self.get_near(near, key).await;
-        }
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.key(key));
-        let value: Option<Vec<u8>> = self.query("get", cmd).await?;
-        Ok(value.map(Bytes::from))
-    }
-
-    async fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        if ttl.is_some_and(|t| t.is_zero()) {
-            return self.forget(key).await.map(drop);
-        }
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(value.as_ref());
-        if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(duration_ms(ttl));
-        }
-        self.query::<()>("put", cmd).await
-    }
-
-    async fn add(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
-        if ttl.is_some_and(|t| t.is_zero()) {
-            return Ok(false);
-        }
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(value.as_ref()).arg("NX");
-        if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(duration_ms(ttl));
-        }
-        let stored: Option<String> = self.query("add", cmd).await?;
-        Ok(stored.is_some())
-    }
-
-    async fn increment(&self, key: &str, by: i64) -> Result<i64> {
-        let cmd = redis::cmd("INCRBY").arg(self.key(key)).arg(by).clone();
-        self.query("increment", cmd)
-            .await
-            .map_err(|e| counter_error(key, e))
-    }
-
-    async fn hit(&self, key: &str, window: Duration, by: u64) -> Result<Hit> {
-        let window_ms = duration_ms(window).max(1);
-        let (count, ttl_ms): (i64, i64) = self
-            .run_script("hit", &self.hit, key, (window_ms, by))
-            .await
-            .map_err(|e| counter_error(key, e))?;
-        Ok(Hit {
-            count,
-            expires_in: Duration::from_millis(ttl_ms.max(0).unsigned_abs()),
-        })
-    }
-
-    async fn forget(&self, key: &str) -> Result<bool> {
-        let removed: i64 = self
-            .query("forget", redis::cmd("UNLINK").arg(self.key(key)).clone())
-            .await?;
-        Ok(removed > 0)
-    }
-
-    async fn forget_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
-        let removed: i64 = self
-            .run_script("forget_if", &self.forget_if, key, expected)
-            .await?;
-        Ok(removed > 0)
-    }
-
-    async fn pull(&self, key: &str) -> Result<Option<Bytes>> {
-        let value: Option<Vec<u8>> = self
-            .query("pull", redis::cmd("GETDEL").arg(self.key(key)).clone())
-            .await?;
-        Ok(value.map(Bytes::from))
-    }
-
-    async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
-        match ttl {
-            Some(ttl) if ttl.is_zero() => self.forget(key).await,
-            Some(ttl) => {
-                let cmd = redis::cmd("PEXPIRE")
-                    .arg(self.key(key))
-                    .arg(duration_ms(ttl))
-                    .clone();
-                Ok(self.query::<i64>("touch", cmd).await? == 1)
-            }
-            None => Ok(self
-                .run_script::<i64>("touch", &self.persist, key, 0)
-                .await?
-                == 1),
-        }
-    }
-
-    async fn many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        if let Some(near) = &self.near {
-            let held: Vec<Option<Bytes>> = keys.iter().map(|key| near.lookup(key)).collect();
-            if held.iter().all(Option::is_some) {
-                return Ok(held);
-            }
-        }
-        let mut cmd = redis::cmd("MGET");
-        for key in keys {
-            cmd.arg(self.key(key));
-        }
-        let values: Vec<Option<Vec<u8>>> = self.query("many", cmd).await?;
-        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
-    }
-}
-
-/// Maps Redis's complaints about a counter to the driver-independent errors.
-fn counter_error(key: &str, error: Error) -> Error {
-    let ErrorKind::Redis { source, .. } = error.kind() else {
-        return error;
-    };
-    let message = source.to_string();
-    if message.contains("not an integer") {
-        ErrorKind::NotAnInteger {
-            key: key.to_owned(),
-        }
-        .into()
-    } else if message.contains("overflow") {
-        ErrorKind::Overflow {
-            key: key.to_owned(),
-        }
-        .into()
-    } else {
-        error
-    }
 }
 
 impl CacheDriver for RedisDriver {
@@ -480,7 +344,7 @@ impl CacheDriver for RedisDriver {
 
     #[inline]
     fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
-        if let Some(near) = &self.near
+        if let Some(near) = &self.inner.near
             && let Some(value) = near.lookup(key)
         {
             return DriverFuture::ready(Ok(Some(value)));
