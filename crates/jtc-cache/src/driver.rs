@@ -226,18 +226,20 @@ pub struct Hit {
 }
 
 /// The future a [`CacheDriver`] method returns: a result that is already there, a boxed
-/// `async` block, or (for a driver that answers at once) a read that runs when polled.
+/// `async` block, (for a driver that answers at once) a read that runs when polled, or (for a
+/// driver with a near cache) a read answered from a held copy when polled, else fetched.
 #[must_use = "futures do nothing unless awaited"]
 pub struct DriverFuture<'a, T> {
     state: State<'a, T>,
 }
 
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+pub(crate) type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 enum State<'a, T> {
     Ready(Option<Result<T>>),
     Boxed(Boxed<'a, T>),
     InMemory(Option<InMemory<'a, T>>),
+    Held(Option<Held<'a, T>>),
 }
 
 /// An in-memory read, run when polled. Its future holds two references instead of the
@@ -254,6 +256,23 @@ struct InMemory<'a, T> {
 pub(crate) trait ReadNow<T>: Sync {
     /// Reads `key` now.
     fn read_now(&self, key: &str) -> Result<T>;
+}
+
+/// A read a driver may answer from a copy it holds (a near cache), else over the network:
+/// [`DriverFuture::held`] looks for the copy when the future is first polled, as an in-memory
+/// read does, and turns into [`ReadHeld::fetch`]'s future when there is none.
+pub(crate) trait ReadHeld<T>: Sync {
+    /// The answer held in this process, or `Pending` when there is none and it must be
+    /// fetched. (The future's own output type, so that a held answer is returned as it is.)
+    fn held(&self, key: &str) -> Poll<Result<T>>;
+    /// Reads `key` from the server.
+    fn fetch<'a>(&'a self, key: &'a str) -> Boxed<'a, T>;
+}
+
+/// A read answered from a held copy when there is one, run when polled.
+struct Held<'a, T> {
+    driver: &'a dyn ReadHeld<T>,
+    key: &'a str,
 }
 
 impl<'a, T> DriverFuture<'a, T> {
@@ -279,6 +298,14 @@ impl<'a, T> DriverFuture<'a, T> {
             state: State::InMemory(Some(InMemory { driver, key })),
         }
     }
+
+    /// A read of `key` that `driver` answers from a held copy if it has one, else fetches.
+    #[inline]
+    pub(crate) fn held(driver: &'a dyn ReadHeld<T>, key: &'a str) -> Self {
+        Self {
+            state: State::Held(Some(Held { driver, key })),
+        }
+    }
 }
 
 // The ready result is moved out, never pinned in place, and the boxed future is pinned by its
@@ -290,7 +317,8 @@ impl<T> Future for DriverFuture<'_, T> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        match &mut self.get_mut().state {
+        let state = &mut self.get_mut().state;
+        match state {
             State::Ready(result) => match result.take() {
                 Some(result) => Poll::Ready(result),
                 None => panic!("a DriverFuture was polled after it completed"),
@@ -300,6 +328,19 @@ impl<T> Future for DriverFuture<'_, T> {
                 Some(InMemory { driver, key }) => Poll::Ready(driver.read_now(key)),
                 None => panic!("a DriverFuture was polled after it completed"),
             },
+            State::Held(call) => {
+                let Some(Held { driver, key }) = call.take() else {
+                    panic!("a DriverFuture was polled after it completed")
+                };
+                let held = driver.held(key);
+                if held.is_ready() {
+                    return held;
+                }
+                let mut fetch = driver.fetch(key);
+                let polled = fetch.as_mut().poll(cx);
+                *state = State::Boxed(fetch);
+                polled
+            }
         }
     }
 }
@@ -308,10 +349,74 @@ impl<T> fmt::Debug for DriverFuture<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Ready(_) | State::InMemory(_) => "ready",
-            State::Boxed(_) => "pending",
+            State::Boxed(_) | State::Held(_) => "pending",
         };
         f.debug_struct("DriverFuture")
             .field("state", &state)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        pin::pin,
+        sync::atomic::{AtomicUsize, Ordering::Relaxed},
+        task::{Context, Poll, Waker},
+    };
+
+    use super::*;
+
+    /// Holds `"near"`; fetching anything else yields once, then answers with the key.
+    #[derive(Default)]
+    struct Held {
+        fetches: AtomicUsize,
+    }
+
+    impl ReadHeld<String> for Held {
+        fn held(&self, key: &str) -> Poll<Result<String>> {
+            if key == "near" {
+                Poll::Ready(Ok("held".to_owned()))
+            } else {
+                Poll::Pending
+            }
+        }
+
+        fn fetch<'a>(&'a self, key: &'a str) -> Boxed<'a, String> {
+            self.fetches.fetch_add(1, Relaxed);
+            Box::pin(async move {
+                let mut yielded = false;
+                std::future::poll_fn(|cx| {
+                    if yielded {
+                        Poll::Ready(())
+                    } else {
+                        yielded = true;
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                })
+                .await;
+                Ok(format!("fetched {key}"))
+            })
+        }
+    }
+
+    #[test]
+    fn a_held_read_answers_when_polled_and_fetches_only_what_is_not_held() {
+        let driver = Held::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut hit = pin!(DriverFuture::held(&driver, "near"));
+        assert!(matches!(hit.as_mut().poll(&mut cx), Poll::Ready(Ok(v)) if v == "held"));
+        assert_eq!(driver.fetches.load(Relaxed), 0);
+
+        let mut miss = pin!(DriverFuture::held(&driver, "far"));
+        assert!(miss.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(format!("{miss:?}"), "DriverFuture { state: \"pending\" }");
+        assert!(matches!(miss.as_mut().poll(&mut cx), Poll::Ready(Ok(v)) if v == "fetched far"));
+        assert_eq!(
+            driver.fetches.load(Relaxed),
+            1,
+            "fetched once, then polled on"
+        );
     }
 }

@@ -98,6 +98,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's process id (to pin it to a core in a benchmark, say).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// `redis://127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)

@@ -344,10 +344,8 @@ impl CacheDriver for RedisDriver {
 
     #[inline]
     fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
-        if let Some(near) = &self.inner.near
-            && let Some(value) = near.lookup(key)
-        {
-            return DriverFuture::ready(Ok(Some(value)));
+        if self.inner.near.is_some() {
+            return DriverFuture::held(self, key);
         }
         DriverFuture::new(self.inner.get(key))
     }

@@ -29,6 +29,7 @@ use std::{
         AtomicBool, AtomicU64,
         Ordering::{AcqRel, Acquire, Relaxed},
     },
+    task::Poll,
 };
 
 use bytes::Bytes;
@@ -37,6 +38,7 @@ use redis::{PushInfo, PushKind, Value};
 use super::{Inner, RedisDriver};
 use crate::{
     Clock, Error, NearCacheStats, Result,
+    driver::{Boxed, ReadHeld},
     drivers::array::{clock::LocalClock, table::Shards},
     events::{STRIPES as TALLY_STRIPES, stripe},
 };
@@ -229,6 +231,23 @@ impl RedisDriver {
     /// answered in process, reads that went to Redis, copies dropped, and copies held now.
     pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
         self.inner.near.as_ref().map(|near| near.stats())
+    }
+}
+
+/// `get` with a near cache: the held copy when there is one (looked for when the future is
+/// first polled, so that no result is written into the future and read back), else a read
+/// from the server that may be kept.
+impl ReadHeld<Option<Bytes>> for RedisDriver {
+    #[inline]
+    fn held(&self, key: &str) -> Poll<Result<Option<Bytes>>> {
+        match self.inner.near.as_ref().and_then(|near| near.lookup(key)) {
+            Some(value) => Poll::Ready(Ok(Some(value))),
+            None => Poll::Pending,
+        }
+    }
+
+    fn fetch<'a>(&'a self, key: &'a str) -> Boxed<'a, Option<Bytes>> {
+        Box::pin(self.inner.get(key))
     }
 }
 
