@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `plain` | nothing |
 //! | `layer` | a tower layer that does nothing: what wrapping the routes costs any middleware |
+//! | `headers` | a layer that only adds the two `X-RateLimit-*` headers, fixed values: what sending them costs any limiter |
 //! | `governor` | tower_governor with its headers on |
 //! | `memory` | `ThrottleLayer` in process memory |
 //! | `memory-flood` | the same, with a quota the first requests use up: every later one is a 429 |
@@ -30,6 +31,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use http::{HeaderName, HeaderValue};
 use jtc_cache::{Cache, RedisDriver};
 use jtc_throttle::{Limit, ThrottleLayer};
 
@@ -53,6 +55,7 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
     let app = match mode {
         "plain" => app,
         "layer" => app.layer(tower::layer::layer_fn(|inner| PassThrough { inner })),
+        "headers" => app.layer(tower::util::MapResponseLayer::new(with_fixed_headers)),
         "governor" => {
             let config = tower_governor::governor::GovernorConfigBuilder::default()
                 .per_nanosecond(600)
@@ -141,4 +144,15 @@ async fn incr_per_request(
         Ok(_) => next.run(request).await,
         Err(_) => http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+}
+
+/// The two headers every pass-path limiter here sends, with the values they have at the start
+/// of a run and nothing counted: the floor of a limiter that sends them.
+fn with_fixed_headers(mut response: Response) -> Response {
+    const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+    const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+    let headers = response.headers_mut();
+    headers.insert(LIMIT, HeaderValue::from_static("8000000"));
+    headers.insert(REMAINING, HeaderValue::from_static("7999999"));
+    response
 }

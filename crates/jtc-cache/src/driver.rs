@@ -369,11 +369,11 @@ mod tests {
 
     /// Holds `"near"`; fetching anything else yields once, then answers with the key.
     #[derive(Default)]
-    struct Held {
+    struct Holder {
         fetches: AtomicUsize,
     }
 
-    impl ReadHeld<String> for Held {
+    impl ReadHeld<String> for Holder {
         fn held(&self, key: &str) -> Poll<Result<String>> {
             if key == "near" {
                 Poll::Ready(Ok("held".to_owned()))
@@ -403,7 +403,7 @@ mod tests {
 
     #[test]
     fn a_held_read_answers_when_polled_and_fetches_only_what_is_not_held() {
-        let driver = Held::default();
+        let driver = Holder::default();
         let mut cx = Context::from_waker(Waker::noop());
         let mut hit = pin!(DriverFuture::held(&driver, "near"));
         assert!(matches!(hit.as_mut().poll(&mut cx), Poll::Ready(Ok(v)) if v == "held"));
