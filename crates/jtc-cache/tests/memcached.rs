@@ -266,6 +266,51 @@ async fn a_server_that_is_down_fails_only_its_own_keys_within_the_timeout() {
     assert_eq!(missing, failed);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_reads_across_servers_and_fails_within_one_timeout() {
+    let servers: Vec<_> = (0..2).map(|_| MemcachedServer::start()).collect();
+    let list = format!("{},{}", servers[0].address(), servers[1].address());
+    let timeout = Duration::from_millis(400);
+    let config = MemcachedConfig::new(&list)
+        .prefix("many:")
+        .timeout(timeout)
+        .namespace_check(Duration::from_secs(3_600));
+    let cache = Cache::new(MemcachedDriver::from_config(&config).await.unwrap());
+    let keys: Vec<String> = (0..60).map(|i| format!("k{i}")).collect();
+    for (i, key) in keys.iter().enumerate().step_by(2) {
+        cache.put(key, &i, MINUTE).await.unwrap();
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let values = cache.many::<usize>(&keys).await.unwrap();
+    let expected: Vec<_> = (0..60).map(|i| (i % 2 == 0).then_some(i)).collect();
+    assert_eq!(values, expected, "each value in its key's place, from both servers");
+
+    // Both servers frozen (SIGSTOP): they accept but never answer. The call fails within one
+    // timeout (the servers are asked at the same time), naming a server, and nothing is left
+    // behind for the calls after it.
+    let signal = |name: &str| {
+        for server in &servers {
+            let status = std::process::Command::new("kill")
+                .args([name, &server.pid().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill {name}");
+        }
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let failed = cache.many::<usize>(&keys).await;
+    let took = started.elapsed();
+    signal("-CONT");
+    let error = failed.unwrap_err();
+    assert!(matches!(error.kind(), ErrorKind::Memcached { .. }), "{error:?}");
+    assert!(
+        took < timeout + Duration::from_millis(300),
+        "two frozen servers took {took:?} with a timeout of {timeout:?}"
+    );
+    assert_eq!(cache.many::<usize>(&keys).await.unwrap(), expected, "back");
+}
+
 #[tokio::test]
 async fn connecting_to_nothing_is_a_clear_error() {
     let port = jtc_test_support::free_port();

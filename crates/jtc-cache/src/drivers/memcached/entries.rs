@@ -47,24 +47,31 @@ impl MemcachedDriver {
         for key in keys {
             routed.push(self.route(key).await?);
         }
-        let mut values = vec![None; keys.len()];
-        // One pipelined request per server.
-        for server in &self.servers {
+        // One pipelined request per server, the servers asked at the same time.
+        let asked = self.servers.iter().filter_map(|server| {
             let mine: Vec<usize> = (0..keys.len())
                 .filter(|&i| std::ptr::eq(routed[i].server, server))
                 .collect();
             if mine.is_empty() {
-                continue;
+                return None;
             }
             let mut request = Vec::new();
             for &i in &mine {
                 wire::get(&mut request, &routed[i].wire, "v f");
             }
-            let replies = server.exchange("many", &request, mine.len()).await?;
-            for (&i, reply) in mine.iter().zip(replies) {
-                let reply = reply.map_err(|refusal| server.refused("many", &refusal))?;
-                values[i] = self.live(reply.flags, reply.value);
-            }
+            Some(async move {
+                let replies = server.exchange("many", &request, mine.len()).await?;
+                let mut found = Vec::with_capacity(mine.len());
+                for (i, reply) in mine.into_iter().zip(replies) {
+                    let reply = reply.map_err(|refusal| server.refused("many", &refusal))?;
+                    found.push((i, self.live(reply.flags, reply.value)));
+                }
+                Ok::<_, crate::Error>(found)
+            })
+        });
+        let mut values = vec![None; keys.len()];
+        for (i, value) in futures_util::future::try_join_all(asked).await?.into_iter().flatten() {
+            values[i] = value;
         }
         Ok(values)
     }
