@@ -158,6 +158,29 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
         .into()))
     }
 
+    /// As [`rate`](Self::rate) with `consume`, for `by` requests (at least 1) counted one
+    /// after the other in one call: each request's verdicts, in order, as `by` calls of
+    /// `rate` would give them. The rate limiter sends concurrent requests of one key this way;
+    /// over a network it must be one atomic step (Redis: one script run).
+    ///
+    /// The default implementation serves `by == 1` with `rate` and answers
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) otherwise.
+    fn rate_by<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        by: u64,
+    ) -> DriverFuture<'a, Vec<Vec<RateVerdict>>> {
+        if by <= 1 {
+            return DriverFuture::new(async move { Ok(vec![self.rate(key, rules, true).await?]) });
+        }
+        DriverFuture::ready(Err(crate::ErrorKind::Unsupported {
+            operation: "rate_by",
+            driver: self.name(),
+        }
+        .into()))
+    }
+
     /// Removes the key; returns whether a live entry was there.
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool>;
 
@@ -239,6 +262,7 @@ enum State<'a, T> {
     Ready(Option<Result<T>>),
     Boxed(Boxed<'a, T>),
     InMemory(Option<InMemory<'a, T>>),
+    #[cfg(feature = "redis")]
     Held(Option<Held<'a, T>>),
 }
 
@@ -261,6 +285,7 @@ pub(crate) trait ReadNow<T>: Sync {
 /// A read a driver may answer from a copy it holds (a near cache), else over the network:
 /// [`DriverFuture::held`] looks for the copy when the future is first polled, as an in-memory
 /// read does, and turns into [`ReadHeld::fetch`]'s future when there is none.
+#[cfg(feature = "redis")]
 pub(crate) trait ReadHeld<T>: Sync {
     /// The answer held in this process, or `Pending` when there is none and it must be
     /// fetched. (The future's own output type, so that a held answer is returned as it is.)
@@ -270,6 +295,7 @@ pub(crate) trait ReadHeld<T>: Sync {
 }
 
 /// A read answered from a held copy when there is one, run when polled.
+#[cfg(feature = "redis")]
 struct Held<'a, T> {
     driver: &'a dyn ReadHeld<T>,
     key: &'a str,
@@ -300,6 +326,7 @@ impl<'a, T> DriverFuture<'a, T> {
     }
 
     /// A read of `key` that `driver` answers from a held copy if it has one, else fetches.
+    #[cfg(feature = "redis")]
     #[inline]
     pub(crate) fn held(driver: &'a dyn ReadHeld<T>, key: &'a str) -> Self {
         Self {
@@ -328,6 +355,7 @@ impl<T> Future for DriverFuture<'_, T> {
                 Some(InMemory { driver, key }) => Poll::Ready(driver.read_now(key)),
                 None => panic!("a DriverFuture was polled after it completed"),
             },
+            #[cfg(feature = "redis")]
             State::Held(call) => {
                 let Some(Held { driver, key }) = call.take() else {
                     panic!("a DriverFuture was polled after it completed")
@@ -349,7 +377,9 @@ impl<T> fmt::Debug for DriverFuture<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Ready(_) | State::InMemory(_) => "ready",
-            State::Boxed(_) | State::Held(_) => "pending",
+            State::Boxed(_) => "pending",
+            #[cfg(feature = "redis")]
+            State::Held(_) => "pending",
         };
         f.debug_struct("DriverFuture")
             .field("state", &state)
@@ -357,7 +387,7 @@ impl<T> fmt::Debug for DriverFuture<'_, T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "redis"))]
 mod tests {
     use std::{
         pin::pin,

@@ -283,7 +283,10 @@ async fn many_reads_across_servers_and_fails_within_one_timeout() {
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let values = cache.many::<usize>(&keys).await.unwrap();
     let expected: Vec<_> = (0..60).map(|i| (i % 2 == 0).then_some(i)).collect();
-    assert_eq!(values, expected, "each value in its key's place, from both servers");
+    assert_eq!(
+        values, expected,
+        "each value in its key's place, from both servers"
+    );
 
     // Both servers frozen (SIGSTOP): they accept but never answer. The call fails within one
     // timeout (the servers are asked at the same time), naming a server, and nothing is left
@@ -303,7 +306,10 @@ async fn many_reads_across_servers_and_fails_within_one_timeout() {
     let took = started.elapsed();
     signal("-CONT");
     let error = failed.unwrap_err();
-    assert!(matches!(error.kind(), ErrorKind::Memcached { .. }), "{error:?}");
+    assert!(
+        matches!(error.kind(), ErrorKind::Memcached { .. }),
+        "{error:?}"
+    );
     assert!(
         took < timeout + Duration::from_millis(300),
         "two frozen servers took {took:?} with a timeout of {timeout:?}"

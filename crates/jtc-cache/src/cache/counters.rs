@@ -157,6 +157,46 @@ impl Cache {
         })
         .await
     }
+
+    /// As [`rate`](Self::rate) counting `by` requests (at least 1) one after the other in one
+    /// atomic step: each request's verdicts, in order. `jtc-throttle` sends concurrent
+    /// requests of one key this way (one Redis script for all of them).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// use jtc_cache::{RateKind, RateRule};
+    ///
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// let rules = [
+    ///     RateRule { limit: 2, window: Duration::from_secs(1), kind: RateKind::FixedWindow },
+    ///     RateRule { limit: 30, window: Duration::from_secs(60), kind: RateKind::SlidingWindow },
+    /// ];
+    /// let three = cache.rate_by("user:7", &rules, 3).await?;
+    /// let allowed: Vec<bool> = three.iter().map(|v| v.iter().all(|v| v.allowed)).collect();
+    /// assert_eq!(allowed, [true, true, false], "two per second");
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`rate`](Self::rate), and [`ErrorKind::Unsupported`] for `by > 1` from a driver
+    /// that counts one request at a time (Redis and the array driver count several).
+    pub async fn rate_by(
+        &self,
+        key: &str,
+        rules: &[RateRule],
+        by: u64,
+    ) -> Result<Vec<Vec<RateVerdict>>> {
+        let at = keys::entry(key)?;
+        let op = self.op(OpName::Rate, key);
+        op.run(async {
+            let verdicts = op.rate_by(&at, rules, by.max(1)).await?;
+            op.event(EventKind::Written);
+            Ok(verdicts)
+        })
+        .await
+    }
 }
 
 impl Op<'_> {

@@ -212,6 +212,18 @@ impl<'a> Op<'a> {
         self.observed(self.inner().driver.rate(at.as_str(), rules, consume))
     }
 
+    pub(crate) fn rate_by<'k>(
+        &self,
+        at: &'k StoreKey<'_>,
+        rules: &'k [RateRule],
+        by: u64,
+    ) -> Observed<'k, Vec<Vec<RateVerdict>>>
+    where
+        'a: 'k,
+    {
+        self.observed(self.inner().driver.rate_by(at.as_str(), rules, by))
+    }
+
     pub(crate) fn forget<'k>(&self, at: &'k StoreKey<'_>) -> Observed<'k, bool>
     where
         'a: 'k,

@@ -48,6 +48,7 @@ pub(crate) mod prelude {
     pub(crate) use bytes::Bytes;
     pub(crate) use jtc_cache::{
         Cache, CacheDriver, CacheStats, Codec, Error, ErrorKind, EventKind, RateKind, RateRule,
+        RateVerdict,
     };
 }
 

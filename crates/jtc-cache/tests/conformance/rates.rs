@@ -148,6 +148,59 @@ macro_rules! conformance_rates {
             }
         }
 
+        /// `rate_by(n)` gives what n calls of `rate` give (checked on a twin key), for every
+        /// algorithm and for several rules, or — on a driver that counts one request at a
+        /// time — `Unsupported` for n > 1 and one request's verdicts for n = 1.
+        #[tokio::test]
+        async fn a_batch_counts_as_its_requests_one_after_the_other() {
+            let s = &super::$make().await;
+            let window = Duration::from_secs(3_600);
+            let sets: Vec<Vec<RateRule>> = kinds()
+                .into_iter()
+                .map(|kind| vec![rule(5, window, kind)])
+                .chain([vec![
+                    rule(3, window, RateKind::FixedWindow),
+                    rule(4, window, RateKind::SlidingWindow),
+                ]])
+                .collect();
+            for (i, rules) in sets.iter().enumerate() {
+                let (batched, single) = (format!("batch:{i}"), format!("single:{i}"));
+                // Verdicts without their reset times (those depend on when each call ran).
+                let strip = |v: &[Vec<RateVerdict>]| -> Vec<Vec<(bool, u64, u64)>> {
+                    v.iter()
+                        .map(|r| {
+                            r.iter()
+                                .map(|v| (v.allowed, v.limit, v.remaining))
+                                .collect()
+                        })
+                        .collect()
+                };
+                let one = s.cache.rate_by(&batched, rules, 1).await.unwrap();
+                let expected = s.cache.rate(&single, rules, true).await.unwrap();
+                assert_eq!(strip(&one), strip(&[expected]), "{rules:?}");
+                match s.cache.rate_by(&batched, rules, 6).await {
+                    Ok(batch) => {
+                        let mut expected = Vec::new();
+                        for _ in 0..6 {
+                            expected.push(s.cache.rate(&single, rules, true).await.unwrap());
+                        }
+                        assert_eq!(strip(&batch), strip(&expected), "{rules:?}");
+                        let look = s.cache.rate(&batched, rules, false).await.unwrap();
+                        let twin = s.cache.rate(&single, rules, false).await.unwrap();
+                        assert_eq!(
+                            strip(&[look]),
+                            strip(&[twin]),
+                            "{rules:?}: what stays counted"
+                        );
+                    }
+                    Err(error) => assert!(
+                        matches!(error.kind(), ErrorKind::Unsupported { .. }),
+                        "{error:?}"
+                    ),
+                }
+            }
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn every_algorithm_is_exact_under_concurrency() {
             let s = &super::$make().await;

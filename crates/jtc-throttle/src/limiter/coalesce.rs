@@ -2,16 +2,19 @@
 //!
 //! While a hit on a key is on its way to the store, later hits on the same key queue up
 //! behind it. When it comes back, the queue is handed to its first member, which sends the
-//! whole queue as one `hit_by(n)` — one atomic step in the store — and shares out the counts
-//! `count − n + 1 ..= count` in arrival order. Every request still gets its own exact count, so
-//! admissions stay exact across instances; a flood of one client costs the store one command
-//! per round trip instead of one per request.
+//! whole queue as one batch — one atomic step in the store: `hit_by(n)` on a counter,
+//! `rate_by(n)` on a record of several limits — and shares out the results in arrival order
+//! (a counter's counts `count − n + 1 ..= count`, a record's verdicts one request after the
+//! other). Every request still gets its own exact result, so admissions stay exact across
+//! instances; a flood of one client costs the store one command per round trip instead of
+//! one per request.
 //!
-//! If the request leading a batch is dropped (its client went away) before the counts come
+//! If the request leading a batch is dropped (its client went away) before the results come
 //! back, the batch is handed to its next member and sent again: the store may then count the
 //! lost round trip's hits twice, which only ever rejects earlier, never admits more.
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -20,33 +23,99 @@ use std::{
 };
 
 use dashmap::{DashMap, mapref::entry::Entry};
-use jtc_cache::{Cache, ErrorKind, Hit};
+use jtc_cache::{Cache, ErrorKind, Hit, RateRule, RateVerdict};
 use tokio::sync::oneshot;
 
 /// A hit's outcome, shared out to a batch (the error is shared too).
-pub(crate) type Counted = Result<Hit, Arc<jtc_cache::Error>>;
+pub(crate) type Counted<T> = Result<T, Arc<jtc_cache::Error>>;
+
+/// What one request counts in the store, alone or in a batch of `n` (one atomic step).
+pub(crate) trait Batch: Sync {
+    type Out: Clone + Send;
+    /// Counts one request.
+    fn one(&self) -> impl Future<Output = jtc_cache::Result<Self::Out>> + Send;
+    /// Counts `n` requests in one step: their results in order (`n` of them).
+    fn many(&self, n: u64) -> impl Future<Output = jtc_cache::Result<Vec<Self::Out>>> + Send;
+}
+
+/// A hit on a counter (a lone fixed window).
+pub(crate) struct CounterHit<'a> {
+    pub(crate) cache: &'a Cache,
+    pub(crate) key: &'a str,
+    pub(crate) window: Duration,
+}
+
+impl Batch for CounterHit<'_> {
+    type Out = Hit;
+
+    fn one(&self) -> impl Future<Output = jtc_cache::Result<Hit>> + Send {
+        self.cache.hit(self.key, self.window)
+    }
+
+    async fn many(&self, n: u64) -> jtc_cache::Result<Vec<Hit>> {
+        let last = self.cache.hit_by(self.key, self.window, n).await?;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        Ok((1..=n)
+            .map(|i| Hit {
+                count: last.count - n + i,
+                ..last
+            })
+            .collect())
+    }
+}
+
+/// A request counted against a record's rules (several limits, or another algorithm).
+pub(crate) struct RecordHit<'a> {
+    pub(crate) cache: &'a Cache,
+    pub(crate) key: &'a str,
+    pub(crate) rules: &'a [RateRule],
+}
+
+impl Batch for RecordHit<'_> {
+    type Out = Vec<RateVerdict>;
+
+    fn one(&self) -> impl Future<Output = jtc_cache::Result<Vec<RateVerdict>>> + Send {
+        self.cache.rate(self.key, self.rules, true)
+    }
+
+    fn many(
+        &self,
+        n: u64,
+    ) -> impl Future<Output = jtc_cache::Result<Vec<Vec<RateVerdict>>>> + Send {
+        self.cache.rate_by(self.key, self.rules, n)
+    }
+}
 
 /// What a queued hit is told when its turn comes.
-enum Turn {
-    /// The count it got.
-    Counted(Counted),
+enum Turn<T> {
+    /// Its result.
+    Counted(Counted<T>),
     /// Lead the next batch: these queued behind it.
-    Lead(Vec<oneshot::Sender<Turn>>),
+    Lead(Vec<oneshot::Sender<Turn<T>>>),
 }
 
 /// The hits queued per key while one of the key's batches is in flight. A key is present
 /// exactly while a batch of it is in flight.
-#[derive(Default)]
-pub(crate) struct Coalescer {
-    queues: DashMap<String, Vec<oneshot::Sender<Turn>>, ahash::RandomState>,
-    /// Cleared when the store cannot count a batch at once (a driver without `hit_by`).
+pub(crate) struct Coalescer<T> {
+    queues: DashMap<String, Vec<oneshot::Sender<Turn<T>>>, ahash::RandomState>,
+    /// Set when the store cannot count a batch at once (a driver without `hit_by` or
+    /// `rate_by`).
     unbatchable: AtomicBool,
 }
 
-impl Coalescer {
-    /// Counts one hit on `key`, in a batch with the hits that arrive while another is in
-    /// flight.
-    pub(crate) async fn hit(&self, cache: &Cache, key: &str, window: Duration) -> Counted {
+impl<T> Default for Coalescer<T> {
+    fn default() -> Self {
+        Self {
+            queues: DashMap::default(),
+            unbatchable: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<T: Clone + Send> Coalescer<T> {
+    /// Counts one request on `key` (what `hit` counts), in a batch with the requests that
+    /// arrive while another is in flight.
+    pub(crate) async fn hit<B: Batch<Out = T>>(&self, key: &str, hit: &B) -> Counted<T> {
         let queued = match self.queues.get_mut(key) {
             Some(mut queue) => Some(enqueue(&mut queue)),
             None => match self.queues.entry(key.to_owned()) {
@@ -63,20 +132,19 @@ impl Coalescer {
                 Ok(Turn::Counted(counted)) => return counted,
                 Ok(Turn::Lead(batch)) => batch,
                 // Every sender is answered or handed on; a lost one is counted on its own.
-                Err(_) => return cache.hit(key, window).await.map_err(Arc::new),
+                Err(_) => return hit.one().await.map_err(Arc::new),
             },
         };
-        self.lead(cache, key, window, batch).await
+        self.lead(key, hit, batch).await
     }
 
-    /// Sends this hit and `batch` as one, shares out the counts, and hands the queue on.
-    async fn lead(
+    /// Sends this request and `batch` as one, shares out the results, and hands the queue on.
+    async fn lead<B: Batch<Out = T>>(
         &self,
-        cache: &Cache,
         key: &str,
-        window: Duration,
-        batch: Vec<oneshot::Sender<Turn>>,
-    ) -> Counted {
+        hit: &B,
+        batch: Vec<oneshot::Sender<Turn<T>>>,
+    ) -> Counted<T> {
         let mut flight = Flight {
             coalescer: self,
             key,
@@ -84,39 +152,47 @@ impl Coalescer {
             landed: false,
         };
         let n = 1 + flight.batch.len() as u64;
-        let mut counted = if n > 1 && !self.unbatchable.load(Ordering::Relaxed) {
-            cache.hit_by(key, window, n).await
-        } else {
-            cache.hit(key, window).await
-        };
-        if let Err(error) = &counted
-            && matches!(error.kind(), ErrorKind::Unsupported { .. })
-        {
-            self.unbatchable.store(true, Ordering::Relaxed);
-            counted = cache.hit(key, window).await;
-            for waiting in std::mem::take(&mut flight.batch) {
-                let theirs = cache.hit(key, window).await.map_err(Arc::new);
-                let _ = waiting.send(Turn::Counted(theirs));
+        if n > 1 && !self.unbatchable.load(Ordering::Relaxed) {
+            match hit.many(n).await {
+                Ok(results) if results.len() as u64 == n => {
+                    let batch = std::mem::take(&mut flight.batch);
+                    flight.landed = true;
+                    let mut results = results.into_iter();
+                    let mine = results.next();
+                    // A member whose request went away took its result with it.
+                    for (waiting, theirs) in batch.into_iter().zip(results) {
+                        let _ = waiting.send(Turn::Counted(Ok(theirs)));
+                    }
+                    if let Some(mine) = mine {
+                        return Ok(mine);
+                    }
+                }
+                Err(error) if !matches!(error.kind(), ErrorKind::Unsupported { .. }) => {
+                    let batch = std::mem::take(&mut flight.batch);
+                    flight.landed = true;
+                    let error = Arc::new(error);
+                    for waiting in batch {
+                        let _ = waiting.send(Turn::Counted(Err(Arc::clone(&error))));
+                    }
+                    return Err(error);
+                }
+                // A store that cannot count a batch (or answered one with another number of
+                // results: counting again only ever rejects earlier) counts one at a time.
+                _ => self.unbatchable.store(true, Ordering::Relaxed),
             }
         }
-        let counted = counted.map_err(Arc::new);
-        let batch = std::mem::take(&mut flight.batch);
-        let n = 1 + batch.len() as i64;
-        for (i, waiting) in (2..).zip(batch) {
-            let theirs = counted.clone().map(|hit| Hit {
-                count: hit.count - n + i,
-                ..hit
-            });
-            // A member whose request went away took its count with it.
+        // One request at a time, in arrival order.
+        let mine = hit.one().await.map_err(Arc::new);
+        for waiting in std::mem::take(&mut flight.batch) {
+            let theirs = hit.one().await.map_err(Arc::new);
             let _ = waiting.send(Turn::Counted(theirs));
         }
         flight.landed = true;
-        counted.map(|hit| Hit {
-            count: hit.count - n + 1,
-            ..hit
-        })
+        mine
     }
+}
 
+impl<T> Coalescer<T> {
     /// After a batch landed: the hits queued meanwhile go next, led by the first of them whose
     /// request is still there; with none, the key is no longer in flight.
     fn hand_on(&self, key: &str) {
@@ -140,14 +216,14 @@ impl Coalescer {
     }
 }
 
-fn enqueue(queue: &mut Vec<oneshot::Sender<Turn>>) -> oneshot::Receiver<Turn> {
+fn enqueue<T>(queue: &mut Vec<oneshot::Sender<Turn<T>>>) -> oneshot::Receiver<Turn<T>> {
     let (sender, receiver) = oneshot::channel();
     queue.push(sender);
     receiver
 }
 
 /// Makes the first member still waiting the leader of the others; whether one took it.
-fn promote(mut batch: Vec<oneshot::Sender<Turn>>) -> bool {
+fn promote<T>(mut batch: Vec<oneshot::Sender<Turn<T>>>) -> bool {
     while !batch.is_empty() {
         let first = batch.remove(0);
         match first.send(Turn::Lead(batch)) {
@@ -160,15 +236,15 @@ fn promote(mut batch: Vec<oneshot::Sender<Turn>>) -> bool {
 }
 
 /// A batch in flight; hands the key on when it lands or when its leader is dropped.
-struct Flight<'a> {
-    coalescer: &'a Coalescer,
+struct Flight<'a, T> {
+    coalescer: &'a Coalescer<T>,
     key: &'a str,
-    /// The members not yet told their count.
-    batch: Vec<oneshot::Sender<Turn>>,
+    /// The members not yet told their result.
+    batch: Vec<oneshot::Sender<Turn<T>>>,
     landed: bool,
 }
 
-impl Drop for Flight<'_> {
+impl<T> Drop for Flight<'_, T> {
     fn drop(&mut self) {
         if !self.landed && promote(std::mem::take(&mut self.batch)) {
             // The batch is sent again by its next member, who hands the key on after.
@@ -181,8 +257,10 @@ impl Drop for Flight<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jtc_cache::ArrayDriver;
+    use jtc_cache::{ArrayDriver, RateKind};
     use std::future::Future;
+
+    const MINUTE: Duration = Duration::from_secs(60);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_hits_get_every_count_once() {
@@ -192,8 +270,12 @@ mod tests {
             .map(|_| {
                 let (cache, coalescer) = (cache.clone(), Arc::clone(&coalescer));
                 tokio::spawn(async move {
-                    let window = Duration::from_secs(60);
-                    coalescer.hit(&cache, "k", window).await.unwrap().count
+                    let hit = CounterHit {
+                        cache: &cache,
+                        key: "k",
+                        window: MINUTE,
+                    };
+                    coalescer.hit("k", &hit).await.unwrap().count
                 })
             })
             .collect();
@@ -206,17 +288,66 @@ mod tests {
         assert!(coalescer.queues.is_empty(), "no key left in flight");
     }
 
+    /// Two limits on a record: every request gets its own verdicts, exactly as many are
+    /// admitted as the tighter limit allows, and each admitted request saw another remaining.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_record_hits_get_their_own_verdicts() {
+        let cache = Cache::new(ArrayDriver::new());
+        let coalescer = Arc::new(Coalescer::default());
+        let rules = [
+            RateRule {
+                limit: 300,
+                window: MINUTE,
+                kind: RateKind::FixedWindow,
+            },
+            RateRule {
+                limit: 120,
+                window: MINUTE,
+                kind: RateKind::SlidingWindow,
+            },
+        ];
+        let tasks: Vec<_> = (0..500)
+            .map(|_| {
+                let (cache, coalescer) = (cache.clone(), Arc::clone(&coalescer));
+                tokio::spawn(async move {
+                    let hit = RecordHit {
+                        cache: &cache,
+                        key: "r",
+                        rules: &rules,
+                    };
+                    coalescer.hit("r", &hit).await.unwrap()
+                })
+            })
+            .collect();
+        let mut remaining = Vec::new();
+        for task in tasks {
+            let verdicts = task.await.unwrap();
+            assert_eq!(verdicts.len(), 2);
+            if verdicts.iter().all(|v| v.allowed) {
+                remaining.push(verdicts[1].remaining);
+            }
+        }
+        remaining.sort_unstable();
+        assert_eq!(
+            remaining,
+            (0..120).collect::<Vec<_>>(),
+            "one each, 120 admitted"
+        );
+        assert!(coalescer.queues.is_empty(), "no key left in flight");
+    }
+
     #[tokio::test]
     async fn a_dropped_leader_hands_its_batch_on() {
         let cache = Cache::new(ArrayDriver::new());
         let coalescer = Coalescer::default();
-        let window = Duration::from_secs(60);
+        let hit = CounterHit {
+            cache: &cache,
+            key: "k",
+            window: MINUTE,
+        };
         // A key in flight whose leader is gone before its batch landed.
         coalescer.queues.insert("k".to_owned(), Vec::new());
-        let (first, second) = (
-            coalescer.hit(&cache, "k", window),
-            coalescer.hit(&cache, "k", window),
-        );
+        let (first, second) = (coalescer.hit("k", &hit), coalescer.hit("k", &hit));
         let (mut first, mut second) = (Box::pin(first), Box::pin(second));
         // Both queue behind the phantom flight.
         assert!(futures_poll(&mut first).is_none());

@@ -4,11 +4,11 @@
 
 use std::{borrow::Cow, sync::Arc};
 
-use jtc_cache::{Cache, Clock, RateKind, RateRule, RateVerdict};
+use jtc_cache::{Cache, Clock, Hit, RateKind, RateRule, RateVerdict};
 
 use super::{
     Decision, Group, Plan,
-    coalesce::Coalescer,
+    coalesce::{Coalescer, CounterHit, RecordHit},
     deny::DenyCache,
     failures::FailureLog,
     memory::{MemoryStore, packs},
@@ -30,7 +30,9 @@ pub(crate) struct Counters {
     pub(crate) prefix: String,
     pub(crate) clock: Arc<dyn Clock>,
     deny: Option<DenyCache>,
-    coalescer: Coalescer,
+    /// Batches of concurrent requests of one key: on counters, and on records.
+    counters: Coalescer<Hit>,
+    records: Coalescer<Vec<RateVerdict>>,
     failures: FailureLog,
     policy: StoreErrorPolicy,
     /// The limiter's metrics (named after the prefix's name).
@@ -63,7 +65,8 @@ impl Counters {
             prefix,
             clock,
             deny,
-            coalescer: Coalescer::default(),
+            counters: Coalescer::default(),
+            records: Coalescer::default(),
             failures: FailureLog::default(),
             policy,
         }
@@ -154,10 +157,7 @@ impl Counters {
                 [rule] if rule.kind == RateKind::FixedWindow => {
                     self.fixed_window(cache, key, rule, now).await
                 }
-                rules => self
-                    .in_store(cache, key, rules, now, true)
-                    .await
-                    .map_err(Arc::new),
+                rules => self.record(cache, key, rules, now).await,
             };
             match counted {
                 Ok(verdicts) => {
@@ -191,9 +191,35 @@ impl Counters {
         now: u64,
     ) -> Result<Vec<RateVerdict>, Arc<jtc_cache::Error>> {
         let storage = self.storage_key(key);
-        let hit = self.coalescer.hit(cache, &storage, rule.window).await?;
+        let hit = CounterHit {
+            cache,
+            key: &storage,
+            window: rule.window,
+        };
+        let hit = self.counters.hit(&storage, &hit).await?;
         let count = hit.count.max(0).unsigned_abs();
         let verdicts = vec![RateVerdict::from_counter(rule, count, hit.expires_in, true)];
+        self.learn(key, &verdicts, now);
+        Ok(verdicts)
+    }
+
+    /// One request counted against a key's rules in the cache (several limits, or another
+    /// algorithm than a lone fixed window), in a batch with the process's concurrent requests
+    /// of the same key (`coalesce.rs`).
+    async fn record(
+        &self,
+        cache: &Cache,
+        key: &CounterKey,
+        rules: &[RateRule],
+        now: u64,
+    ) -> Result<Vec<RateVerdict>, Arc<jtc_cache::Error>> {
+        let storage = self.storage_key(key);
+        let hit = RecordHit {
+            cache,
+            key: &storage,
+            rules,
+        };
+        let verdicts = self.records.hit(&storage, &hit).await?;
         self.learn(key, &verdicts, now);
         Ok(verdicts)
     }

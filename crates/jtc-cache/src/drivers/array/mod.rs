@@ -255,6 +255,19 @@ impl CacheDriver for ArrayDriver {
         DriverFuture::ready(Ok(self.rate_now(key, rules, consume)))
     }
 
+    fn rate_by<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        by: u64,
+    ) -> DriverFuture<'a, Vec<Vec<RateVerdict>>> {
+        // Each request in its own step: nothing is waited for between them.
+        let counted = (0..by.max(1))
+            .map(|_| self.rate_now(key, rules, true))
+            .collect();
+        DriverFuture::ready(Ok(counted))
+    }
+
     #[inline]
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
         DriverFuture::ready(Ok(self.forget_now(key)))

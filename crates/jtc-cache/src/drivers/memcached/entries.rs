@@ -70,7 +70,11 @@ impl MemcachedDriver {
             })
         });
         let mut values = vec![None; keys.len()];
-        for (i, value) in futures_util::future::try_join_all(asked).await?.into_iter().flatten() {
+        for (i, value) in futures_util::future::try_join_all(asked)
+            .await?
+            .into_iter()
+            .flatten()
+        {
             values[i] = value;
         }
         Ok(values)

@@ -389,6 +389,15 @@ impl CacheDriver for RedisDriver {
         DriverFuture::new(self.inner.rate(key, rules, consume))
     }
 
+    fn rate_by<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        by: u64,
+    ) -> DriverFuture<'a, Vec<Vec<RateVerdict>>> {
+        DriverFuture::new(self.inner.rate_by(key, rules, by))
+    }
+
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
         DriverFuture::new(self.inner.forget(key))
     }

@@ -1,7 +1,8 @@
 //! `Cache::rate` on Redis. A lone fixed window — the common case — is a counter: one pipeline
 //! of plain commands (`INCR`, `PEXPIRE … NX`, `PTTL`), the cheapest exact form Redis has.
 //! Anything else runs `rate.lua`, the arithmetic of `RateRecord::apply` on the server's clock,
-//! over one string per key holding the record.
+//! over one string per key holding the record. `rate_by` counts several requests in the same
+//! one step: `INCRBY n` on a counter, or the script applying the rules once per request.
 
 use std::time::Duration;
 
@@ -19,15 +20,39 @@ impl Inner {
         rules: &[RateRule],
         consume: bool,
     ) -> Result<Vec<RateVerdict>> {
+        let times = u64::from(consume);
         if let Some(rule) = lone_fixed_window(rules) {
-            return self.fixed_window(key, rule, consume).await.map(|v| vec![v]);
+            return self.fixed_window(key, rule, times).await;
         }
-        self.record(key, rules, consume).await
+        Ok(self.record(key, rules, times).await?.concat())
     }
 
-    /// A lone fixed window as a counter: the count, then the window's end, in one round trip.
-    /// `PEXPIRE … NX` gives a new counter its window and never moves an existing one's.
-    async fn fixed_window(&self, key: &str, rule: &RateRule, consume: bool) -> Result<RateVerdict> {
+    /// `by` requests counted one after the other in one atomic step: each one's verdicts.
+    pub(super) async fn rate_by(
+        &self,
+        key: &str,
+        rules: &[RateRule],
+        by: u64,
+    ) -> Result<Vec<Vec<RateVerdict>>> {
+        let by = by.max(1);
+        if let Some(rule) = lone_fixed_window(rules) {
+            let verdicts = self.fixed_window(key, rule, by).await?;
+            return Ok(verdicts.into_iter().map(|v| vec![v]).collect());
+        }
+        self.record(key, rules, by).await
+    }
+
+    /// A lone fixed window as a counter: the count, then the window's end, in one round trip;
+    /// `times` requests counted (`INCRBY`), or none (a look). `PEXPIRE … NX` gives a new
+    /// counter its window and never moves an existing one's. One verdict per request counted
+    /// (they got the counts `count − times + 1 ..= count`), or the look's.
+    async fn fixed_window(
+        &self,
+        key: &str,
+        rule: &RateRule,
+        times: u64,
+    ) -> Result<Vec<RateVerdict>> {
+        let consume = times > 0;
         let written = consume.then_some(key.as_bytes());
         self.forget_near(written);
         let key = self.key(key);
@@ -36,7 +61,10 @@ impl Inner {
             .within("rate", |mut connection| async move {
                 let mut pipe = redis::pipe();
                 if consume {
-                    pipe.cmd("INCR").arg(&key);
+                    match times {
+                        1 => pipe.cmd("INCR").arg(&key),
+                        _ => pipe.cmd("INCRBY").arg(&key).arg(times),
+                    };
                     pipe.cmd("PEXPIRE")
                         .arg(&key)
                         .arg(window_ms)
@@ -66,23 +94,32 @@ impl Inner {
             Ok(ms) if count > 0 => Duration::from_millis(ms),
             _ => rule.window,
         };
-        Ok(RateVerdict::from_counter(rule, count, expires_in, consume))
+        if !consume {
+            return Ok(vec![RateVerdict::from_counter(
+                rule, count, expires_in, false,
+            )]);
+        }
+        let first = count.saturating_sub(times) + 1;
+        Ok((first..=count.max(first))
+            .map(|count| RateVerdict::from_counter(rule, count, expires_in, true))
+            .collect())
     }
 
-    /// Any rules, through the record script.
+    /// Any rules, through the record script: `times` requests counted one after the other
+    /// (0: a look), each one's verdicts.
     async fn record(
         &self,
         key: &str,
         rules: &[RateRule],
-        consume: bool,
-    ) -> Result<Vec<RateVerdict>> {
-        let written = consume.then_some(key.as_bytes());
+        times: u64,
+    ) -> Result<Vec<Vec<RateVerdict>>> {
+        let written = (times > 0).then_some(key.as_bytes());
         self.forget_near(written);
         let key = self.key(key);
         let flat: Result<Vec<u64>> = self
             .within("rate", |mut connection| async move {
                 let mut invocation = self.rate.key(key);
-                invocation.arg(u8::from(consume));
+                invocation.arg(times);
                 for rule in rules {
                     let (kind, burst) = script_code(rule.kind);
                     invocation
@@ -96,7 +133,7 @@ impl Inner {
             })
             .await;
         self.forget_near(written);
-        Ok(flat?
+        let verdicts: Vec<RateVerdict> = flat?
             .chunks_exact(4)
             .map(|v| RateVerdict {
                 allowed: v[0] == 1,
@@ -104,6 +141,10 @@ impl Inner {
                 remaining: v[2],
                 reset_after: Duration::from_micros(v[3]),
             })
+            .collect();
+        Ok(verdicts
+            .chunks(rules.len().max(1))
+            .map(<[RateVerdict]>::to_vec)
             .collect())
     }
 }
