@@ -116,6 +116,10 @@ impl<T: Clone + Send> Coalescer<T> {
     /// Counts one request on `key` (what `hit` counts), in a batch with the requests that
     /// arrive while another is in flight.
     pub(crate) async fn hit<B: Batch<Out = T>>(&self, key: &str, hit: &B) -> Counted<T> {
+        if self.unbatchable.load(Ordering::Relaxed) {
+            // The store cannot count a batch: every request goes on its own, side by side.
+            return hit.one().await.map_err(Arc::new);
+        }
         let queued = match self.queues.get_mut(key) {
             Some(mut queue) => Some(enqueue(&mut queue)),
             None => match self.queues.entry(key.to_owned()) {
@@ -152,7 +156,7 @@ impl<T: Clone + Send> Coalescer<T> {
             landed: false,
         };
         let n = 1 + flight.batch.len() as u64;
-        if n > 1 && !self.unbatchable.load(Ordering::Relaxed) {
+        if n > 1 {
             match hit.many(n).await {
                 Ok(results) if results.len() as u64 == n => {
                     let batch = std::mem::take(&mut flight.batch);
@@ -181,7 +185,8 @@ impl<T: Clone + Send> Coalescer<T> {
                 _ => self.unbatchable.store(true, Ordering::Relaxed),
             }
         }
-        // One request at a time, in arrival order.
+        // One request at a time, in arrival order (this batch only: later requests of the key
+        // no longer queue).
         let mine = hit.one().await.map_err(Arc::new);
         for waiting in std::mem::take(&mut flight.batch) {
             let theirs = hit.one().await.map_err(Arc::new);
