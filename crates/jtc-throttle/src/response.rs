@@ -137,19 +137,27 @@ pub(crate) fn add_headers(
     decision: &Decision,
     limit: Option<&HeaderValue>,
 ) {
-    let existing = headers
-        .get(&X_RATELIMIT_REMAINING)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if existing.is_some_and(|remaining| remaining <= decision.remaining) {
-        return;
-    }
+    // One lookup of `X-RateLimit-Remaining` both reads a tighter limiter's figure and writes
+    // ours (a custom header name costs a hash of its bytes per lookup).
+    let existing = match headers.entry(X_RATELIMIT_REMAINING) {
+        header::Entry::Occupied(mut slot) => {
+            let existing = slot.get().to_str().ok().and_then(|v| v.parse::<u64>().ok());
+            if existing.is_some_and(|remaining| remaining <= decision.remaining) {
+                return;
+            }
+            slot.insert(number(decision.remaining));
+            existing
+        }
+        header::Entry::Vacant(slot) => {
+            slot.insert(number(decision.remaining));
+            None
+        }
+    };
     let limit = match limit {
         Some(value) => value.clone(),
         None => number(decision.limit),
     };
     headers.insert(X_RATELIMIT_LIMIT, limit);
-    headers.insert(X_RATELIMIT_REMAINING, number(decision.remaining));
     if decision.allowed {
         if existing.is_some() {
             // A looser limiter's rejection figures would contradict ours.
