@@ -160,8 +160,9 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
 
     /// As [`rate`](Self::rate) with `consume`, for `by` requests (at least 1) counted one
     /// after the other in one call: each request's verdicts, in order, as `by` calls of
-    /// `rate` would give them. The rate limiter sends concurrent requests of one key this way;
-    /// over a network it must be one atomic step (Redis: one script run).
+    /// `rate` would give them. The rate limiter sends concurrent requests of one key this way:
+    /// over a network it is worth offering only as a few atomic steps for many requests (Redis:
+    /// one `INCRBY`, or one script run per 250 requests).
     ///
     /// The default implementation serves `by == 1` with `rate` and answers
     /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) otherwise.

@@ -8,7 +8,7 @@ mod conformance;
 use std::time::{Duration, Instant};
 
 use conformance::Subject;
-use jtc_cache::{Cache, CacheDriver, ErrorKind, RedisConfig, RedisDriver};
+use jtc_cache::{Cache, CacheDriver, ErrorKind, RateKind, RateRule, RedisConfig, RedisDriver};
 use jtc_test_support::{RedisServer, shared_server, unique_prefix};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -298,6 +298,46 @@ async fn one_rate_limit_hit_is_one_redis_command() {
     // Inside the script: one increment per hit, and the TTL set once for the new counter.
     assert_eq!(calls("incrby"), 100, "{stats}");
     assert_eq!(calls("pexpire"), 1, "{stats}");
+}
+
+/// A batch of requests on a record: one script run per 250 (a run never keeps Redis busy
+/// long), every request in order, and exactly as many admitted as the limit allows.
+#[tokio::test]
+async fn a_large_batch_on_a_record_runs_a_script_per_250_requests() {
+    let server = RedisServer::start();
+    let cache = connect(&server, "batch:").await;
+    let rules = [
+        RateRule {
+            limit: 2_000,
+            window: MINUTE,
+            kind: RateKind::SlidingWindow,
+        },
+        RateRule {
+            limit: 5_000,
+            window: MINUTE,
+            kind: RateKind::FixedWindow,
+        },
+    ];
+    cache.rate("warm", &rules, true).await.unwrap(); // loads the script once
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let batch = cache.rate_by("client", &rules, 2_500).await.unwrap();
+    assert_eq!(batch.len(), 2_500);
+    let admitted: Vec<bool> = batch.iter().map(|v| v.iter().all(|v| v.allowed)).collect();
+    assert!(
+        admitted[..2_000].iter().all(|a| *a),
+        "the first 2,000 in order"
+    );
+    assert!(admitted[2_000..].iter().all(|a| !*a), "then none");
+    assert_eq!(batch[1_999][0].remaining, 0);
+    assert_eq!(
+        batch[2_499][1].remaining, 2_500,
+        "a fixed window counts every request"
+    );
+    let scripts = commands_run(&server)
+        .into_iter()
+        .find(|(name, _)| name == "evalsha")
+        .map(|(_, calls)| calls);
+    assert_eq!(scripts, Some(10), "2,500 requests in runs of at most 250");
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

@@ -158,9 +158,10 @@ impl Cache {
         .await
     }
 
-    /// As [`rate`](Self::rate) counting `by` requests (at least 1) one after the other in one
-    /// atomic step: each request's verdicts, in order. `jtc-throttle` sends concurrent
-    /// requests of one key this way (one Redis script for all of them).
+    /// As [`rate`](Self::rate) counting `by` requests (at least 1) one after the other: each
+    /// request's verdicts, in order, as `by` calls of `rate` would give them. `jtc-throttle`
+    /// sends concurrent requests of one key this way. On Redis a lone fixed window takes them
+    /// in one `INCRBY`, other rules in one script run per 250 requests.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

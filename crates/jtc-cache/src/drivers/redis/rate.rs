@@ -12,6 +12,10 @@ use super::{Inner, Live};
 
 /// The record script.
 pub(super) const SCRIPT: &str = include_str!("rate.lua");
+/// The most requests one run of the record script counts: Redis took ~3.5 ms for a run of
+/// 1,000 requests against two rules (Redis 7.0, machine E), so a run of 250 stays under a
+/// millisecond. The rate limiter's batches are far smaller (tens of requests).
+const SCRIPT_BATCH: u64 = 250;
 
 impl Inner {
     pub(super) async fn rate(
@@ -27,7 +31,10 @@ impl Inner {
         Ok(self.record(key, rules, times).await?.concat())
     }
 
-    /// `by` requests counted one after the other in one atomic step: each one's verdicts.
+    /// `by` requests counted one after the other: each one's verdicts. A counter takes them
+    /// in one `INCRBY`; the record script takes at most [`SCRIPT_BATCH`] per run, so that no
+    /// call keeps Redis busy for long (every run is still atomic, and the requests stay in
+    /// order).
     pub(super) async fn rate_by(
         &self,
         key: &str,
@@ -39,7 +46,14 @@ impl Inner {
             let verdicts = self.fixed_window(key, rule, by).await?;
             return Ok(verdicts.into_iter().map(|v| vec![v]).collect());
         }
-        self.record(key, rules, by).await
+        let mut verdicts = Vec::with_capacity(usize::try_from(by).unwrap_or(0).min(1 << 16));
+        let mut left = by;
+        while left > 0 {
+            let run = left.min(SCRIPT_BATCH);
+            verdicts.extend(self.record(key, rules, run).await?);
+            left -= run;
+        }
+        Ok(verdicts)
     }
 
     /// A lone fixed window as a counter: the count, then the window's end, in one round trip;
