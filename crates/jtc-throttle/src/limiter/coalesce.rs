@@ -32,6 +32,8 @@ pub(crate) type Counted<T> = Result<T, Arc<jtc_cache::Error>>;
 /// What one request counts in the store, alone or in a batch of `n` (one atomic step).
 pub(crate) trait Batch: Sync {
     type Out: Clone + Send;
+    /// The store key counted (batches are per key).
+    fn key(&self) -> &str;
     /// Counts one request.
     fn one(&self) -> impl Future<Output = jtc_cache::Result<Self::Out>> + Send;
     /// Counts `n` requests in one step: their results in order (`n` of them).
@@ -47,6 +49,10 @@ pub(crate) struct CounterHit<'a> {
 
 impl Batch for CounterHit<'_> {
     type Out = Hit;
+
+    fn key(&self) -> &str {
+        self.key
+    }
 
     fn one(&self) -> impl Future<Output = jtc_cache::Result<Hit>> + Send {
         self.cache.hit(self.key, self.window)
@@ -73,6 +79,10 @@ pub(crate) struct RecordHit<'a> {
 
 impl Batch for RecordHit<'_> {
     type Out = Vec<RateVerdict>;
+
+    fn key(&self) -> &str {
+        self.key
+    }
 
     fn one(&self) -> impl Future<Output = jtc_cache::Result<Vec<RateVerdict>>> + Send {
         self.cache.rate(self.key, self.rules, true)
@@ -113,9 +123,10 @@ impl<T> Default for Coalescer<T> {
 }
 
 impl<T: Clone + Send> Coalescer<T> {
-    /// Counts one request on `key` (what `hit` counts), in a batch with the requests that
-    /// arrive while another is in flight.
-    pub(crate) async fn hit<B: Batch<Out = T>>(&self, key: &str, hit: &B) -> Counted<T> {
+    /// Counts one request (what `hit` counts, on its key), in a batch with the requests of the
+    /// key that arrive while another is in flight.
+    pub(crate) async fn hit<B: Batch<Out = T>>(&self, hit: &B) -> Counted<T> {
+        let key = hit.key();
         if self.unbatchable.load(Ordering::Relaxed) {
             // The store cannot count a batch: every request goes on its own, side by side.
             return hit.one().await.map_err(Arc::new);
@@ -139,19 +150,18 @@ impl<T: Clone + Send> Coalescer<T> {
                 Err(_) => return hit.one().await.map_err(Arc::new),
             },
         };
-        self.lead(key, hit, batch).await
+        self.lead(hit, batch).await
     }
 
     /// Sends this request and `batch` as one, shares out the results, and hands the queue on.
     async fn lead<B: Batch<Out = T>>(
         &self,
-        key: &str,
         hit: &B,
         batch: Vec<oneshot::Sender<Turn<T>>>,
     ) -> Counted<T> {
         let mut flight = Flight {
             coalescer: self,
-            key,
+            key: hit.key(),
             batch,
             landed: false,
         };
@@ -280,7 +290,7 @@ mod tests {
                         key: "k",
                         window: MINUTE,
                     };
-                    coalescer.hit("k", &hit).await.unwrap().count
+                    coalescer.hit(&hit).await.unwrap().count
                 })
             })
             .collect();
@@ -320,7 +330,7 @@ mod tests {
                         key: "r",
                         rules: &rules,
                     };
-                    coalescer.hit("r", &hit).await.unwrap()
+                    coalescer.hit(&hit).await.unwrap()
                 })
             })
             .collect();
@@ -352,7 +362,7 @@ mod tests {
         };
         // A key in flight whose leader is gone before its batch landed.
         coalescer.queues.insert("k".to_owned(), Vec::new());
-        let (first, second) = (coalescer.hit("k", &hit), coalescer.hit("k", &hit));
+        let (first, second) = (coalescer.hit(&hit), coalescer.hit(&hit));
         let (mut first, mut second) = (Box::pin(first), Box::pin(second));
         // Both queue behind the phantom flight.
         assert!(futures_poll(&mut first).is_none());

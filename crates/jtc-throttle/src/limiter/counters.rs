@@ -196,7 +196,7 @@ impl Counters {
             key: &storage,
             window: rule.window,
         };
-        let hit = self.counters.hit(&storage, &hit).await?;
+        let hit = self.counters.hit(&hit).await?;
         let count = hit.count.max(0).unsigned_abs();
         let verdicts = vec![RateVerdict::from_counter(rule, count, hit.expires_in, true)];
         self.learn(key, &verdicts, now);
@@ -219,7 +219,7 @@ impl Counters {
             key: &storage,
             rules,
         };
-        let verdicts = self.records.hit(&storage, &hit).await?;
+        let verdicts = self.records.hit(&hit).await?;
         self.learn(key, &verdicts, now);
         Ok(verdicts)
     }

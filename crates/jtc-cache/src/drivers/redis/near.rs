@@ -470,7 +470,7 @@ mod tests {
             None,
             "a maximum age of zero keeps nothing"
         );
-        let near = near_with_age(Some(60_000));
+        let near = Near::new("p:", 100, 4, Some(60_000));
         let ticket = near.ticket("big");
         near.keep("big", ticket, Bytes::from_static(b"too big"), 10_000);
         assert_eq!(near.lookup("big"), None);
@@ -481,9 +481,5 @@ mod tests {
             None,
             "PTTL -2: the key no longer exists"
         );
-    }
-
-    fn near_with_age(age: Option<u64>) -> Near {
-        Near::new("p:", 100, 4, age)
     }
 }

@@ -28,7 +28,7 @@ impl Inner {
         if let Some(rule) = lone_fixed_window(rules) {
             return self.fixed_window(key, rule, times).await;
         }
-        Ok(self.record(key, rules, times).await?.concat())
+        self.record(key, rules, times).await
     }
 
     /// `by` requests counted one after the other: each one's verdicts. A counter takes them
@@ -50,7 +50,8 @@ impl Inner {
         let mut left = by;
         while left > 0 {
             let run = left.min(SCRIPT_BATCH);
-            verdicts.extend(self.record(key, rules, run).await?);
+            let flat = self.record(key, rules, run).await?;
+            verdicts.extend(flat.chunks(rules.len().max(1)).map(<[RateVerdict]>::to_vec));
             left -= run;
         }
         Ok(verdicts)
@@ -120,13 +121,8 @@ impl Inner {
     }
 
     /// Any rules, through the record script: `times` requests counted one after the other
-    /// (0: a look), each one's verdicts.
-    async fn record(
-        &self,
-        key: &str,
-        rules: &[RateRule],
-        times: u64,
-    ) -> Result<Vec<Vec<RateVerdict>>> {
+    /// (0: a look); the verdicts one request after the other, one per rule each.
+    async fn record(&self, key: &str, rules: &[RateRule], times: u64) -> Result<Vec<RateVerdict>> {
         let written = (times > 0).then_some(key.as_bytes());
         self.forget_near(written);
         let key = self.key(key);
@@ -147,7 +143,7 @@ impl Inner {
             })
             .await;
         self.forget_near(written);
-        let verdicts: Vec<RateVerdict> = flat?
+        Ok(flat?
             .chunks_exact(4)
             .map(|v| RateVerdict {
                 allowed: v[0] == 1,
@@ -155,10 +151,6 @@ impl Inner {
                 remaining: v[2],
                 reset_after: Duration::from_micros(v[3]),
             })
-            .collect();
-        Ok(verdicts
-            .chunks(rules.len().max(1))
-            .map(<[RateVerdict]>::to_vec)
             .collect())
     }
 }
