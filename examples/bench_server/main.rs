@@ -17,6 +17,12 @@
 //!
 //! `cargo run --release --example bench_server -- MODE 127.0.0.1:8080`
 //!
+//! With `JTC_CALLS=N` the server does not listen: it calls the router `N` times in process
+//! (`oneshot`, a peer address set as `axum::serve` sets it) and exits — for counting a
+//! mode's instructions per request with `valgrind --tool=callgrind` (two runs with different
+//! `N`: the difference over the difference in calls), which, unlike requests per second on a
+//! shared VM, does not move from run to run.
+//!
 //! Pass-path modes get 8,000,000 requests a minute per client: far above what one run sends,
 //! so each limiter does its full work on every request and none rejects, with header values of
 //! a realistic width. Flood modes get 10 a minute.
@@ -87,6 +93,10 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
              incr, redis, redis-flood or redis-two"
         ),
     };
+    if let Some(calls) = std::env::var("JTC_CALLS").ok() {
+        let calls: u64 = calls.parse().context("JTC_CALLS: a number of calls")?;
+        return call_in_process(app, calls).await;
+    }
     let listener = tokio::net::TcpListener::bind(address).await?;
     println!("listening on http://{} ({mode})", listener.local_addr()?);
     axum::serve(
@@ -94,6 +104,27 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .await?;
+    Ok(())
+}
+
+/// Calls `app` `calls` times as `axum::serve` would (handlers compiled into routes once, a
+/// peer address in each request), checking every answer is a 200 or a 429.
+async fn call_in_process(app: Router, calls: u64) -> anyhow::Result<()> {
+    use tower::ServiceExt;
+    let app: Router = app.with_state(());
+    let peer: SocketAddr = "203.0.113.9:50000".parse()?;
+    for _ in 0..calls {
+        let mut request = Request::get("/").body(axum::body::Body::empty())?;
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let response = app.clone().oneshot(request).await?;
+        let status = response.status().as_u16();
+        if status != 200 && status != 429 {
+            bail!("the router answered {status}");
+        }
+        std::hint::black_box(response);
+    }
     Ok(())
 }
 
