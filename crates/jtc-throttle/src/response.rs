@@ -137,22 +137,20 @@ pub(crate) fn add_headers(
     decision: &Decision,
     limit: Option<&HeaderValue>,
 ) {
-    // One lookup of `X-RateLimit-Remaining` both reads a tighter limiter's figure and writes
-    // ours (a custom header name costs a hash of its bytes per lookup).
-    let existing = match headers.entry(X_RATELIMIT_REMAINING) {
-        header::Entry::Occupied(mut slot) => {
-            let existing = slot.get().to_str().ok().and_then(|v| v.parse::<u64>().ok());
-            if existing.is_some_and(|remaining| remaining <= decision.remaining) {
-                return;
-            }
-            slot.insert(number(decision.remaining));
-            existing
+    // One lookup of `X-RateLimit-Remaining` writes ours and hands back a tighter inner
+    // limiter's figure, if any (a custom header name costs a hash of its bytes per lookup);
+    // only then, rarely, a second one puts that figure back.
+    let previous = headers.insert(X_RATELIMIT_REMAINING, number(decision.remaining));
+    let existing = previous
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if existing.is_some_and(|remaining| remaining <= decision.remaining) {
+        if let Some(previous) = previous {
+            headers.insert(X_RATELIMIT_REMAINING, previous);
         }
-        header::Entry::Vacant(slot) => {
-            slot.insert(number(decision.remaining));
-            None
-        }
-    };
+        return;
+    }
     let limit = match limit {
         Some(value) => value.clone(),
         None => number(decision.limit),

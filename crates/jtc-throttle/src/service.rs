@@ -126,6 +126,9 @@ where
 }
 
 impl<S> Throttle<S> {
+    // Inlined into `call`: the request and the future are then built in place, not copied
+    // through another frame (~170 instructions of `memcpy` per request, by callgrind).
+    #[inline(always)]
     fn respond<ReqBody>(
         &mut self,
         request: Request<ReqBody>,
