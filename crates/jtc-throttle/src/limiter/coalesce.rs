@@ -11,7 +11,10 @@
 //!
 //! If the request leading a batch is dropped (its client went away) before the results come
 //! back, the batch is handed to its next member and sent again: the store may then count the
-//! lost round trip's hits twice, which only ever rejects earlier, never admits more.
+//! lost round trip's hits twice, which only ever rejects earlier, never admits more. A member
+//! told to lead whose request is dropped before it runs passes the lead on the same way (the
+//! message telling it to lead does, when dropped unread): a key is never left in flight with
+//! no one to land it, which would leave every later request of the key waiting forever.
 
 use std::{
     future::Future,
@@ -100,14 +103,42 @@ impl Batch for RecordHit<'_> {
 enum Turn<T> {
     /// Its result.
     Counted(Counted<T>),
-    /// Lead the next batch: these queued behind it.
-    Lead(Vec<oneshot::Sender<Turn<T>>>),
+    /// Lead the next batch.
+    Lead(Baton<T>),
+}
+
+/// The hits waiting for their turn: one queue per key while a batch of that key is in flight.
+type Queues<T> = DashMap<String, Vec<oneshot::Sender<Turn<T>>>, ahash::RandomState>;
+
+/// The lead of a key's next batch and the members queued behind it. Taken by the member told
+/// to lead; dropped unread (that member's request went away first), it passes the lead on
+/// itself.
+struct Baton<T> {
+    queues: Arc<Queues<T>>,
+    key: String,
+    batch: Option<Vec<oneshot::Sender<Turn<T>>>>,
+}
+
+impl<T> Baton<T> {
+    fn take(mut self) -> Vec<oneshot::Sender<Turn<T>>> {
+        self.batch.take().unwrap_or_default()
+    }
+}
+
+impl<T> Drop for Baton<T> {
+    fn drop(&mut self) {
+        if let Some(batch) = self.batch.take()
+            && !promote(&self.queues, &self.key, batch)
+        {
+            hand_on(&self.queues, &self.key);
+        }
+    }
 }
 
 /// The hits queued per key while one of the key's batches is in flight. A key is present
 /// exactly while a batch of it is in flight.
 pub(crate) struct Coalescer<T> {
-    queues: DashMap<String, Vec<oneshot::Sender<Turn<T>>>, ahash::RandomState>,
+    queues: Arc<Queues<T>>,
     /// Set when the store cannot count a batch at once (a driver without `hit_by` or
     /// `rate_by`).
     unbatchable: AtomicBool,
@@ -116,7 +147,7 @@ pub(crate) struct Coalescer<T> {
 impl<T> Default for Coalescer<T> {
     fn default() -> Self {
         Self {
-            queues: DashMap::default(),
+            queues: Arc::default(),
             unbatchable: AtomicBool::new(false),
         }
     }
@@ -145,7 +176,7 @@ impl<T: Clone + Send> Coalescer<T> {
             None => Vec::new(),
             Some(turn) => match turn.await {
                 Ok(Turn::Counted(counted)) => return counted,
-                Ok(Turn::Lead(batch)) => batch,
+                Ok(Turn::Lead(baton)) => baton.take(),
                 // Every sender is answered or handed on; a lost one is counted on its own.
                 Err(_) => return hit.one().await.map_err(Arc::new),
             },
@@ -207,27 +238,21 @@ impl<T: Clone + Send> Coalescer<T> {
     }
 }
 
-impl<T> Coalescer<T> {
-    /// After a batch landed: the hits queued meanwhile go next, led by the first of them whose
-    /// request is still there; with none, the key is no longer in flight.
-    fn hand_on(&self, key: &str) {
-        loop {
-            let queued = match self.queues.get_mut(key) {
-                Some(mut queue) => std::mem::take(&mut *queue),
-                None => return,
-            };
-            if promote(queued) {
-                return;
-            }
-            if self
-                .queues
-                .remove_if(key, |_, queue| queue.is_empty())
-                .is_some()
-            {
-                return;
-            }
-            // More arrived meanwhile: hand them on.
+/// After a batch of `key` landed: the hits queued meanwhile go next, led by the first of them
+/// whose request is still there; with none, the key is no longer in flight.
+fn hand_on<T>(queues: &Arc<Queues<T>>, key: &str) {
+    loop {
+        let queued = match queues.get_mut(key) {
+            Some(mut queue) => std::mem::take(&mut *queue),
+            None => return,
+        };
+        if promote(queues, key, queued) {
+            return;
         }
+        if queues.remove_if(key, |_, queue| queue.is_empty()).is_some() {
+            return;
+        }
+        // More arrived meanwhile: hand them on.
     }
 }
 
@@ -238,12 +263,21 @@ fn enqueue<T>(queue: &mut Vec<oneshot::Sender<Turn<T>>>) -> oneshot::Receiver<Tu
 }
 
 /// Makes the first member still waiting the leader of the others; whether one took it.
-fn promote<T>(mut batch: Vec<oneshot::Sender<Turn<T>>>) -> bool {
+fn promote<T>(
+    queues: &Arc<Queues<T>>,
+    key: &str,
+    mut batch: Vec<oneshot::Sender<Turn<T>>>,
+) -> bool {
     while !batch.is_empty() {
         let first = batch.remove(0);
-        match first.send(Turn::Lead(batch)) {
+        let baton = Baton {
+            queues: Arc::clone(queues),
+            key: key.to_owned(),
+            batch: Some(batch),
+        };
+        match first.send(Turn::Lead(baton)) {
             Ok(()) => return true,
-            Err(Turn::Lead(back)) => batch = back,
+            Err(Turn::Lead(back)) => batch = back.take(),
             Err(Turn::Counted(_)) => return false,
         }
     }
@@ -261,11 +295,12 @@ struct Flight<'a, T> {
 
 impl<T> Drop for Flight<'_, T> {
     fn drop(&mut self) {
-        if !self.landed && promote(std::mem::take(&mut self.batch)) {
+        let queues = &self.coalescer.queues;
+        if !self.landed && promote(queues, self.key, std::mem::take(&mut self.batch)) {
             // The batch is sent again by its next member, who hands the key on after.
             return;
         }
-        self.coalescer.hand_on(self.key);
+        hand_on(queues, self.key);
     }
 }
 
@@ -383,6 +418,44 @@ mod tests {
         counts.sort_unstable();
         assert_eq!(counts, [1, 2]);
         assert!(coalescer.queues.is_empty());
+    }
+
+    /// A member told to lead the next batch whose request goes away before it runs (a client
+    /// hanging up: hyper drops the request's future) hands the lead on; the key never stays
+    /// in flight with no one to land it, which would leave every later request of the key
+    /// waiting forever.
+    #[tokio::test]
+    async fn a_member_dropped_after_being_told_to_lead_hands_the_lead_on() {
+        let cache = Cache::new(ArrayDriver::new());
+        let coalescer = Coalescer::default();
+        let hit = CounterHit {
+            cache: &cache,
+            key: "k",
+            window: MINUTE,
+        };
+        coalescer.queues.insert("k".to_owned(), Vec::new());
+        let mut told = Box::pin(coalescer.hit(&hit));
+        let mut next = Box::pin(coalescer.hit(&hit));
+        assert!(futures_poll(&mut told).is_none());
+        assert!(futures_poll(&mut next).is_none());
+        // The flight lands: `told` is told to lead `next`, and is dropped before it runs.
+        hand_on(&coalescer.queues, "k");
+        drop(told);
+        let counted = tokio::time::timeout(Duration::from_secs(5), next).await;
+        assert_eq!(counted.expect("the next member leads").unwrap().count, 1);
+        let later = tokio::time::timeout(Duration::from_secs(5), coalescer.hit(&hit)).await;
+        assert_eq!(
+            later.expect("a later request is not stuck").unwrap().count,
+            2
+        );
+        assert!(coalescer.queues.is_empty(), "no key left in flight");
+        // Told to lead with no one behind it: the key is no longer in flight.
+        coalescer.queues.insert("k".to_owned(), Vec::new());
+        let mut alone = Box::pin(coalescer.hit(&hit));
+        assert!(futures_poll(&mut alone).is_none());
+        hand_on(&coalescer.queues, "k");
+        drop(alone);
+        assert!(coalescer.queues.is_empty(), "no key left in flight");
     }
 
     /// Polls once without a runtime waker of interest.
