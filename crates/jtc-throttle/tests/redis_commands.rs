@@ -1,17 +1,20 @@
 //! What the limiter costs Redis, counted by the server itself (`INFO commandstats`) on a
 //! server of the test's own: a rejected flood sends nothing, several limits on one key cost
 //! at most one script per admitted request, and concurrent requests of one key share their
-//! round trips (one `INCRBY` or one script for a batch).
+//! round trips (one `INCRBY` or one script for a batch), and clients hanging up mid-batch leave
+//! no key stuck.
 
 mod common;
 
 use std::collections::HashMap;
 
 use axum::{Router, routing::get};
-use common::{burst, serve};
+use common::{burst, get_status, serve};
 use jtc_cache::{Cache, RedisDriver};
 use jtc_test_support::RedisServer;
 use jtc_throttle::{Limit, ThrottleLayer};
+use std::time::Duration;
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 fn app(layer: ThrottleLayer) -> Router {
     Router::new()
@@ -134,4 +137,51 @@ async fn concurrent_requests_with_two_limits_share_scripts_and_stay_exact() {
         scripts < 1_500,
         "{scripts} scripts for 2,000 concurrent requests of one client"
     );
+}
+
+/// Clients that hang up while their requests wait for Redis (wrk closing its connections at
+/// the end of a run, a browser tab closed) leave no key of the limiter stuck: requests queued
+/// behind a batch are dropped at every stage of it, and the next request is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_hanging_up_mid_batch_leave_no_key_stuck() {
+    let server = RedisServer::start();
+    let cache = Cache::new(
+        RedisDriver::connect(&server.url(), "hangup:")
+            .await
+            .unwrap(),
+    );
+    let one = serve(app(
+        ThrottleLayer::new(1_000_000, 60).with_cache(cache.clone())
+    ))
+    .await;
+    let two = ThrottleLayer::dynamic(|_| {
+        vec![Limit::per_second(1_000_000), Limit::per_hour(1_000_000)].into()
+    });
+    let two = serve(app(two.with_cache(cache))).await;
+    for wave in 0..20u64 {
+        let tasks: Vec<_> = (0..200u64)
+            .map(|i| {
+                let address = if i % 2 == 0 { one } else { two };
+                tokio::spawn(async move {
+                    let mut stream = TcpStream::connect(address).await.unwrap();
+                    let request = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+                    stream.write_all(request.as_bytes()).await.unwrap();
+                    // Hang up at different points of the batches in flight.
+                    tokio::time::sleep(Duration::from_micros((i * 37 + wave * 101) % 1_500)).await;
+                    drop(stream);
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        for address in [one, two] {
+            let answered =
+                tokio::time::timeout(Duration::from_secs(10), get_status(address, "/")).await;
+            assert_eq!(
+                answered.unwrap_or_else(|_| panic!("wave {wave}: no answer, a key is stuck")),
+                http::StatusCode::OK
+            );
+        }
+    }
 }
