@@ -7,6 +7,7 @@
 //! | `plain` | nothing |
 //! | `layer` | a tower layer that does nothing: what wrapping the routes costs any middleware |
 //! | `headers` | a layer that only adds the two `X-RateLimit-*` headers, fixed values: what sending them costs any limiter |
+//! | `fixed-429` | nothing, but the handler answers the very 429 a flooded `ThrottleLayer` sends (status, headers, JSON body; fixed values): what sending that answer costs any server |
 //! | `governor` | tower_governor with its headers on |
 //! | `memory` | `ThrottleLayer` in process memory |
 //! | `memory-flood` | the same, with a quota the first requests use up: every later one is a 429 |
@@ -62,6 +63,7 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
         "plain" => app,
         "layer" => app.layer(tower::layer::layer_fn(|inner| PassThrough { inner })),
         "headers" => app.layer(tower::util::MapResponseLayer::new(with_fixed_headers)),
+        "fixed-429" => Router::new().route("/", get(|| async { fixed_429() })),
         "governor" => {
             let config = tower_governor::governor::GovernorConfigBuilder::default()
                 .per_nanosecond(600)
@@ -89,8 +91,8 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
             app.layer(layer.with_cache(redis_cache().await?))
         }
         other => bail!(
-            "unknown mode {other:?}; expected plain, layer, governor, memory, memory-flood, \
-             incr, redis, redis-flood or redis-two"
+            "unknown mode {other:?}; expected plain, layer, headers, fixed-429, governor, \
+             memory, memory-flood, incr, redis, redis-flood or redis-two"
         ),
     };
     if let Some(calls) = std::env::var("JTC_CALLS").ok() {
@@ -185,5 +187,35 @@ fn with_fixed_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(LIMIT, HeaderValue::from_static("8000000"));
     headers.insert(REMAINING, HeaderValue::from_static("7999999"));
+    response
+}
+
+/// The answer of a flooded `ThrottleLayer::new(10, 60)` in English, byte for byte but for the
+/// figures' values, with no limiter: the floor of the flood modes.
+fn fixed_429() -> Response {
+    const BODY: &str = "{\"error\":\"Too many requests. Please slow down and try again later.\",\"retry_after\":60,\"limit\":10}";
+    let mut response = (http::StatusCode::TOO_MANY_REQUESTS, BODY).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CONTENT_LANGUAGE,
+        HeaderValue::from_static("en"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-remaining"),
+        HeaderValue::from_static("0"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-limit"),
+        HeaderValue::from_static("10"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-ratelimit-reset"),
+        HeaderValue::from_static("1796228853"),
+    );
+    headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
     response
 }
