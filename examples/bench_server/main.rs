@@ -95,7 +95,7 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
              memory, memory-flood, incr, redis, redis-flood or redis-two"
         ),
     };
-    if let Some(calls) = std::env::var("JTC_CALLS").ok() {
+    if let Ok(calls) = std::env::var("JTC_CALLS") {
         let calls: u64 = calls.parse().context("JTC_CALLS: a number of calls")?;
         return call_in_process(app, calls).await;
     }
