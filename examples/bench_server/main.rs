@@ -38,9 +38,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use jtc_cache::{Cache, RedisDriver};
-use jtc_throttle::{Limit, ThrottleLayer};
+use jtc_throttle::{
+    Limit, ThrottleLayer, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+};
 
 /// Requests per minute per client in the pass-path modes.
 const QUOTA: u64 = 8_000_000;
@@ -182,16 +184,15 @@ async fn incr_per_request(
 /// The two headers every pass-path limiter here sends, with the values they have at the start
 /// of a run and nothing counted: the floor of a limiter that sends them.
 fn with_fixed_headers(mut response: Response) -> Response {
-    const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-    const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
     let headers = response.headers_mut();
-    headers.insert(LIMIT, HeaderValue::from_static("8000000"));
-    headers.insert(REMAINING, HeaderValue::from_static("7999999"));
+    headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from_static("8000000"));
+    headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from_static("7999999"));
     response
 }
 
-/// The answer of a flooded `ThrottleLayer::new(10, 60)` in English, byte for byte but for the
-/// figures' values, with no limiter: the floor of the flood modes.
+/// The answer of a flooded `ThrottleLayer::new(10, 60)` in English (the message of
+/// `jtc-throttle`'s `lang/en.json`), byte for byte but for the figures' values, with no
+/// limiter: the floor of the flood modes.
 fn fixed_429() -> Response {
     const BODY: &str = "{\"error\":\"Too many requests. Please slow down and try again later.\",\"retry_after\":60,\"limit\":10}";
     let mut response = (http::StatusCode::TOO_MANY_REQUESTS, BODY).into_response();
@@ -204,18 +205,9 @@ fn fixed_429() -> Response {
         http::header::CONTENT_LANGUAGE,
         HeaderValue::from_static("en"),
     );
-    headers.insert(
-        HeaderName::from_static("x-ratelimit-remaining"),
-        HeaderValue::from_static("0"),
-    );
-    headers.insert(
-        HeaderName::from_static("x-ratelimit-limit"),
-        HeaderValue::from_static("10"),
-    );
-    headers.insert(
-        HeaderName::from_static("x-ratelimit-reset"),
-        HeaderValue::from_static("1796228853"),
-    );
+    headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from_static("0"));
+    headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from_static("10"));
+    headers.insert(X_RATELIMIT_RESET, HeaderValue::from_static("1796228853"));
     headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
     response
 }
