@@ -1,8 +1,9 @@
 //! The 429 response and the rate-limit headers.
 
-use std::{sync::Arc, time::Duration};
+use std::{cell::RefCell, sync::Arc, time::Duration};
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
 use crate::{
@@ -93,11 +94,77 @@ pub(crate) fn limited(decision: &Decision, context: Context, page: &Page) -> Lim
 }
 
 /// The default 429: `{"error": "<message>", "retry_after": <seconds>, "limit": <n>}`, from
-/// the locale's prepared page: one allocation for the body.
-pub(crate) fn too_many_requests(page: &Page, decision: &Decision) -> Response<Body> {
+/// the locale's prepared page, with its `Content-Length`; the caller adds the rate-limit
+/// headers. Returns the body's bytes too, for [`Repeat429::remember`].
+pub(crate) fn too_many_requests(page: &Page, decision: &Decision) -> (Response<Body>, Bytes) {
     let retry = retry_after_secs(decision.reset_after);
     let body = page.too_many_body(retry, decision.limit);
-    json_response(StatusCode::TOO_MANY_REQUESTS, Body::from(body), page)
+    let mut response = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        Body::from(body.clone()),
+        page,
+    );
+    // Set here, not by the router after us, so that a repeated 429 carries it already.
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    (response, body)
+}
+
+/// What makes two default 429s the same bytes: the layer, the locale's page and the figures
+/// of the rejecting decision. (The limits' names in the IETF fields are the layer's own when
+/// they are fixed; a caller must not repeat a 429 whose plan was decided per request and
+/// that carries those fields.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Repeat429 {
+    layer: u64,
+    page: usize,
+    limit: u64,
+    remaining: u64,
+    /// Whole seconds until the reset, rounded up (`Retry-After` and the IETF `t=`).
+    reset_secs: u128,
+    /// The clock's second: with `reset_secs`, `X-RateLimit-Reset`.
+    at_secs: u64,
+    policy: usize,
+}
+
+thread_local! {
+    /// The last default 429 this thread made: its key, headers and body.
+    static LAST_429: RefCell<Option<(Repeat429, HeaderMap, Bytes)>> = const { RefCell::new(None) };
+}
+
+impl Repeat429 {
+    pub(crate) fn new(layer: u64, page: &Page, decision: &Decision) -> Self {
+        Self {
+            layer,
+            page: std::ptr::from_ref(page) as usize,
+            limit: decision.limit,
+            remaining: decision.remaining,
+            reset_secs: decision.reset_after.as_millis().div_ceil(1000),
+            at_secs: decision.at_ms / 1000,
+            policy: decision.policy,
+        }
+    }
+
+    /// A copy of the last 429 this thread made, if it had this key. In a flood every rejection
+    /// of one client within a second is the same answer: copying the finished header map costs
+    /// a fraction of inserting its seven fields again (each insert hashes the field's name).
+    pub(crate) fn repeat(&self) -> Option<Response<Body>> {
+        LAST_429.with_borrow(|last| match last {
+            Some((key, headers, body)) if key == self => {
+                let mut response = Response::new(Body::from(body.clone()));
+                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                *response.headers_mut() = headers.clone();
+                Some(response)
+            }
+            _ => None,
+        })
+    }
+
+    /// Keeps a finished 429 (headers included) for [`repeat`](Self::repeat).
+    pub(crate) fn remember(self, headers: &HeaderMap, body: Bytes) {
+        LAST_429.with_borrow_mut(|last| *last = Some((self, headers.clone(), body)));
+    }
 }
 
 /// What an `on_unavailable` hook is told.

@@ -1,7 +1,10 @@
 //! What every service of one layer shares — the settings and the counters — and what it does
 //! with them for each request: which limits apply, under which key, the 429 and the headers.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
@@ -13,8 +16,12 @@ use crate::{
     lang::{self, Catalogues},
     limiter::{Counters, Decision, Plan},
     pages::{Pages, number},
-    response::{self, OnLimited, OnUnavailable},
+    response::{self, OnLimited, OnUnavailable, Repeat429},
 };
+
+/// Numbers the layers built in this process, so that what a thread keeps of one layer's
+/// answers (see [`Repeat429`]) is never taken for another's.
+static LAYERS: AtomicU64 = AtomicU64::new(0);
 
 /// A custom key: what to count a request under, or `None` to let it through uncounted.
 pub(crate) type KeyFn = Arc<dyn Fn(&RequestInfo<'_>) -> Option<String> + Send + Sync>;
@@ -59,6 +66,8 @@ pub(crate) struct Counting {
 
 /// What every service of one layer shares: the settings and the counters.
 pub(crate) struct Shared {
+    /// This layer's number among the layers of the process.
+    id: u64,
     pub(crate) config: Config,
     pub(crate) counters: Arc<Counters>,
     /// The answers of a rejection, per locale.
@@ -103,6 +112,7 @@ impl Shared {
             config.on_store_error,
         );
         Self {
+            id: LAYERS.fetch_add(1, Ordering::Relaxed),
             counters: Arc::new(counters),
             pages: Pages::new(&config.catalogues, &fallback),
             fixed_policy,
@@ -185,14 +195,23 @@ impl Shared {
             .pages
             .for_request(request.headers(), &self.config.catalogues);
         let plan = self.plan(counting);
-        let mut response = match &self.config.on_limited {
-            Some(hook) => {
-                let context = self.context(request, counting, plan, decision);
-                hook(&response::limited(decision, context, page))
-            }
-            None => response::too_many_requests(page, decision),
-        };
+        if let Some(hook) = &self.config.on_limited {
+            let context = self.context(request, counting, plan, decision);
+            let mut response = hook(&response::limited(decision, context, page));
+            self.add_headers(response.headers_mut(), plan, decision);
+            return response;
+        }
+        // The IETF fields name the plan's limits: a plan decided per request may name others.
+        let repeatable = !self.config.ietf_headers || counting.dynamic.is_none();
+        let repeat = repeatable.then(|| Repeat429::new(self.id, page, decision));
+        if let Some(response) = repeat.and_then(|repeat| repeat.repeat()) {
+            return response;
+        }
+        let (mut response, body) = response::too_many_requests(page, decision);
         self.add_headers(response.headers_mut(), plan, decision);
+        if let Some(repeat) = repeat {
+            repeat.remember(response.headers(), body);
+        }
         response
     }
 

@@ -326,3 +326,114 @@ async fn the_hook_knows_the_key_client_route_and_policy() {
     assert_eq!(by_client.policy, "1-per-60s");
     assert_eq!((by_client.limit, by_client.retry_after_secs), (1, 60));
 }
+
+/// The status, headers (in order) and body of a response.
+async fn wire(response: Response<Body>) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
+    let status = response.status();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+        .collect();
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    (status, headers, body.to_vec())
+}
+
+// A flood's repeated 429 is a copy of the last one a thread made (docs/benchmarks.md): each
+// copy must be what a freshly made 429 would be, whatever else the thread answered meanwhile.
+#[tokio::test]
+async fn a_repeated_429_is_the_answer_made_afresh() {
+    let clock = jtc_cache::ManualClock::new(1_700_000_000_000);
+    let tight = app(ThrottleLayer::new(1, 60).clock(clock.clone()));
+    let loose = app(ThrottleLayer::new(2, 30).clock(clock.clone()));
+    for app in [&tight, &loose, &loose] {
+        assert_eq!(
+            send(app, request("/", PEER, &[])).await.status(),
+            StatusCode::OK
+        );
+    }
+    let first = wire(send(&tight, request("/", PEER, &[])).await).await;
+    assert_eq!(first.0, StatusCode::TOO_MANY_REQUESTS);
+    let names: Vec<&str> = first.1.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "content-type",
+            "content-language",
+            "content-length",
+            "x-ratelimit-remaining",
+            "x-ratelimit-limit",
+            "x-ratelimit-reset",
+            "retry-after"
+        ]
+    );
+    assert_eq!(first.1[2].1, first.2.len().to_string());
+    assert_eq!(
+        wire(send(&tight, request("/", PEER, &[])).await).await,
+        first,
+        "a repeat is byte for byte the first"
+    );
+    // Another locale, another layer, then the first again, all on this thread.
+    let portuguese =
+        wire(send(&tight, request("/", PEER, &[("accept-language", "pt-BR")])).await).await;
+    assert_eq!(header_of(&portuguese, "content-language"), "pt-BR");
+    assert!(String::from_utf8_lossy(&portuguese.2).contains("Muitas"));
+    let other = wire(send(&loose, request("/", PEER, &[])).await).await;
+    assert_eq!(header_of(&other, "x-ratelimit-limit"), "2");
+    assert_eq!(header_of(&other, "retry-after"), "30");
+    assert_eq!(
+        wire(send(&tight, request("/", PEER, &[])).await).await,
+        first
+    );
+    // A second later the figures move on.
+    clock.advance(std::time::Duration::from_millis(1_500));
+    let later = wire(send(&tight, request("/", PEER, &[])).await).await;
+    assert_eq!(header_of(&later, "retry-after"), "59");
+    assert_eq!(
+        header_of(&later, "x-ratelimit-reset"),
+        header_of(&first, "x-ratelimit-reset")
+    );
+    assert!(String::from_utf8_lossy(&later.2).contains("\"retry_after\":59"));
+}
+
+fn header_of<'a>(wire: &'a (StatusCode, Vec<(String, String)>, Vec<u8>), name: &str) -> &'a str {
+    wire.1
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} in {:?}", wire.1))
+}
+
+// Limits decided per request may carry other names with the same figures: their IETF fields
+// must name the rejecting request's own limit, never a copy of another's.
+#[tokio::test]
+async fn ietf_fields_of_per_request_limits_name_the_request_s_own_limit() {
+    let app = app(ThrottleLayer::dynamic(|info| {
+        let plan = info
+            .headers
+            .get("x-plan")
+            .map_or("free", |v| v.to_str().unwrap());
+        jtc_throttle::Limit::per_minute(1)
+            .name(plan)
+            .by(plan.to_owned())
+            .into()
+    })
+    .ietf_headers(true));
+    for plan in ["free", "pro"] {
+        let ok = send(&app, request("/", PEER, &[("x-plan", plan)])).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
+    for _ in 0..2 {
+        for plan in ["free", "pro"] {
+            let limited = send(&app, request("/", PEER, &[("x-plan", plan)])).await;
+            assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+            let policy = header(&limited, "ratelimit-policy").unwrap();
+            assert!(
+                policy.starts_with(&format!("\"{plan}\"")),
+                "{plan}: {policy}"
+            );
+        }
+    }
+}
