@@ -7,7 +7,7 @@
 //! | `plain` | nothing |
 //! | `layer` | a tower layer that does nothing: what wrapping the routes costs any middleware |
 //! | `headers` | a layer that only adds the two `X-RateLimit-*` headers, fixed values: what sending them costs any limiter |
-//! | `fixed-429` | nothing, but the handler answers the very 429 a flooded `ThrottleLayer` sends (status, headers, JSON body; fixed values): what sending that answer costs any server |
+//! | `fixed-429` | nothing, but the handler answers the very 429 a flooded `ThrottleLayer` sends (status, headers, JSON body; fixed values): a handler building that answer per request, for comparison with the layer's flood |
 //! | `governor` | tower_governor with its headers on |
 //! | `memory` | `ThrottleLayer` in process memory |
 //! | `memory-flood` | the same, with a quota the first requests use up: every later one is a 429 |

@@ -1,6 +1,6 @@
 //! The answers a rejection needs, prepared when the layer is built: per locale the translated
 //! messages, the start of the JSON body and the `Content-Language` value; and the header
-//! values of small numbers. A 429 in a flood then costs about what an admitted request does
+//! values of small numbers. A 429 in a flood then costs less than an admitted request does
 //! (see docs/benchmarks.md), instead of translating and serialising on every rejection.
 
 use std::{cell::RefCell, sync::LazyLock};
