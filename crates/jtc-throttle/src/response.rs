@@ -72,9 +72,14 @@ pub(crate) struct Context {
     pub(crate) policy: String,
 }
 
+/// Whole seconds until the reset, rounded up: the IETF `t=`.
+fn reset_secs(reset_after: Duration) -> u64 {
+    reset_after.as_millis().div_ceil(1000) as u64
+}
+
 /// Seconds to wait, rounded up, never 0: a client told "retry after 0" retries at once.
 pub(crate) fn retry_after_secs(reset_after: Duration) -> u64 {
-    reset_after.as_millis().div_ceil(1000).max(1) as u64
+    reset_secs(reset_after).max(1)
 }
 
 /// What a hook is told about a rejection.
@@ -122,7 +127,7 @@ pub(crate) struct Repeat429 {
     limit: u64,
     remaining: u64,
     /// Whole seconds until the reset, rounded up (`Retry-After` and the IETF `t=`).
-    reset_secs: u128,
+    reset_secs: u64,
     /// The clock's second: with `reset_secs`, `X-RateLimit-Reset`.
     at_secs: u64,
     policy: usize,
@@ -140,7 +145,7 @@ impl Repeat429 {
             page: std::ptr::from_ref(page) as usize,
             limit: decision.limit,
             remaining: decision.remaining,
-            reset_secs: decision.reset_after.as_millis().div_ceil(1000),
+            reset_secs: reset_secs(decision.reset_after),
             at_secs: decision.at_ms / 1000,
             policy: decision.policy,
         }
@@ -255,7 +260,7 @@ pub(crate) fn add_ietf_headers(
     if !ours {
         return;
     }
-    let reset = decision.reset_after.as_millis().div_ceil(1000);
+    let reset = reset_secs(decision.reset_after);
     let state = format!(
         "\"{}\";r={};t={reset}",
         crate::limiter::quoted(name),
