@@ -112,7 +112,7 @@ pub(crate) fn too_many_requests(page: &Page, decision: &Decision) -> (Response<B
     // Set here, not by the router after us, so that a repeated 429 carries it already.
     response
         .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        .insert(header::CONTENT_LENGTH, number(body.len() as u64));
     (response, body)
 }
 
@@ -133,9 +133,13 @@ pub(crate) struct Repeat429 {
     policy: usize,
 }
 
+/// The finished headers and body of a 429, kept for copies.
+type Kept = (HeaderMap, Bytes);
+
 thread_local! {
-    /// The last default 429 this thread made: its key, headers and body.
-    static LAST_429: RefCell<Option<(Repeat429, HeaderMap, Bytes)>> = const { RefCell::new(None) };
+    /// The key of the last default 429 this thread made, and that answer itself once the key
+    /// came twice in a row.
+    static LAST_429: RefCell<Option<(Repeat429, Option<Kept>)>> = const { RefCell::new(None) };
 }
 
 impl Repeat429 {
@@ -151,12 +155,12 @@ impl Repeat429 {
         }
     }
 
-    /// A copy of the last 429 this thread made, if it had this key. In a flood every rejection
+    /// A copy of the last 429 this thread made, if it kept one of this key. In a flood every rejection
     /// of one client within a second is the same answer: copying the finished header map costs
     /// a fraction of inserting its seven fields again (each insert hashes the field's name).
     pub(crate) fn repeat(&self) -> Option<Response<Body>> {
         LAST_429.with_borrow(|last| match last {
-            Some((key, headers, body)) if key == self => {
+            Some((key, Some((headers, body)))) if key == self => {
                 let mut response = Response::new(Body::from(body.clone()));
                 *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
                 *response.headers_mut() = headers.clone();
@@ -166,9 +170,18 @@ impl Repeat429 {
         })
     }
 
-    /// Keeps a finished 429 (headers included) for [`repeat`](Self::repeat).
+    /// Notes a finished 429 that [`repeat`](Self::repeat) had no copy of. The answer itself
+    /// is kept (a clone of its header map: an allocation) only when its key is the one noted
+    /// last, so that a flood of many clients whose answers differ — each window resets at its
+    /// own second — pays a comparison for the copies it cannot use, not a clone per rejection.
     pub(crate) fn remember(self, headers: &HeaderMap, body: Bytes) {
-        LAST_429.with_borrow_mut(|last| *last = Some((self, headers.clone(), body)));
+        LAST_429.with_borrow_mut(|last| {
+            let kept = match last {
+                Some((key, None)) if *key == self => Some((headers.clone(), body)),
+                _ => None,
+            };
+            *last = Some((self, kept));
+        });
     }
 }
 

@@ -370,11 +370,14 @@ async fn a_repeated_429_is_the_answer_made_afresh() {
         ]
     );
     assert_eq!(first.1[2].1, first.2.len().to_string());
-    assert_eq!(
-        wire(send(&tight, request("/", PEER, &[])).await).await,
-        first,
-        "a repeat is byte for byte the first"
-    );
+    // The second answer of a key is made afresh and kept; from the third on they are copies.
+    for _ in 0..3 {
+        assert_eq!(
+            wire(send(&tight, request("/", PEER, &[])).await).await,
+            first,
+            "a repeat is byte for byte the first"
+        );
+    }
     // Another locale, another layer, then the first again, all on this thread.
     let portuguese =
         wire(send(&tight, request("/", PEER, &[("accept-language", "pt-BR")])).await).await;
@@ -383,10 +386,12 @@ async fn a_repeated_429_is_the_answer_made_afresh() {
     let other = wire(send(&loose, request("/", PEER, &[])).await).await;
     assert_eq!(header_of(&other, "x-ratelimit-limit"), "2");
     assert_eq!(header_of(&other, "retry-after"), "30");
-    assert_eq!(
-        wire(send(&tight, request("/", PEER, &[])).await).await,
-        first
-    );
+    for _ in 0..3 {
+        assert_eq!(
+            wire(send(&tight, request("/", PEER, &[])).await).await,
+            first
+        );
+    }
     // A second later the figures move on.
     clock.advance(std::time::Duration::from_millis(1_500));
     let later = wire(send(&tight, request("/", PEER, &[])).await).await;
