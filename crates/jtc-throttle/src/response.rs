@@ -100,7 +100,7 @@ pub(crate) fn limited(decision: &Decision, context: Context, page: &Page) -> Lim
 
 /// The default 429: `{"error": "<message>", "retry_after": <seconds>, "limit": <n>}`, from
 /// the locale's prepared page, with its `Content-Length`; the caller adds the rate-limit
-/// headers. Returns the body's bytes too, for [`Repeat429::remember`].
+/// headers. Returns the body's bytes too, for [`Repeat429::answer`].
 pub(crate) fn too_many_requests(page: &Page, decision: &Decision) -> (Response<Body>, Bytes) {
     let retry = retry_after_secs(decision.reset_after);
     let body = page.too_many_body(retry, decision.limit);
@@ -155,33 +155,33 @@ impl Repeat429 {
         }
     }
 
-    /// A copy of the last 429 this thread made, if it kept one of this key. In a flood every rejection
-    /// of one client within a second is the same answer: copying the finished header map costs
-    /// a fraction of inserting its seven fields again (each insert hashes the field's name).
-    pub(crate) fn repeat(&self) -> Option<Response<Body>> {
-        LAST_429.with_borrow(|last| match last {
-            Some((key, Some((headers, body)))) if key == self => {
+    /// The 429 of this key: a copy of the last one this thread made when it kept one of this
+    /// key, else `make`'s fresh answer (its response and body). In a flood every rejection of
+    /// one client within a second is the same answer: copying the finished header map costs a
+    /// fraction of inserting its seven fields again (each insert hashes the field's name).
+    ///
+    /// A fresh answer is kept (a clone of its header map: an allocation) only when its key is
+    /// the one noted last, so that a flood of many clients whose answers differ — each window
+    /// resets at its own second — pays a comparison for the copies it cannot use, not a clone
+    /// per rejection. `make` must not answer a 429 itself (it runs with this thread's copy
+    /// borrowed).
+    pub(crate) fn answer(self, make: impl FnOnce() -> (Response<Body>, Bytes)) -> Response<Body> {
+        LAST_429.with_borrow_mut(|last| {
+            let noted = match last {
+                Some((key, kept)) if *key == self => Some(kept),
+                _ => None,
+            };
+            if let Some(Some((headers, body))) = &noted {
                 let mut response = Response::new(Body::from(body.clone()));
                 *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
                 *response.headers_mut() = headers.clone();
-                Some(response)
+                return response;
             }
-            _ => None,
-        })
-    }
-
-    /// Notes a finished 429 that [`repeat`](Self::repeat) had no copy of. The answer itself
-    /// is kept (a clone of its header map: an allocation) only when its key is the one noted
-    /// last, so that a flood of many clients whose answers differ — each window resets at its
-    /// own second — pays a comparison for the copies it cannot use, not a clone per rejection.
-    pub(crate) fn remember(self, headers: &HeaderMap, body: Bytes) {
-        LAST_429.with_borrow_mut(|last| {
-            let kept = match last {
-                Some((key, None)) if *key == self => Some((headers.clone(), body)),
-                _ => None,
-            };
+            let (response, body) = make();
+            let kept = noted.map(|_| (response.headers().clone(), body));
             *last = Some((self, kept));
-        });
+            response
+        })
     }
 }
 

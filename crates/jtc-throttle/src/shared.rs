@@ -201,18 +201,16 @@ impl Shared {
             self.add_headers(response.headers_mut(), plan, decision);
             return response;
         }
+        let make = || {
+            let (mut response, body) = response::too_many_requests(page, decision);
+            self.add_headers(response.headers_mut(), plan, decision);
+            (response, body)
+        };
         // The IETF fields name the plan's limits: a plan decided per request may name others.
-        let repeatable = !self.config.ietf_headers || counting.dynamic.is_none();
-        let repeat = repeatable.then(|| Repeat429::new(self.id, page, decision));
-        if let Some(response) = repeat.and_then(|repeat| repeat.repeat()) {
-            return response;
+        if self.config.ietf_headers && counting.dynamic.is_some() {
+            return make().0;
         }
-        let (mut response, body) = response::too_many_requests(page, decision);
-        self.add_headers(response.headers_mut(), plan, decision);
-        if let Some(repeat) = repeat {
-            repeat.remember(response.headers(), body);
-        }
-        response
+        Repeat429::new(self.id, page, decision).answer(make)
     }
 
     /// Who and what a rejection is about, for the `on_limited` hook.
