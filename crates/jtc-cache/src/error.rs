@@ -205,6 +205,33 @@ pub enum ErrorKind {
         reason: String,
     },
 
+    /// The backend of a driver written outside this crate failed: it could not be reached,
+    /// timed out or answered with an error of its own. Outside drivers return this for
+    /// everything that is the store's fault rather than the caller's, so that
+    /// [`Error::is_backend`] (and with it a rate limiter's outage policy) sees it as an outage.
+    ///
+    /// ```
+    /// use jtc_cache::{Error, ErrorKind};
+    /// let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    /// let error = Error::from(ErrorKind::Backend {
+    ///     driver: "etcd",
+    ///     operation: "get",
+    ///     source: Box::new(refused),
+    /// });
+    /// assert!(error.is_backend());
+    /// assert_eq!(error.to_string(), "etcd get failed");
+    /// ```
+    #[error("{driver} {operation} failed")]
+    Backend {
+        /// The driver's name (`etcd`, `dynamodb`, ...).
+        driver: &'static str,
+        /// The cache operation (`get`, `put`, `connect`, ...).
+        operation: &'static str,
+        /// The client library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A Redis Cluster `flush` could not reach every master that holds slots: the entries on
     /// the masters it did not reach are still there, and come back when those masters do.
     /// Nothing is wrong with the entries it did reach (they are gone); run the flush again
@@ -287,6 +314,7 @@ impl ErrorKind {
             Self::Database { .. } => "database",
             #[cfg(feature = "memcached")]
             Self::Memcached { .. } => "memcached",
+            Self::Backend { .. } => "backend",
             Self::IncompleteFlush { .. } => "incomplete_flush",
             Self::Unsupported { .. } => "unsupported",
             Self::Task(_) => "task",
@@ -298,11 +326,28 @@ impl ErrorKind {
 }
 
 impl Error {
-    /// Whether the backend failed (a file operation, Redis, a timeout), as opposed to the
-    /// call being refused for its input (a key too long, a value that is not a counter).
-    pub(crate) fn is_backend(&self) -> bool {
+    /// Whether the backend failed (a file operation, Redis, a database, memcached, a timeout,
+    /// an outside driver's [`ErrorKind::Backend`]), as opposed to the call being refused for
+    /// its input (a key too long, a value that is not a counter, a bad configuration).
+    ///
+    /// Only backend failures say anything about the store's health: a rate limiter applies
+    /// its outage policy to them, and to nothing else, so one request with a bad key cannot
+    /// switch the policy on for every client.
+    ///
+    /// ```
+    /// use jtc_cache::{Error, ErrorKind};
+    /// let too_long = Error::from(ErrorKind::KeyTooLong { length: 70_000, limit: 65_536 });
+    /// assert!(!too_long.is_backend());
+    /// let timeout = Error::from(ErrorKind::Timeout {
+    ///     operation: "get",
+    ///     after: std::time::Duration::from_secs(1),
+    /// });
+    /// assert!(timeout.is_backend());
+    /// ```
+    pub fn is_backend(&self) -> bool {
         match self.kind() {
             ErrorKind::Io { .. }
+            | ErrorKind::Backend { .. }
             | ErrorKind::Timeout { .. }
             | ErrorKind::IncompleteFlush { .. }
             | ErrorKind::Task(_) => true,

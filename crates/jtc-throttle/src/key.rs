@@ -98,16 +98,80 @@ impl Hash for Route {
 
 /// What a request is counted under, in any store: cheap to build, hash and compare on every
 /// request. The memory store keys its counters by it; the cache store turns it into a cache key.
+///
+/// A custom key is built with [`CounterKey::custom`], which bounds its length: see there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum CounterKey {
     Request(Client, Route),
     Custom(String),
 }
 
+/// The longest custom key counted under its own text, in bytes. Longer keys (and keys that
+/// look like a digest) are counted under a digest of [`DIGEST_TEXT_BYTES`] bytes instead.
+pub const MAX_KEY_TEXT_BYTES: usize = 200;
+/// How a digested key starts. A key given with this start is digested too, so a client cannot
+/// send the digest of someone else's long key and share that key's counters.
+const DIGEST_MARK: &str = "~blake3:";
+/// The length of a digested key: the mark and 64 hex digits.
+const DIGEST_TEXT_BYTES: usize = DIGEST_MARK.len() + 64;
+/// BLAKE3's key-derivation context: the digests of this crate are of their own domain.
+const DIGEST_CONTEXT: &str = "jtc-throttle 2026-12-06 long rate-limit key";
+
+impl CounterKey {
+    /// A custom key (from a `key_fn`, [`Limit::by`](crate::Limit::by) or
+    /// [`RateLimiter`](crate::RateLimiter)), bounded: a key longer than
+    /// [`MAX_KEY_TEXT_BYTES`] is replaced by its BLAKE3 digest (keyed by this crate's own
+    /// derivation context), so no client-chosen key can be too long for a store, and each
+    /// tracked key costs a bounded amount of memory. The digest is the same in every process,
+    /// so instances sharing a cache share the count of a long key; BLAKE3 is collision
+    /// resistant, so two keys never share a count by accident or by design.
+    pub(crate) fn custom(key: &str) -> Self {
+        if key.len() <= MAX_KEY_TEXT_BYTES && !key.starts_with(DIGEST_MARK) {
+            return Self::Custom(key.to_owned());
+        }
+        let mut hasher = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
+        hasher.update(key.as_bytes());
+        let mut text = String::with_capacity(DIGEST_TEXT_BYTES);
+        text.push_str(DIGEST_MARK);
+        text.push_str(hasher.finalize().to_hex().as_str());
+        Self::Custom(text)
+    }
+
+    /// The bytes this key holds on the heap (for the memory store's accounting).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Request(..) => 0,
+            Self::Custom(text) => text.capacity(),
+        }
+    }
+}
+
+/// The forwarding header your trusted proxies write, the one the limiter reads
+/// ([`ThrottleLayer::forwarded_header`](crate::ThrottleLayer::forwarded_header)).
+///
+/// Only that header is read; the other is ignored even from a trusted proxy. A proxy passes
+/// through the headers it does not write itself, so reading both would let a client pick its
+/// own identity by sending the one its proxy does not touch.
+///
+/// | in front of the app | header |
+/// |---|---|
+/// | nginx (`proxy_add_x_forwarded_for`), AWS ALB, Cloudflare, Google Cloud LB, HAProxy (`option forwardfor`), Envoy (`use_remote_address`) | `XForwardedFor` |
+/// | a proxy configured for RFC 7239 (nginx with `proxy_set_header Forwarded ...`, Envoy's `forwarded` header option) | `Forwarded` |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`: what most proxies and load balancers append.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    Forwarded,
+}
+
 /// How to tell clients apart.
 #[derive(Debug, Clone)]
 pub(crate) struct Identity {
     pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) forwarded_header: ForwardedHeader,
     pub(crate) ipv6_prefix: u8,
 }
 
@@ -115,6 +179,7 @@ impl Default for Identity {
     fn default() -> Self {
         Self {
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             ipv6_prefix: 64,
         }
     }
@@ -141,7 +206,7 @@ impl Identity {
         if !self.is_trusted(peer) {
             return peer;
         }
-        let chain = forwarded_for(headers);
+        let chain = forwarded_for(headers, self.forwarded_header);
         for hop in chain.iter().rev() {
             match hop {
                 Some(ip) if self.is_trusted(*ip) => continue,
@@ -189,32 +254,31 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The addresses of the forwarding chain, client first, from `Forwarded` when present,
-/// otherwise `X-Forwarded-For`. `None` marks an entry that is not an address.
-fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<Option<IpAddr>> = headers
-        .get_all(http::header::FORWARDED)
-        .iter()
-        .flat_map(|value| value.to_str().unwrap_or("for=unknown").split(','))
-        .filter_map(|element| {
-            element
-                .split(';')
-                .find_map(|pair| {
-                    let (name, value) = pair.split_once('=')?;
-                    name.trim().eq_ignore_ascii_case("for").then_some(value)
-                })
-                .map(parse_node)
-        })
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded;
+/// The addresses of the forwarding chain, client first, from the one header the trusted
+/// proxies write. `None` marks an entry that is not an address.
+fn forwarded_for(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
+    match header {
+        ForwardedHeader::Forwarded => headers
+            .get_all(http::header::FORWARDED)
+            .iter()
+            .flat_map(|value| value.to_str().unwrap_or("for=unknown").split(','))
+            .map(|element| {
+                element
+                    .split(';')
+                    .find_map(|pair| {
+                        let (name, value) = pair.split_once('=')?;
+                        name.trim().eq_ignore_ascii_case("for").then_some(value)
+                    })
+                    .and_then(parse_node)
+            })
+            .collect(),
+        ForwardedHeader::XForwardedFor => headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .flat_map(|value| value.to_str().unwrap_or("unknown").split(','))
+            .map(parse_node)
+            .collect(),
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .flat_map(|value| value.to_str().unwrap_or("unknown").split(','))
-        .map(parse_node)
-        .collect()
 }
 
 /// An address out of a forwarding entry: `192.0.2.1`, `192.0.2.1:8080`, `"[2001:db8::1]:80"`,
@@ -303,8 +367,11 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_preferred_and_parsed_per_rfc_7239() {
-        let identity = behind(&["10.0.0.0/8"]);
+    fn forwarded_is_read_only_when_named_and_parsed_per_rfc_7239() {
+        let identity = Identity {
+            forwarded_header: ForwardedHeader::Forwarded,
+            ..behind(&["10.0.0.0/8"])
+        };
         let r = request(
             "10.1.1.1:443",
             &[
@@ -318,6 +385,65 @@ mod tests {
         assert_eq!(identity.client_text(&r), "2001:db8:cafe::/64");
         let with_port = request("10.1.1.1:443", &[("forwarded", "for=\"192.0.2.43:47011\"")]);
         assert_eq!(identity.client_text(&with_port), "192.0.2.43");
+        // An element without `for` is a hop we cannot read: stop at the last trusted proxy.
+        let no_for = request(
+            "10.1.1.1:443",
+            &[("forwarded", "for=192.0.2.1, proto=https")],
+        );
+        assert_eq!(identity.client_text(&no_for), "10.1.1.1");
+    }
+
+    #[test]
+    fn only_the_named_header_is_read() {
+        // The default: X-Forwarded-For, which nginx and ALB append to. A client's own
+        // `Forwarded`, passed through untouched by such a proxy, is ignored.
+        let identity = behind(&["10.0.0.0/8"]);
+        let spoofing = request(
+            "10.0.0.2:80",
+            &[
+                ("forwarded", "for=1.2.3.4"),
+                ("x-forwarded-for", "198.51.100.7"),
+            ],
+        );
+        assert_eq!(identity.client_text(&spoofing), "198.51.100.7");
+        let only_forwarded = request("10.0.0.2:80", &[("forwarded", "for=1.2.3.4")]);
+        assert_eq!(identity.client_text(&only_forwarded), "10.0.0.2");
+        // Named the other way round, X-Forwarded-For is the one ignored.
+        let rfc = Identity {
+            forwarded_header: ForwardedHeader::Forwarded,
+            ..behind(&["10.0.0.0/8"])
+        };
+        let spoofing = request(
+            "10.0.0.2:80",
+            &[
+                ("forwarded", "for=198.51.100.8"),
+                ("x-forwarded-for", "1.2.3.4"),
+            ],
+        );
+        assert_eq!(rfc.client_text(&spoofing), "198.51.100.8");
+    }
+
+    #[test]
+    fn long_custom_keys_are_digested_and_digests_cannot_be_forged() {
+        let short = CounterKey::custom("user:42");
+        assert_eq!(short, CounterKey::Custom("user:42".into()));
+        let exact = "k".repeat(MAX_KEY_TEXT_BYTES);
+        assert_eq!(
+            CounterKey::custom(&exact),
+            CounterKey::Custom(exact.clone())
+        );
+        let long = "k".repeat(100_000);
+        let digest = CounterKey::custom(&long);
+        let CounterKey::Custom(text) = &digest else {
+            panic!("custom")
+        };
+        assert_eq!(text.len(), DIGEST_TEXT_BYTES);
+        assert!(text.starts_with(DIGEST_MARK));
+        assert_eq!(digest, CounterKey::custom(&long), "the same in every call");
+        assert_ne!(digest, CounterKey::custom(&format!("{long}x")));
+        // Sending the digest's text as a key does not reach the long key's counter.
+        assert_ne!(CounterKey::custom(text), digest);
+        assert!(digest.heap_bytes() <= 2 * DIGEST_TEXT_BYTES);
     }
 
     #[test]

@@ -109,14 +109,27 @@ impl Catalogues {
     }
 
     /// The best locale for an `Accept-Language` header: highest q-value first, header order
-    /// among equals, `q=0` never; `fallback` when nothing matches.
+    /// among equals, `q=0` never; `fallback` when nothing matches. Reads at most the first
+    /// [`MAX_ACCEPT_LANGUAGE_BYTES`] of the header and its first [`MAX_LANGUAGE_RANGES`]
+    /// ranges, in one pass: a client's huge header costs no more than a long ordinary one.
     pub(crate) fn negotiate(&self, accept_language: Option<&str>, fallback: &str) -> String {
-        ranges(accept_language)
-            .iter()
-            .find_map(|tag| self.supported(tag))
-            .unwrap_or_else(|| fallback.to_owned())
+        let mut best: Option<(f32, String)> = None;
+        for (q, tag) in ranges(accept_language.unwrap_or_default()) {
+            if best.as_ref().is_some_and(|(chosen, _)| *chosen >= q) {
+                continue;
+            }
+            if let Some(locale) = self.supported(tag) {
+                best = Some((q, locale));
+            }
+        }
+        best.map_or_else(|| fallback.to_owned(), |(_, locale)| locale)
     }
 }
+
+/// The most of an `Accept-Language` header that negotiation reads, in bytes.
+pub(crate) const MAX_ACCEPT_LANGUAGE_BYTES: usize = 4096;
+/// The most language ranges that negotiation reads (real browsers send fewer than ten).
+pub(crate) const MAX_LANGUAGE_RANGES: usize = 32;
 
 /// `pt_BR`, `pt-br` → `pt-br`.
 fn normalize(tag: &str) -> String {
@@ -132,15 +145,25 @@ pub(crate) fn content_language(locale: &str) -> String {
     locale.replace('_', "-")
 }
 
-/// The language ranges of an `Accept-Language` header, best first.
-fn ranges(accept_language: Option<&str>) -> Vec<&str> {
-    let Some(header) = accept_language else {
-        return Vec::new();
+/// The language ranges of an `Accept-Language` header with their q-values, in header order;
+/// `q=0` and malformed ones left out. Bounded: the first [`MAX_LANGUAGE_RANGES`] ranges of the
+/// first [`MAX_ACCEPT_LANGUAGE_BYTES`] (a range cut by that bound is dropped).
+fn ranges(header: &str) -> impl Iterator<Item = (f32, &str)> {
+    let header = if header.len() > MAX_ACCEPT_LANGUAGE_BYTES {
+        let mut end = MAX_ACCEPT_LANGUAGE_BYTES;
+        while !header.is_char_boundary(end) {
+            end -= 1;
+        }
+        header[..end]
+            .rsplit_once(',')
+            .map_or("", |(whole, _)| whole)
+    } else {
+        header
     };
-    let mut ranges: Vec<(f32, usize, &str)> = header
+    header
         .split(',')
-        .enumerate()
-        .filter_map(|(position, item)| {
+        .take(MAX_LANGUAGE_RANGES)
+        .filter_map(|item| {
             let mut parts = item.split(';');
             let tag = parts.next()?.trim();
             let q = parts
@@ -151,11 +174,8 @@ fn ranges(accept_language: Option<&str>) -> Vec<&str> {
                 })
                 .find_map(|q| q.trim().parse::<f32>().ok())
                 .unwrap_or(1.0);
-            (!tag.is_empty() && q > 0.0 && q <= 1.0).then_some((q, position, tag))
+            (!tag.is_empty() && q > 0.0 && q <= 1.0).then_some((q, tag))
         })
-        .collect();
-    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    ranges.into_iter().map(|(_, _, tag)| tag).collect()
 }
 
 #[cfg(test)]
@@ -236,6 +256,27 @@ mod tests {
         assert_eq!(negotiate(Some("de, fr"), "pt_BR"), "pt_BR");
         assert_eq!(negotiate(None, "en"), "en");
         assert_eq!(negotiate(Some(";;;,,q=,\u{1F600}"), "en"), "en");
+    }
+
+    #[test]
+    fn negotiation_reads_a_bounded_head_of_the_header() {
+        let junk = |n: usize| vec!["xx-yy"; n].join(", ");
+        let within = format!("{}, pt-BR", junk(MAX_LANGUAGE_RANGES - 1));
+        assert_eq!(negotiate(Some(&within), "en"), "pt_BR");
+        let past_the_ranges = format!("{}, pt-BR", junk(MAX_LANGUAGE_RANGES));
+        assert_eq!(negotiate(Some(&past_the_ranges), "en"), "en");
+        // One long range fills the byte bound: what follows it is not read, and a range cut
+        // by the bound is dropped rather than read as a shorter tag.
+        let long = format!("en;q=0.1, {}, pt-BR", "x".repeat(MAX_ACCEPT_LANGUAGE_BYTES));
+        assert_eq!(negotiate(Some(&long), "de"), "en");
+        let cut = format!("{}pt", " ".repeat(MAX_ACCEPT_LANGUAGE_BYTES - 2));
+        assert_eq!(negotiate(Some(&cut), "en"), "pt_BR", "whole: 4,096 bytes");
+        let cut = format!("{}pt-BR", " ".repeat(MAX_ACCEPT_LANGUAGE_BYTES - 2));
+        assert_eq!(negotiate(Some(&cut), "en"), "en", "cut at `pt`: dropped");
+        // A 300 KB header of ranges is read in its first 32.
+        let huge = junk(50_000);
+        assert!(huge.len() > 300_000);
+        assert_eq!(negotiate(Some(&huge), "en"), "en");
     }
 
     #[test]

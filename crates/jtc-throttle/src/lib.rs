@@ -104,10 +104,11 @@ pub mod metrics {
 }
 
 pub use future::ResponseFuture;
+pub use key::{ForwardedHeader, MAX_KEY_TEXT_BYTES};
 pub use layer::ThrottleLayer;
 pub use limit::{Limit, Limits, ParseLimitError};
 pub use limiter::{Algorithm, Decision};
-pub use rate_limiter::RateLimiter;
+pub use rate_limiter::{MemoryUsage, RateLimiter};
 pub use response::{
     Limited, Unavailable, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
 };

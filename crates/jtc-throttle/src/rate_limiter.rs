@@ -213,15 +213,33 @@ impl RateLimiter {
     ///
     /// The cache's error when it cannot be reached.
     pub async fn clear(&self, key: &str) -> jtc_cache::Result<()> {
-        self.counters
-            .clear(&CounterKey::Custom(key.to_owned()))
-            .await
+        self.counters.clear(&CounterKey::custom(key)).await
+    }
+
+    /// What the limiter's in-process counters hold now: how many keys, and the bytes they
+    /// take. Every key costs a bounded amount, whatever its length: a key longer than
+    /// [`MAX_KEY_TEXT_BYTES`](crate::MAX_KEY_TEXT_BYTES) is kept as a fixed-length digest.
+    /// With a cache, this is the fallback counters of the store-error policy.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use jtc_throttle::{Limit, RateLimiter};
+    /// let limiter = RateLimiter::memory();
+    /// limiter.hit(&"x".repeat(100_000), &Limit::per_minute(5)).await?;
+    /// let usage = limiter.memory_usage();
+    /// assert_eq!(usage.keys, 1);
+    /// assert!(usage.bytes < 1_000, "{usage:?}");
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    pub fn memory_usage(&self) -> MemoryUsage {
+        let (keys, bytes) = self.counters.memory.footprint();
+        MemoryUsage { keys, bytes }
     }
 
     async fn run(&self, key: &str, limits: &[Limit], consume: bool) -> jtc_cache::Result<Decision> {
         let now = self.counters.clock.now_ms();
         let plan = Plan::new(Limits::from(limits.to_vec()));
-        let default = CounterKey::Custom(key.to_owned());
+        let default = CounterKey::custom(key);
         match &self.counters.cache {
             Some(cache) => {
                 let counters = &self.counters;
@@ -232,6 +250,16 @@ impl RateLimiter {
             None => Ok(self.counters.in_memory(&plan, &default, now, consume)),
         }
     }
+}
+
+/// What a limiter's in-process counters hold ([`RateLimiter::memory_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryUsage {
+    /// Keys (clients, or custom keys) with a counter.
+    pub keys: usize,
+    /// The bytes those counters and their keys take.
+    pub bytes: usize,
 }
 
 impl AsRef<[Limit]> for Limit {

@@ -158,7 +158,7 @@ impl Shared {
                     Source::Dynamic(limits_fn) => Some(Arc::new(Plan::new(limits_fn(&info)))),
                 };
                 let key = match custom {
-                    Some(custom) => CounterKey::Custom(custom?),
+                    Some(custom) => CounterKey::custom(&custom?),
                     None => CounterKey::Request(client, route),
                 };
                 (dynamic, key)

@@ -93,29 +93,42 @@ async fn spoofed_forwarding_headers_from_untrusted_peers_change_nothing() {
 
 #[tokio::test]
 async fn clients_behind_trusted_proxies_are_told_apart() {
-    let app = app(ThrottleLayer::new(1, 60).trusted_proxies(["10.0.0.0/8".parse().unwrap()]));
+    let xff = app(ThrottleLayer::new(1, 60).trusted_proxies(["10.0.0.0/8".parse().unwrap()]));
     let via_proxy = |client: &str| {
         let chain = format!("{client}, 10.0.0.7");
         request("/", "10.0.0.1:443", &[("x-forwarded-for", chain.as_str())])
     };
     assert_eq!(
-        send(&app, via_proxy("192.0.2.1")).await.status(),
+        send(&xff, via_proxy("192.0.2.1")).await.status(),
         StatusCode::OK
     );
     assert_eq!(
-        send(&app, via_proxy("192.0.2.2")).await.status(),
+        send(&xff, via_proxy("192.0.2.2")).await.status(),
         StatusCode::OK
     );
     assert_eq!(
-        send(&app, via_proxy("192.0.2.1")).await.status(),
+        send(&xff, via_proxy("192.0.2.1")).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
-    let forwarded = request(
-        "/",
-        "10.0.0.1:443",
-        &[("forwarded", "for=192.0.2.3;proto=https")],
+    let rfc_7239 = app(ThrottleLayer::new(1, 60)
+        .trusted_proxies(["10.0.0.0/8".parse().unwrap()])
+        .forwarded_header(jtc_throttle::ForwardedHeader::Forwarded));
+    let forwarded = |client: &str| {
+        let element = format!("for={client};proto=https");
+        request("/", "10.0.0.1:443", &[("forwarded", element.as_str())])
+    };
+    assert_eq!(
+        send(&rfc_7239, forwarded("192.0.2.3")).await.status(),
+        StatusCode::OK
     );
-    assert_eq!(send(&app, forwarded).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&rfc_7239, forwarded("192.0.2.4")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&rfc_7239, forwarded("192.0.2.3")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]

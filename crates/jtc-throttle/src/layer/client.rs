@@ -4,11 +4,13 @@ use std::{net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 
-use crate::{RequestInfo, ThrottleLayer, shared::KeyFn};
+use crate::{ForwardedHeader, RequestInfo, ThrottleLayer, shared::KeyFn};
 
 impl ThrottleLayer {
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed. Default: none, so
-    /// the socket peer is always the client.
+    /// Proxies whose forwarding header is believed: `X-Forwarded-For` unless
+    /// [`forwarded_header`](Self::forwarded_header) names `Forwarded`. Default: none, so the
+    /// socket peer is always the client. Behind them the client is the rightmost address of
+    /// the header that is not itself a trusted proxy.
     ///
     /// ```
     /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
@@ -46,7 +48,11 @@ impl ThrottleLayer {
     /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// use jtc_throttle::ThrottleLayer;
-    /// let app = app(ThrottleLayer::new(1, 60).trust_proxy("10.0.0.5".parse().unwrap()));
+    /// use jtc_throttle::ForwardedHeader;
+    /// let layer = ThrottleLayer::new(1, 60)
+    ///     .trust_proxy("10.0.0.5".parse().unwrap())
+    ///     .forwarded_header(ForwardedHeader::Forwarded);
+    /// let app = app(layer);
     /// let ana = [("forwarded", "for=198.51.100.1")];
     /// assert_eq!(send(&app, "10.0.0.5:1", &ana).await.status(), 200);
     /// assert_eq!(send(&app, "10.0.0.5:1", &[("forwarded", "for=198.51.100.2")]).await.status(), 200);
@@ -57,6 +63,34 @@ impl ThrottleLayer {
     /// ```
     pub fn trust_proxy(self, ip: IpAddr) -> Self {
         self.with(|c| c.identity.trusted_proxies.push(IpNet::from(ip)))
+    }
+
+    /// Which forwarding header the trusted proxies write: `X-Forwarded-For` (the default:
+    /// nginx, AWS ALB, Cloudflare, Envoy, HAProxy) or `Forwarded` (RFC 7239). Only that
+    /// header is read; the other is ignored even when a trusted proxy passes it on, since a
+    /// proxy that appends to one passes the client's own copy of the other through untouched.
+    ///
+    /// ```
+    /// # use axum::{Router, body::Body, extract::ConnectInfo, routing::get}; use tower::ServiceExt;
+    /// # async fn send(app: &Router, peer: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
+    /// #     let mut r = http::Request::get("/"); for (k, v) in headers { r = r.header(*k, *v); }
+    /// #     let mut r = r.body(Body::empty()).unwrap();
+    /// #     r.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+    /// #     app.clone().oneshot(r).await.unwrap() }
+    /// # fn app(l: jtc_throttle::ThrottleLayer) -> Router { Router::new().route("/", get(|| async { "hi" })).layer(l) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use jtc_throttle::{ForwardedHeader, ThrottleLayer};
+    /// // nginx appends the client's address to X-Forwarded-For (the default header).
+    /// let app = app(ThrottleLayer::new(1, 60).trusted_proxies(["10.0.0.0/8".parse().unwrap()]));
+    /// let real = ("x-forwarded-for", "198.51.100.1");
+    /// assert_eq!(send(&app, "10.0.0.5:1", &[real, ("forwarded", "for=192.0.2.1")]).await.status(), 200);
+    /// // A made-up `Forwarded` does not make a new client.
+    /// assert_eq!(send(&app, "10.0.0.5:1", &[real, ("forwarded", "for=192.0.2.2")]).await.status(), 429);
+    /// # let _ = ForwardedHeader::Forwarded;
+    /// # })
+    /// ```
+    pub fn forwarded_header(self, header: ForwardedHeader) -> Self {
+        self.with(|c| c.identity.forwarded_header = header)
     }
 
     /// How many leading bits of an IPv6 address identify a client (0–128). Default: 64.

@@ -166,9 +166,16 @@ impl Counters {
                     }
                     return Counted::Verdicts(verdicts);
                 }
-                Err(error) => {
+                Err(error) if error.is_backend() => {
                     self.failures.failed(now, &error, self.policy.as_str());
                     self.meters.fallback(true);
+                }
+                // The store refused this request's key or value (not the store's health):
+                // this request alone is counted here, the store stays in use for the others,
+                // and no outage policy starts.
+                Err(error) => {
+                    self.failures.refused(now, &error);
+                    return Counted::Verdicts(self.memory.apply(key, &group.rules, true));
                 }
             }
         }
@@ -286,7 +293,7 @@ impl Counters {
 /// The key a group counts under: its own, or the request's default.
 fn key_of<'a>(group: &Group, default: &'a CounterKey) -> Cow<'a, CounterKey> {
     match &group.key {
-        Some(key) => Cow::Owned(CounterKey::Custom(key.to_string())),
+        Some(key) => Cow::Owned(CounterKey::custom(key)),
         None => Cow::Borrowed(default),
     }
 }

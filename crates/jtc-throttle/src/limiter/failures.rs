@@ -14,6 +14,8 @@ pub(crate) struct FailureLog {
     suppressed: AtomicU64,
     /// Unix ms until which the store is not asked again (0: closed circuit).
     open_until: AtomicU64,
+    /// Unix ms before which further refusals (`refused`) are not logged.
+    refusals_quiet_until: AtomicU64,
 }
 
 /// How long the limiter leaves a failing store alone before asking it again.
@@ -52,6 +54,29 @@ impl FailureLog {
                 policy,
                 suppressed,
                 "jtc-throttle: the rate-limit store failed; applying the store-error policy"
+            );
+        }
+    }
+
+    /// The store refused one request (its key or value, not the store's health): logged at
+    /// most once per interval, and the circuit stays as it is.
+    pub(crate) fn refused(&self, now: u64, error: &jtc_cache::Error) {
+        let quiet_until = self.refusals_quiet_until.load(Ordering::Relaxed);
+        if now >= quiet_until
+            && self
+                .refusals_quiet_until
+                .compare_exchange(
+                    quiet_until,
+                    now + LOG_EVERY.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            tracing::warn!(
+                error = %error_chain(error),
+                "jtc-throttle: the rate-limit store refused a request's key; that request was \
+                 counted in process memory, the store stays in use"
             );
         }
     }

@@ -250,6 +250,17 @@ impl MemoryStore {
         });
     }
 
+    /// The keys held and the bytes they take: each entry's key and slot, and the text of a
+    /// custom key (at most [`MAX_KEY_TEXT_BYTES`](crate::MAX_KEY_TEXT_BYTES) and a little
+    /// more, whatever the client sent). A sliding window or several limits also keep one small
+    /// field per rule, which the app's limits bound, not the client.
+    pub(crate) fn footprint(&self) -> (usize, usize) {
+        let per_entry = size_of::<CounterKey>() + size_of::<Slot>();
+        self.counters.iter().fold((0, 0), |(keys, bytes), entry| {
+            (keys + 1, bytes + per_entry + entry.key().heap_bytes())
+        })
+    }
+
     /// How many keys are held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
