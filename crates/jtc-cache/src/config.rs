@@ -1,6 +1,6 @@
 //! `CacheConfig`: which driver, with which settings, read from the environment on request.
 
-use std::{fmt, path::PathBuf, str::FromStr};
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
 use crate::{
     ArrayDriver, Cache, DEFAULT_COMPRESSION_THRESHOLD, Error, ErrorKind, FileDriver, Result,
@@ -99,6 +99,9 @@ pub struct CacheConfig {
     pub driver: DriverKind,
     /// The file driver's folder (`CACHE_FILE_PATH`). Default: `storage/framework/cache`.
     pub file_path: PathBuf,
+    /// How often the file driver removes expired entries in the background
+    /// (`CACHE_FILE_SWEEP_INTERVAL`, whole seconds; `0` turns it off). Default: 60 s.
+    pub file_sweep_interval: Duration,
     /// Values whose encoded size is above this many bytes are stored LZ4-compressed
     /// (`CACHE_COMPRESSION_THRESHOLD`; `off` or `none` turns compression off). Default: 1024.
     pub compress_above: Option<usize>,
@@ -121,6 +124,7 @@ impl Default for CacheConfig {
         Self {
             driver: DriverKind::default(),
             file_path: PathBuf::from(DEFAULT_FILE_PATH),
+            file_sweep_interval: crate::DEFAULT_FILE_SWEEP_INTERVAL,
             compress_above: Some(DEFAULT_COMPRESSION_THRESHOLD),
             #[cfg(feature = "redis")]
             redis: RedisConfig::default(),
@@ -152,6 +156,9 @@ impl CacheConfig {
         if let Some(path) = var("CACHE_FILE_PATH") {
             config.file_path = PathBuf::from(path);
         }
+        if let Some(seconds) = var("CACHE_FILE_SWEEP_INTERVAL") {
+            config.file_sweep_interval = parse_seconds("CACHE_FILE_SWEEP_INTERVAL", &seconds)?;
+        }
         if let Some(threshold) = var("CACHE_COMPRESSION_THRESHOLD") {
             config.compress_above = parse_threshold(&threshold)?;
         }
@@ -181,7 +188,11 @@ impl CacheConfig {
 
     async fn build_driver(&self) -> Result<Cache> {
         Ok(match self.driver {
-            DriverKind::File => Cache::new(FileDriver::new(&self.file_path)?),
+            DriverKind::File => Cache::new(
+                FileDriver::builder(&self.file_path)
+                    .sweep_interval(self.file_sweep_interval)
+                    .build()?,
+            ),
             DriverKind::Array => Cache::new(ArrayDriver::new()),
             #[cfg(feature = "redis")]
             DriverKind::Redis => Cache::new(RedisDriver::from_config(&self.redis).await?),
@@ -219,7 +230,14 @@ impl CacheConfig {
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let mut rows = vec![("Driver", self.driver.to_string())];
         match self.driver {
-            DriverKind::File => rows.push(("File Path", self.file_path.display().to_string())),
+            DriverKind::File => {
+                rows.push(("File Path", self.file_path.display().to_string()));
+                let sweep = match self.file_sweep_interval.as_secs() {
+                    0 => "off".to_owned(),
+                    seconds => format!("every {seconds} s"),
+                };
+                rows.push(("Sweep", sweep));
+            }
             #[cfg(feature = "redis")]
             DriverKind::Redis => rows.extend(self.redis.describe()),
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -266,9 +284,40 @@ fn parse_threshold(value: &str) -> Result<Option<usize>> {
     })
 }
 
+/// Whole seconds, `0` included (a setting's "off").
+fn parse_seconds(variable: &'static str, value: &str) -> Result<Duration> {
+    let value = value.trim();
+    value.parse().map(Duration::from_secs).map_err(|_| {
+        ErrorKind::Config {
+            variable,
+            value: value.to_owned(),
+            reason: "expected whole seconds (e.g. 60), or 0 for off".to_owned(),
+        }
+        .into()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_sweep_interval_is_seconds_and_zero_is_off() {
+        assert_eq!(
+            config(&[]).unwrap().file_sweep_interval,
+            Duration::from_secs(60)
+        );
+        let every_5 = config(&[("CACHE_FILE_SWEEP_INTERVAL", "5")]).unwrap();
+        assert_eq!(every_5.file_sweep_interval, Duration::from_secs(5));
+        let off = config(&[("CACHE_FILE_SWEEP_INTERVAL", "0")]).unwrap();
+        assert_eq!(off.file_sweep_interval, Duration::ZERO);
+        assert!(off.describe().contains(&("Sweep", "off".to_owned())));
+        let wrong = config(&[("CACHE_FILE_SWEEP_INTERVAL", "1m")]).unwrap_err();
+        assert_eq!(
+            wrong.to_string(),
+            r#"invalid CACHE_FILE_SWEEP_INTERVAL="1m": expected whole seconds (e.g. 60), or 0 for off"#
+        );
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<CacheConfig> {
         CacheConfig::from_lookup(|name| {

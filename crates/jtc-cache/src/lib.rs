@@ -132,7 +132,7 @@ pub use drivers::memcached::{MemcachedConfig, MemcachedDriver};
 pub use drivers::redis::{RedisConfig, RedisDriver};
 pub use drivers::{
     array::{ArrayDriver, ArrayDriverBuilder},
-    file::{FileDriver, FileDriverBuilder},
+    file::{DEFAULT_SWEEP_INTERVAL as DEFAULT_FILE_SWEEP_INTERVAL, FileDriver, FileDriverBuilder},
 };
 pub use error::{Error, ErrorKind, Result};
 pub use events::{CacheEvent, CacheStats, EventKind, NearCacheStats};

@@ -14,22 +14,126 @@ use super::{LOCK_STRIPES, STALE_TEMP_AGE, entry::HEADER_LEN};
 /// Entries larger than this are always read on the blocking pool.
 pub(super) const INLINE_READ_LIMIT: u64 = 256 * 1024;
 
+/// The longest file that can be an entry: the header and the longest value its 32-bit length
+/// field describes. A longer file at an entry's name is refused before a byte of it is read.
+pub(super) const MAX_ENTRY_FILE: u64 = HEADER_LEN as u64 + u32::MAX as u64;
+
+/// What is at an entry's (or lock file's) name, opened without following a symbolic link and
+/// without waiting on a FIFO's writer, then looked at with `fstat` on the open file.
+pub(super) enum Opened {
+    Missing,
+    /// Not a regular file: a symbolic link, a FIFO, a socket, a device, a folder. Never read.
+    Foreign(&'static str),
+    /// A regular file longer than any entry ([`MAX_ENTRY_FILE`]).
+    TooLong,
+    /// A regular file and its length as opened.
+    File(File, u64),
+}
+
+/// Flags that keep an `open` from following a symlink another account planted, and from
+/// blocking on a FIFO (or a device) until someone writes to it.
+fn guarded(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+    );
+    options
+}
+
+/// Whether an `open` failed because the name is a symlink (`O_NOFOLLOW`) or a socket.
+fn refused_as_foreign(error: &io::Error) -> Option<&'static str> {
+    #[cfg(unix)]
+    match error.raw_os_error() {
+        Some(libc::ELOOP | libc::EMLINK) => return Some("a symbolic link"),
+        Some(libc::ENXIO) => return Some("a socket"),
+        _ => {}
+    }
+    let _ = error;
+    None
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+    }
+    if meta.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens what is at an entry's name for reading: see [`Opened`].
+pub(super) fn open_entry(path: &Path) -> io::Result<Opened> {
+    let file = match guarded(OpenOptions::new().read(true)).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened::Missing),
+        Err(e) => return refused_as_foreign(&e).map(Opened::Foreign).ok_or(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(Opened::Foreign(kind_of(&meta)));
+    }
+    if meta.len() > MAX_ENTRY_FILE {
+        return Ok(Opened::TooLong);
+    }
+    Ok(Opened::File(file, meta.len()))
+}
+
+/// The first `len` bytes of an open entry file (fewer if it is shorter now).
+pub(super) fn read_len(file: File, len: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Removes what is at an entry's name that is not an entry (a symlink, a FIFO, a file too long
+/// to be one), and says so in the log. A folder cannot be removed this way and stays (and a
+/// write to that name fails with its error).
+pub(super) fn remove_foreign(path: &Path, what: &str) -> Result<()> {
+    tracing::warn!(
+        path = %path.display(),
+        what,
+        "a cache file's name held something that is not a cache file; removed it"
+    );
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// Reads a whole entry file on the calling thread if that cannot wait on the disk: the file
 /// is read with `RWF_NOWAIT`, which fails instead of blocking when the data is not in the page
-/// cache. `None` means "read it on the blocking pool instead"; `Some(Ok(None))`, that the file
-/// does not exist. Hot entries, the common case for a cache, then cost one `open` and one read
-/// instead of a round trip through a blocking thread.
+/// cache. `None` means "read it on the blocking pool instead" (that is also where anything
+/// that is not a regular entry file is removed); `Some(Ok(None))`, that the file does not
+/// exist. Hot entries, the common case for a cache, then cost one `open` and one read instead
+/// of a round trip through a blocking thread. The `open` itself cannot wait: it follows no
+/// symlink and does not block on a FIFO.
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
 pub(super) fn read_cached(path: &Path) -> Option<io::Result<Option<Vec<u8>>>> {
     use rustix::io::{Errno, ReadWriteFlags, preadv2};
     use std::io::IoSliceMut;
 
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(Ok(None)),
+    let (file, len) = match open_entry(path) {
+        Ok(Opened::File(file, len)) => (file, len),
+        Ok(Opened::Missing) => return Some(Ok(None)),
+        Ok(Opened::Foreign(_) | Opened::TooLong) => return None,
         Err(e) => return Some(Err(e)),
     };
-    let len = file.metadata().ok()?.len();
     if len > INLINE_READ_LIMIT {
         return None;
     }
@@ -58,16 +162,9 @@ pub(super) fn read_cached(_path: &Path) -> Option<io::Result<Option<Vec<u8>>>> {
     None
 }
 
-/// The first bytes of a file, enough for its header; `None` if the file is gone.
-pub(super) fn read_header(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    file.take(HEADER_LEN as u64).read_to_end(&mut header)?;
-    Ok(Some(header))
+/// The first bytes of an open entry file, enough for its header.
+pub(super) fn read_header(file: File) -> io::Result<Vec<u8>> {
+    read_len(file, HEADER_LEN as u64)
 }
 
 fn stripe_of_hash(hash: &str) -> usize {
@@ -146,20 +243,53 @@ pub(super) fn create_dirs(dir: &Path) -> Result<()> {
     builder.create(dir).map_err(|e| Error::io(dir, e))
 }
 
+/// Creates a file that did not exist (`O_EXCL`: never through a symlink, dangling or not).
 pub(super) fn create_new(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+    guarded(&mut options).open(path)
 }
 
+/// Opens (or creates) a stripe's lock file without following a symlink: an existing regular
+/// file is opened as it is; a missing one is created with `O_EXCL`; anything else at the name
+/// (a symlink, dangling or not, a FIFO) is removed, logged, and replaced by a new file.
 pub(super) fn lock_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+    for _ in 0..4 {
+        match guarded(OpenOptions::new().read(true).write(true)).open(path) {
+            Ok(file) => {
+                let meta = file.metadata()?;
+                if meta.is_file() {
+                    return Ok(file);
+                }
+                replace_foreign_lock(path, kind_of(&meta))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match create_new(path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                created => return created,
+            },
+            Err(e) => match refused_as_foreign(&e) {
+                Some(what) => replace_foreign_lock(path, what)?,
+                None => return Err(e),
+            },
+        }
+    }
+    Err(io::Error::other(
+        "the lock file's name kept changing under the cache (another account writing the cache folder?)",
+    ))
+}
+
+fn replace_foreign_lock(path: &Path, what: &str) -> io::Result<()> {
+    tracing::warn!(
+        path = %path.display(),
+        what,
+        "a cache lock file's name held something that is not a lock file; replacing it"
+    );
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Where an entry lives: `<root>/<h0h1>/<h2h3>/<hash>`, the hash in lowercase hex.

@@ -30,6 +30,8 @@ mod entry;
 mod rate;
 mod sweep;
 
+pub use sweep::DEFAULT_SWEEP_INTERVAL;
+
 use std::{
     fs::{self, File},
     io::{self, Write},
@@ -51,7 +53,10 @@ use crate::{
 };
 
 use self::{
-    disk::{EntryRef, create_dirs, create_new, lock_file, read_cached, remove_file},
+    disk::{
+        EntryRef, Opened, create_dirs, create_new, lock_file, open_entry, read_cached, read_len,
+        remove_file, remove_foreign,
+    },
     entry::{decode_entry, encode_entry},
 };
 
@@ -96,6 +101,7 @@ struct Inner {
 pub struct FileDriverBuilder {
     root: PathBuf,
     clock: SharedClock,
+    sweep_interval: Duration,
 }
 
 impl FileDriverBuilder {
@@ -105,18 +111,33 @@ impl FileDriverBuilder {
         self
     }
 
-    /// Creates the folder (and its parents) if needed and returns the driver.
+    /// How often the driver removes expired entries by itself, in the background: a walk of
+    /// the folder on the blocking pool, at most 50,000 files a pass (a larger folder is swept
+    /// over several passes), never holding up a request for longer than one entry's lock.
+    /// `Duration::ZERO` turns it off. Default: [`DEFAULT_SWEEP_INTERVAL`] (60 s); the
+    /// configuration reads `CACHE_FILE_SWEEP_INTERVAL` (seconds).
+    ///
+    /// The sweep runs on the Tokio runtime the driver is built in, and ends when the last
+    /// handle to the driver is dropped; a driver built outside a runtime has none
+    /// ([`prune`](crate::CacheDriver::prune) does the same walk on demand).
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// Creates the folder (and its parents) if needed, starts the background sweep and
+    /// returns the driver.
     pub fn build(self) -> Result<FileDriver> {
         create_dirs(&self.root.join(LOCK_DIR))?;
         let stripes = (0..LOCK_STRIPES).map(|_| Mutex::new(None)).collect();
-        Ok(FileDriver {
-            inner: Arc::new(Inner {
-                root: self.root,
-                clock: self.clock,
-                stripes,
-                temp_counter: AtomicU64::new(0),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            root: self.root,
+            clock: self.clock,
+            stripes,
+            temp_counter: AtomicU64::new(0),
+        });
+        sweep::start(&inner, self.sweep_interval);
+        Ok(FileDriver { inner })
     }
 }
 
@@ -128,11 +149,12 @@ impl FileDriver {
         Self::builder(root).build()
     }
 
-    /// A builder for a driver with a custom clock.
+    /// A builder for a driver with a custom clock or sweep interval.
     pub fn builder(root: impl Into<PathBuf>) -> FileDriverBuilder {
         FileDriverBuilder {
             root: root.into(),
             clock: Arc::new(SystemClock),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
         }
     }
 
@@ -176,6 +198,8 @@ enum Found {
     Missing,
     Expired,
     Corrupt(&'static str),
+    /// Something that is not an entry file sits at the entry's name.
+    Foreign(&'static str),
     Live {
         expires_at: Option<u64>,
         value: Bytes,
@@ -187,12 +211,18 @@ impl Inner {
         self.clock.now_ms()
     }
 
+    /// Reads an entry file. Anything at its name that is not a regular file of at most an
+    /// entry's size is never read: it is `Foreign`, and removed by the caller.
     fn read(&self, entry: &EntryRef) -> Result<Found> {
-        match fs::read(&entry.path) {
-            Ok(bytes) => Ok(self.classify(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Found::Missing),
-            Err(e) => Err(Error::io(&entry.path, e)),
-        }
+        let read = open_entry(&entry.path).and_then(|opened| {
+            Ok(match opened {
+                Opened::Missing => Found::Missing,
+                Opened::Foreign(what) => Found::Foreign(what),
+                Opened::TooLong => Found::Foreign("a file longer than any cache entry"),
+                Opened::File(file, len) => self.classify(read_len(file, len)?),
+            })
+        });
+        read.map_err(|e| Error::io(&entry.path, e))
     }
 
     fn classify(&self, bytes: Vec<u8>) -> Found {
@@ -209,7 +239,7 @@ impl Inner {
         match self.read(entry)? {
             Found::Live { value, .. } => Ok(Some(value)),
             Found::Missing => Ok(None),
-            Found::Expired | Found::Corrupt(_) => {
+            Found::Expired | Found::Corrupt(_) | Found::Foreign(_) => {
                 self.locked(entry, |_| Ok(()))?;
                 Ok(None)
             }
@@ -234,6 +264,10 @@ impl Inner {
             Found::Corrupt(reason) => {
                 tracing::warn!(path = %entry.path.display(), reason, "removed an unreadable cache file");
                 remove_file(&entry.path)?;
+                None
+            }
+            Found::Foreign(what) => {
+                remove_foreign(&entry.path, what)?;
                 None
             }
         };
