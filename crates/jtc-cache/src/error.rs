@@ -148,8 +148,9 @@ pub enum ErrorKind {
         limit: usize,
     },
 
-    /// A configuration value is missing or wrong.
-    #[error("invalid {variable}={value:?}: {reason}")]
+    /// A configuration value is missing or wrong. Its message shows the value with any
+    /// secret in it masked ([`mask_url`](crate::mask_url)).
+    #[error("invalid {variable}={:?}: {reason}", crate::mask_url(.value))]
     Config {
         /// The setting, named as its environment variable (`CACHE_DRIVER`).
         variable: &'static str,

@@ -74,6 +74,7 @@ mod keys;
 mod lock;
 mod outage;
 pub mod rate;
+mod secrets;
 pub mod metrics {
     //! The names of the metrics a [`Cache`](crate::Cache) reports through the
     //! [`metrics`](https://docs.rs/metrics) facade, with the cargo feature `metrics`.
@@ -139,4 +140,5 @@ pub use events::{CacheEvent, CacheStats, EventKind, NearCacheStats};
 pub use keys::MAX_KEY_BYTES;
 pub use lock::{Lock, LockGuard};
 pub use rate::{RateKind, RateRecord, RateRule, RateVerdict};
+pub use secrets::mask_url;
 pub use tags::TaggedCache;

@@ -46,10 +46,12 @@ fn load_dotenv() -> anyhow::Result<()> {
     }
 }
 
-/// Warnings (an unreadable entry removed, say) go to stderr; `RUST_LOG` sets the level.
+/// Warnings (an unreadable entry removed, say) go to stderr; `RUST_LOG` sets the level. The
+/// Redis client's own warnings (one per unreachable cluster node) are left out by default:
+/// the command's one-line error already says the cache could not be reached.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,redis=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -31,14 +31,31 @@ pub(crate) const NOT_FOUND: u8 = 1;
 const USAGE: u8 = 2;
 const BACKEND: u8 = 3;
 
-/// The exit code of a failed command: 2 for configuration errors (a bad variable, a broken
-/// `.env`), 3 for everything else, which is the backend failing or out of reach.
+/// A command given something it cannot use (a malformed `--url`, say): exit code 2.
+#[derive(Debug)]
+pub(crate) struct Usage(pub(crate) String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The exit code of a failed command: 2 for usage and configuration errors (a bad variable, a
+/// broken `.env`, a malformed argument, a key over the cache's limit), 3 for everything else,
+/// which is the backend failing or out of reach.
 pub(crate) fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
     let usage = error.chain().any(|cause| {
         cause.is::<dotenvy::Error>()
-            || cause
-                .downcast_ref::<jtc_cache::Error>()
-                .is_some_and(|e| matches!(e.kind(), jtc_cache::ErrorKind::Config { .. }))
+            || cause.is::<Usage>()
+            || cause.downcast_ref::<jtc_cache::Error>().is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    jtc_cache::ErrorKind::Config { .. } | jtc_cache::ErrorKind::KeyTooLong { .. }
+                )
+            })
     });
     std::process::ExitCode::from(if usage { USAGE } else { BACKEND })
 }

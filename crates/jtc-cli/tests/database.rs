@@ -87,7 +87,7 @@ fn the_cli_works_on_postgres_and_masks_the_password() {
     let config = jtc(dir.path(), &["cache", "config"], &vars);
     let out = stdout(&config);
     assert!(
-        out.contains("postgres://jtc:***@127.0.0.1") && !out.contains("hunter2"),
+        out.contains("postgres://jtc:********@127.0.0.1") && !out.contains("hunter2"),
         "{out}"
     );
     let persistence =

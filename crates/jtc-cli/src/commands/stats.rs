@@ -7,7 +7,7 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use bytes::Bytes;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use http_body_util::{BodyExt, Empty, Limited};
@@ -25,7 +25,7 @@ pub(crate) async fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (source, stats) = match url {
-        Some(url) => (url.to_owned(), fetch(url).await?),
+        Some(url) => (jtc_cache::mask_url(url), fetch(url).await?),
         None => (
             format!("round trip of this command on the {} cache", config.driver),
             round_trip(config).await?,
@@ -64,12 +64,19 @@ async fn round_trip(config: &CacheConfig) -> anyhow::Result<CacheStats> {
     Ok(cache.stats())
 }
 
-async fn fetch(url: &str) -> anyhow::Result<CacheStats> {
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("{url:?} is not a URL"))?;
+async fn fetch(given: &str) -> anyhow::Result<CacheStats> {
+    // Every message names the URL with its secrets masked (`http://user:********@...`).
+    let url = jtc_cache::mask_url(given);
+    let uri: http::Uri = given.parse().map_err(|_| {
+        crate::output::Usage(format!(
+            "--url {url:?} is not a URL (expected http://host:port/path)"
+        ))
+    })?;
     if uri.scheme_str() != Some("http") {
-        bail!("{url:?}: only http:// URLs are supported (put a local port in front of TLS)");
+        return Err(crate::output::Usage(format!(
+            "--url {url:?}: only http:// URLs are supported (put a local port in front of TLS)"
+        ))
+        .into());
     }
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let response = tokio::time::timeout(TIMEOUT, client.get(uri))

@@ -194,19 +194,10 @@ impl DatabaseConfig {
     }
 }
 
-/// The URL with any password replaced by `***`, for logs and errors.
+/// The URL with its secrets masked, for logs and errors: the same as [`mask_url`](crate::mask_url),
+/// under the name it had first.
 pub fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
+    crate::mask_url(url)
 }
 
 pub(super) async fn connect(config: &DatabaseConfig, dialect: Dialect) -> Result<Backend> {
@@ -254,7 +245,7 @@ mod tests {
     fn passwords_are_masked() {
         assert_eq!(
             mask_password("postgres://app:s3cret@db.internal:5432/cache"),
-            "postgres://app:***@db.internal:5432/cache"
+            "postgres://app:********@db.internal:5432/cache"
         );
         assert_eq!(
             mask_password("postgres://app@db/cache"),
@@ -266,7 +257,7 @@ mod tests {
         );
         assert_eq!(
             mask_password("postgres://u:p@ss@host/db"),
-            "postgres://u:***@host/db",
+            "postgres://u:********@host/db",
             "the last @ ends the credentials"
         );
     }

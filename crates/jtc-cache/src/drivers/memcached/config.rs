@@ -131,7 +131,7 @@ impl MemcachedConfig {
             config.prefix = prefix;
         }
         if let Some(ms) = var("MEMCACHED_TIMEOUT_MS") {
-            config.timeout = Duration::from_millis(millis("MEMCACHED_TIMEOUT_MS", &ms)?.max(1));
+            config.timeout = Duration::from_millis(millis("MEMCACHED_TIMEOUT_MS", &ms)?);
         }
         if let Some(ms) = var("MEMCACHED_NAMESPACE_CHECK_MS") {
             config.namespace_check =
@@ -159,6 +159,15 @@ impl MemcachedConfig {
             ));
         }
         for server in &self.servers {
+            if server.contains('@') {
+                return Err(invalid(
+                    "MEMCACHED_SERVERS",
+                    server,
+                    "memcached servers take no credentials (the text protocol has no \
+                     authentication); expected host:port"
+                        .to_owned(),
+                ));
+            }
             let port = server.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
             if !matches!(port, Some(Ok(p)) if p > 0) || server.contains(char::is_whitespace) {
                 return Err(invalid(
@@ -168,13 +177,27 @@ impl MemcachedConfig {
                 ));
             }
         }
+        if self.timeout.is_zero() {
+            return Err(invalid(
+                "MEMCACHED_TIMEOUT_MS",
+                "0",
+                "a zero timeout fails every call; expected 1 or more milliseconds".to_owned(),
+            ));
+        }
         check_prefix(&self.prefix)
             .map_err(|reason| invalid("MEMCACHED_PREFIX", &self.prefix, reason))
     }
 
     pub(crate) fn describe(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("Servers", self.servers.join(",")),
+            (
+                "Servers",
+                self.servers
+                    .iter()
+                    .map(|server| crate::mask_url(server))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("Prefix", self.prefix.clone()),
             ("Timeout", format!("{} ms", self.timeout.as_millis())),
             (
@@ -242,6 +265,11 @@ mod tests {
             (&[("MEMCACHED_SERVERS", ",")], "MEMCACHED_SERVERS"),
             (&[("MEMCACHED_PREFIX", "a b")], "MEMCACHED_PREFIX"),
             (&[("MEMCACHED_TIMEOUT_MS", "soon")], "MEMCACHED_TIMEOUT_MS"),
+            (&[("MEMCACHED_TIMEOUT_MS", "0")], "MEMCACHED_TIMEOUT_MS"),
+            (
+                &[("MEMCACHED_SERVERS", "u:pw@h:11211")],
+                "MEMCACHED_SERVERS",
+            ),
             (
                 &[("MEMCACHED_NAMESPACE_CHECK_MS", "-1")],
                 "MEMCACHED_NAMESPACE_CHECK_MS",

@@ -4,14 +4,14 @@ use std::{fmt, time::Duration};
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
-use super::describe::mask_url;
+use crate::mask_url;
 use crate::{Error, ErrorKind, Result};
 
 /// The key prefix unless configured otherwise.
 pub(crate) const DEFAULT_PREFIX: &str = "jtc_cache:";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
-pub(super) const MASK: &str = "********";
+pub(super) const MASK: &str = crate::secrets::MASK;
 
 /// Settings of the Redis driver.
 ///
@@ -289,10 +289,10 @@ impl RedisConfig {
             config.prefix = prefix;
         }
         if let Some(nodes) = var("REDIS_CLUSTER_NODES") {
-            config.cluster_nodes = parse_nodes(&nodes)?;
+            config.cluster_nodes = parse_nodes("REDIS_CLUSTER_NODES", &nodes)?;
         }
         if let Some(nodes) = var("REDIS_SENTINEL_NODES") {
-            config.sentinel_nodes = parse_nodes(&nodes)?;
+            config.sentinel_nodes = parse_nodes("REDIS_SENTINEL_NODES", &nodes)?;
         }
         config.sentinel_master = var("REDIS_SENTINEL_MASTER");
         if let Some(entries) = var("REDIS_NEAR_CACHE") {
@@ -398,7 +398,7 @@ fn invalid(variable: &'static str, value: &str, expected: &str) -> Error {
     .into()
 }
 
-fn parse_nodes(nodes: &str) -> Result<Vec<String>> {
+fn parse_nodes(variable: &'static str, nodes: &str) -> Result<Vec<String>> {
     nodes
         .split(',')
         .map(str::trim)
@@ -413,7 +413,7 @@ fn parse_nodes(nodes: &str) -> Result<Vec<String>> {
                 Ok(node.to_owned())
             } else {
                 Err(invalid(
-                    "REDIS_CLUSTER_NODES",
+                    variable,
                     &mask_url(node),
                     "host:port entries separated by commas",
                 ))

@@ -3,6 +3,7 @@
 use redis::{ConnectionAddr, ConnectionInfo};
 
 use super::config::{MASK, RedisConfig};
+use crate::mask_url;
 
 impl RedisConfig {
     /// Where the driver connects, for logs: no password.
@@ -120,19 +121,5 @@ impl RedisConfig {
         }
         rows.extend([("Host", host), ("Port", port), ("Database", db.to_string())]);
         (rows, tls)
-    }
-}
-
-/// A URL with its password replaced by asterisks; an unparseable one is not echoed at all.
-pub(crate) fn mask_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some(MASK));
-            }
-            parsed.to_string()
-        }
-        Err(_) if !url.contains('@') => url.to_owned(),
-        Err(_) => "(a URL that does not parse)".to_owned(),
     }
 }
