@@ -19,13 +19,16 @@
 //!
 //! Settings come from the environment and `.env`: `CACHE_DRIVER` and friends (see
 //! `.env.example`), `APP_ADDR` (default `127.0.0.1:3000`), `APP_LOCALE` (default `en`),
-//! `APP_RATE_LIMIT` (requests per minute per client and route, default 60). Built with the
+//! `APP_RATE_LIMIT` (requests per minute per client and route, default 60),
+//! `APP_HEADER_TIMEOUT_MS` (a request's headers must arrive within it, default 10,000) and
+//! `APP_MAX_CONNECTIONS` (connections served at once, default 512). Built with the
 //! `otel` feature, it sends its spans to `OTEL_EXPORTER_OTLP_ENDPOINT` when that is set.
 
 #[cfg(feature = "otel")]
 mod otel;
+mod serve;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::{
@@ -90,6 +93,7 @@ async fn run() -> anyhow::Result<()> {
         .context("failed to open the cache")?;
     let address = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let locale = std::env::var("APP_LOCALE").unwrap_or_else(|_| "en".to_owned());
+    let limits = serve::Limits::from_env()?;
     let app = router(cache.clone(), rate_limit()?, &locale).route(
         "/metrics",
         get(move || std::future::ready(scrape(&metrics))),
@@ -103,13 +107,9 @@ async fn run() -> anyhow::Result<()> {
         "listening on http://{local} (cache driver: {})",
         cache.driver().name()
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .context("the server failed")?;
+    // Not `axum::serve`: that one reads a request's headers for as long as a client cares
+    // to trickle them (serve.rs says what this adds).
+    serve::serve(listener, app, limits, shutdown()).await?;
     #[cfg(feature = "otel")]
     otel.shutdown();
     println!("shut down");

@@ -186,3 +186,71 @@ fn promtool_check(text: &str) -> std::process::Output {
         .unwrap();
     promtool.wait_with_output().unwrap()
 }
+
+/// Slowloris: 200 connections trickle their headers a line at a time. The app still answers
+/// a normal client at once, and closes each trickling connection once its headers have taken
+/// longer than `APP_HEADER_TIMEOUT_MS` (`axum::serve`'s defaults held them for as long as
+/// the client cared to trickle).
+#[test]
+fn trickling_connections_are_closed_and_do_not_starve_other_clients() {
+    use std::{net::TcpStream, time::Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(dir.path(), &[("APP_HEADER_TIMEOUT_MS", "1500")]);
+    let started = Instant::now();
+    let mut trickling: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&app.address).unwrap();
+            stream
+                .write_all(b"GET /users/1 HTTP/1.1\r\nHost: test\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+
+    // One header line per connection every 250 ms, for up to 6 s; a connection the server
+    // closed fails its write (or its read, below) and is no longer trickled on.
+    let mut closed_at = vec![None::<Duration>; 200];
+    let mut normal = None::<Duration>;
+    while started.elapsed() < Duration::from_secs(6) && closed_at.iter().any(Option::is_none) {
+        for (index, stream) in trickling.iter_mut().enumerate() {
+            if closed_at[index].is_some() {
+                continue;
+            }
+            if stream.write_all(b"X-Trickle: 1\r\n").is_err() || server_closed(stream) {
+                closed_at[index] = Some(started.elapsed());
+            }
+        }
+        if normal.is_none() {
+            let (status, body, took) = app.request("GET", "/_cache/stats", "");
+            assert_eq!(status, 200, "{body}");
+            normal = Some(took);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let normal = normal.unwrap();
+    assert!(
+        normal < Duration::from_secs(1),
+        "a normal client waited {normal:?}"
+    );
+    let still_open = closed_at.iter().filter(|at| at.is_none()).count();
+    assert_eq!(still_open, 0, "trickling connections still open after 6 s");
+    let earliest = closed_at.iter().flatten().min().unwrap();
+    assert!(
+        *earliest >= Duration::from_millis(1_400),
+        "closed after the bound, not before: {earliest:?}"
+    );
+}
+
+/// Whether the server has closed `stream` (or answered it and is closing): a read that
+/// does not wait sees the end of the stream, a reset, or a response.
+fn server_closed(stream: &mut std::net::TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut buffer = [0u8; 256];
+    let closed = match stream.read(&mut buffer) {
+        Ok(_) => true, // 0: closed; more: a response (408) before closing
+        Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).unwrap();
+    closed
+}

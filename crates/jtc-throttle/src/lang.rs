@@ -66,7 +66,8 @@ impl Catalogues {
         self.custom = Arc::new(custom);
     }
 
-    /// The locale named by `tag` (`pt-BR`, `pt_br`, `pt` → `pt_BR`), the app's first.
+    /// The locale named by `tag` (`pt-BR`, `pt_br`, `pt` → `pt_BR`), the app's first. No
+    /// allocation: negotiation asks this of up to 32 ranges a client chose.
     pub(crate) fn supported(&self, tag: &str) -> Option<String> {
         let names = || {
             self.custom
@@ -74,11 +75,10 @@ impl Catalogues {
                 .map(|(l, _)| l.as_str())
                 .chain(CATALOGUES.iter().map(|(l, _)| *l))
         };
-        let language = normalize(tag);
-        let language = language.split('-').next().unwrap_or_default().to_owned();
+        let language = primary(tag);
         names()
             .find(|name| same_tag(name, tag))
-            .or_else(|| names().find(|name| normalize(name).split('-').next() == Some(&language)))
+            .or_else(|| names().find(|name| primary(name).eq_ignore_ascii_case(language)))
             .map(str::to_owned)
     }
 
@@ -113,7 +113,7 @@ impl Catalogues {
     /// [`MAX_ACCEPT_LANGUAGE_BYTES`] of the header and its first [`MAX_LANGUAGE_RANGES`]
     /// ranges, in one pass: a client's huge header costs no more than a long ordinary one.
     pub(crate) fn negotiate(&self, accept_language: Option<&str>, fallback: &str) -> String {
-        let mut best: Option<(f32, String)> = None;
+        let mut best: Option<(u16, String)> = None;
         for (q, tag) in ranges(accept_language.unwrap_or_default()) {
             if best.as_ref().is_some_and(|(chosen, _)| *chosen >= q) {
                 continue;
@@ -128,16 +128,49 @@ impl Catalogues {
 
 /// The most of an `Accept-Language` header that negotiation reads, in bytes.
 pub(crate) const MAX_ACCEPT_LANGUAGE_BYTES: usize = 4096;
+/// The head of an `Accept-Language` value that negotiation reads, as text: up to its
+/// [`MAX_LANGUAGE_RANGES`]th comma, and at most one byte more than
+/// [`MAX_ACCEPT_LANGUAGE_BYTES`] (so that [`ranges`] sees it was cut); `None` when that head
+/// holds anything but visible ASCII (what `HeaderValue::to_str` says of a whole value — which
+/// would look at every byte of a 300 KB header on every 429).
+pub(crate) fn head(value: &http::HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    let limit = bytes.len().min(MAX_ACCEPT_LANGUAGE_BYTES + 1);
+    let (mut end, mut commas) = (limit, 0);
+    for (at, &byte) in bytes[..limit].iter().enumerate() {
+        if byte == b',' {
+            commas += 1;
+            if commas == MAX_LANGUAGE_RANGES {
+                end = at;
+                break;
+            }
+        } else if byte != b'\t' && !(32..127).contains(&byte) {
+            return None;
+        }
+    }
+    std::str::from_utf8(&bytes[..end]).ok()
+}
+
 /// The most language ranges that negotiation reads (real browsers send fewer than ten).
 pub(crate) const MAX_LANGUAGE_RANGES: usize = 32;
 
-/// `pt_BR`, `pt-br` → `pt-br`.
-fn normalize(tag: &str) -> String {
-    tag.trim().replace('_', "-").to_ascii_lowercase()
+/// Whether two tags name the same locale: case aside, and `_` the same as `-`.
+fn same_tag(a: &str, b: &str) -> bool {
+    let fold = |byte: u8| {
+        if byte == b'_' {
+            b'-'
+        } else {
+            byte.to_ascii_lowercase()
+        }
+    };
+    let (a, b) = (a.trim(), b.trim());
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
-fn same_tag(a: &str, b: &str) -> bool {
-    normalize(a) == normalize(b)
+/// The language of a tag: `pt` of `pt-BR` and `pt_BR`.
+fn primary(tag: &str) -> &str {
+    let tag = tag.trim();
+    tag.split(['-', '_']).next().unwrap_or(tag)
 }
 
 /// The language tag of a locale for `Content-Language`: `pt_BR` → `pt-BR`.
@@ -148,7 +181,7 @@ pub(crate) fn content_language(locale: &str) -> String {
 /// The language ranges of an `Accept-Language` header with their q-values, in header order;
 /// `q=0` and malformed ones left out. Bounded: the first [`MAX_LANGUAGE_RANGES`] ranges of the
 /// first [`MAX_ACCEPT_LANGUAGE_BYTES`] (a range cut by that bound is dropped).
-fn ranges(header: &str) -> impl Iterator<Item = (f32, &str)> {
+fn ranges(header: &str) -> impl Iterator<Item = (u16, &str)> {
     let header = if header.len() > MAX_ACCEPT_LANGUAGE_BYTES {
         let mut end = MAX_ACCEPT_LANGUAGE_BYTES;
         while !header.is_char_boundary(end) {
@@ -164,18 +197,38 @@ fn ranges(header: &str) -> impl Iterator<Item = (f32, &str)> {
         .split(',')
         .take(MAX_LANGUAGE_RANGES)
         .filter_map(|item| {
-            let mut parts = item.split(';');
-            let tag = parts.next()?.trim();
-            let q = parts
-                .filter_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .or_else(|| p.trim().strip_prefix("Q="))
+            let (tag, parameters) = item.split_once(';').unwrap_or((item, ""));
+            let tag = tag.trim();
+            let q = parameters
+                .split(';')
+                .find_map(|p| {
+                    let (name, value) = p.split_once('=')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| qvalue(value.trim()))
                 })
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            (!tag.is_empty() && q > 0.0 && q <= 1.0).then_some((q, tag))
+                .unwrap_or(Some(1000))?;
+            (!tag.is_empty() && q > 0).then_some((q, tag))
         })
+}
+
+/// An RFC 9110 qvalue (`0`, `0.5`, `0.125`, `1`, `1.000`) in thousandths; `None` for anything
+/// else (`1.5`, `-1`, `NaN`, `0.1234`).
+fn qvalue(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |n, digit| n * 10 + u16::from(digit - b'0'));
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +309,27 @@ mod tests {
         assert_eq!(negotiate(Some("de, fr"), "pt_BR"), "pt_BR");
         assert_eq!(negotiate(None, "en"), "en");
         assert_eq!(negotiate(Some(";;;,,q=,\u{1F600}"), "en"), "en");
+    }
+
+    #[test]
+    fn q_values_are_read_as_rfc_9110_writes_them() {
+        for (text, q) in [
+            ("1", 1000),
+            ("1.000", 1000),
+            ("0", 0),
+            ("0.5", 500),
+            ("0.125", 125),
+        ] {
+            assert_eq!(qvalue(text), Some(q), "{text}");
+        }
+        for text in ["1.5", "2", "-1", "NaN", "0.1234", "", ".5", "1e0", "0.x"] {
+            assert_eq!(qvalue(text), None, "{text}");
+        }
+        assert_eq!(
+            negotiate(Some("pt;q=1.5, en;q=0.2"), "de"),
+            "en",
+            "a bad q drops its range"
+        );
     }
 
     #[test]

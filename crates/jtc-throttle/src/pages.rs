@@ -3,7 +3,13 @@
 //! values of small numbers. A 429 in a flood then costs less than an admitted request does
 //! (see docs/benchmarks.md), instead of translating and serialising on every rejection.
 
-use std::{cell::RefCell, sync::LazyLock};
+use std::{
+    cell::RefCell,
+    sync::{
+        LazyLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, header};
@@ -94,6 +100,8 @@ impl Page {
 pub(crate) struct Pages {
     pages: Vec<Page>,
     fallback: usize,
+    /// Tells this set of pages from every other (for the thread's last negotiation).
+    id: u64,
 }
 
 impl Pages {
@@ -114,23 +122,49 @@ impl Pages {
             })
             .collect();
         let fallback = pages.iter().position(|p| p.locale == fallback).unwrap_or(0);
-        Self { pages, fallback }
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        let id = IDS.fetch_add(1, Ordering::Relaxed);
+        Self {
+            pages,
+            fallback,
+            id,
+        }
     }
 
     /// The page for a request's `Accept-Language`.
     pub(crate) fn for_request(&self, headers: &HeaderMap, catalogues: &Catalogues) -> &Page {
         let fallback = &self.pages[self.fallback];
-        let Some(accept) = headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-        else {
+        let Some(accept) = headers.get(header::ACCEPT_LANGUAGE).and_then(lang::head) else {
             return fallback;
         };
-        let locale = catalogues.negotiate(Some(accept), &fallback.locale);
-        self.pages
-            .iter()
-            .find(|p| p.locale == locale)
-            .unwrap_or(fallback)
+        // A client sends the same header with every request of a flood: the page of the last
+        // header this thread negotiated is kept, and a repeat costs one comparison of the
+        // header's head (at most 4 KB, however long the header).
+        type Last = Option<(u64, String, usize)>;
+        thread_local! {
+            static LAST: RefCell<Last> = const { RefCell::new(None) };
+        }
+        let index = LAST.with_borrow_mut(|last| match last {
+            Some((id, head, index)) if *id == self.id && head == accept => *index,
+            _ => {
+                let locale = catalogues.negotiate(Some(accept), &fallback.locale);
+                let index = self
+                    .pages
+                    .iter()
+                    .position(|p| p.locale == locale)
+                    .unwrap_or(self.fallback);
+                match last {
+                    Some((id, head, page)) => {
+                        head.clear();
+                        head.push_str(accept);
+                        (*id, *page) = (self.id, index);
+                    }
+                    None => *last = Some((self.id, accept.to_owned(), index)),
+                }
+                index
+            }
+        });
+        &self.pages[index]
     }
 }
 
