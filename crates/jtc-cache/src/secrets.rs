@@ -12,7 +12,7 @@ pub(crate) const MASK: &str = "********";
 /// `access_key`...).
 const SECRET_PARAMETERS: [&str; 7] = ["pass", "pwd", "secret", "token", "auth", "key", "cred"];
 
-/// A connection string with its secrets replaced by [`MASK`]: the password of the user
+/// A connection string with its secrets replaced by `********`: the password of the user
 /// information (`scheme://user:password@host`, or `user:password@host` without a scheme), and
 /// the values of query parameters that name a secret (`?password=`, `?pass=`, `?pwd=`,
 /// `?secret=`, `?token=`, ...). Everything else is kept, so the result still says which

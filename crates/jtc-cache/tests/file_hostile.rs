@@ -82,7 +82,7 @@ fn a_fifo_at_an_entry_s_name_is_a_miss_and_hangs_nothing() {
     }
 
     // The cache works on those keys again.
-    let writes = cache.clone();
+    let writes = cache;
     within(Duration::from_secs(10), "put after", move || async move {
         writes
             .put("user:1", &"ana", Duration::from_secs(60))
@@ -161,7 +161,7 @@ fn a_file_larger_than_any_entry_is_refused_before_it_is_read() {
     let file = fs::File::create(&path).unwrap();
     file.set_len(5 << 30).unwrap();
     drop(file);
-    let cache = Cache::new(driver.clone());
+    let cache = Cache::new(driver);
     within(Duration::from_secs(10), "read", move || async move {
         assert_eq!(cache.get::<String>("big").await.unwrap(), None);
     });
@@ -187,7 +187,7 @@ fn dangling_lock_links_never_create_files_outside_the_folder() {
             symlink(outside.join(&name), locks.join(&name)).unwrap();
         }
     }
-    let cache = Cache::new(driver.clone());
+    let cache = Cache::new(driver);
     within(Duration::from_secs(20), "writes", move || async move {
         for i in 0..400 {
             let key = format!("k{i}");

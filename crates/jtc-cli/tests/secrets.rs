@@ -127,10 +127,13 @@ fn check(shape: &str, args: &[&str], vars: &[(&str, &str)]) -> Option<String> {
     None
 }
 
+/// One run of the binary: the shape's name, the arguments, the variables.
+type Run = (String, Vec<String>, Vec<(&'static str, String)>);
+
 #[test]
 fn no_command_prints_a_secret_of_any_connection_string() {
     let owned = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
-    let mut runs: Vec<(String, Vec<String>, Vec<(&str, String)>)> = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
     for (shape, vars) in shapes() {
         for args in COMMANDS {
             runs.push((shape.to_owned(), owned(args), vars.clone()));

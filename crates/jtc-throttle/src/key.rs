@@ -106,8 +106,11 @@ pub(crate) enum CounterKey {
     Custom(String),
 }
 
-/// The longest custom key counted under its own text, in bytes. Longer keys (and keys that
-/// look like a digest) are counted under a digest of [`DIGEST_TEXT_BYTES`] bytes instead.
+/// The longest custom rate-limit key (from a `key_fn`, [`Limit::by`](crate::Limit::by) or
+/// [`RateLimiter`](crate::RateLimiter)) counted under its own text, in bytes. A longer key
+/// (or one that starts like a digest, `~blake3:`) is counted under its BLAKE3 digest, 72
+/// bytes, the same in every process: no client-chosen key can be too long for a store, and
+/// each costs the limiter a bounded amount of memory.
 pub const MAX_KEY_TEXT_BYTES: usize = 200;
 /// How a digested key starts. A key given with this start is digested too, so a client cannot
 /// send the digest of someone else's long key and share that key's counters.

@@ -7,7 +7,10 @@
 //! behind a load balancer shares one exact limit.
 //!
 //! - **Who**: the socket peer, or behind [trusted proxies](ThrottleLayer::trusted_proxies)
-//!   the rightmost untrusted `Forwarded` / `X-Forwarded-For` hop; IPv6 grouped by /64.
+//!   the rightmost untrusted hop of the one header they write
+//!   ([`X-Forwarded-For` or `Forwarded`](ThrottleLayer::forwarded_header)); IPv6 grouped by
+//!   /64. Custom keys over 200 bytes are counted under a digest, so no client-chosen key can
+//!   be too long for a store or cost memory by its length.
 //! - **What**: the matched route template, so `/users/1` … `/users/N` share a bucket.
 //! - **Headers**: `X-RateLimit-Limit` and `X-RateLimit-Remaining` on every response; on a 429
 //!   also `X-RateLimit-Reset` (Unix time) and `Retry-After` (seconds left, rounded up, at
