@@ -144,3 +144,14 @@ pub(crate) fn duration_ms(d: Duration) -> u64 {
     };
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
+
+/// `pause` plus up to half of it again (from the OS's randomness), so that waiters started
+/// together spread out: lock waits, and memcached's compare-and-set retries.
+pub(crate) fn jittered(pause: Duration) -> Duration {
+    let mut bytes = [0u8; 2];
+    let spread = match getrandom::fill(&mut bytes) {
+        Ok(()) => u32::from(u16::from_le_bytes(bytes)),
+        Err(_) => 0x7fff,
+    };
+    pause + pause / 2 * spread / 0xffff
+}

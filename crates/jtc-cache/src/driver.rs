@@ -34,8 +34,21 @@ use crate::{RateRule, RateVerdict, Result};
 /// - Counters are stored as the plain decimal text of an `i64` (`b"42"`), the same bytes the
 ///   default codec writes for an integer value, so `put` then `increment` works and the Redis
 ///   driver can use `INCRBY`.
-/// - `increment`, `add`, `hit`, `forget_if` and `pull` are atomic with respect to every other operation on
-///   the same key, from any task (and, for shared backends, any process).
+/// - `increment`, `add`, `hit_by`, `forget_if` and `rate_by` are atomic with respect to every
+///   other operation on the same key, from any task (and, for shared backends, any process).
+///
+/// # What a driver writes
+///
+/// Ten methods are required: `name`, `get`, `put`, `add`, `increment`, `hit_by`, `forget`,
+/// `forget_if`, `touch`, `flush`. The rest are provided from them and overridden where the
+/// backend does better: `hit` (one `hit_by`), `pull` (a read and a compare-and-delete, retried
+/// if the value changed in between), `many` and `put_many` (one call per key), `prune`
+/// (nothing to do), `stats` (nothing to report). Rate records (`rate_by`, and `rate` from it)
+/// answer [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) unless the driver offers
+/// them: they need an atomic read-modify-write of one key, which not every backend has, so
+/// they stay an optional capability checked when called (the rate limiter counts on `hit_by`
+/// alone when its limits need no record). Each driver of this crate implements the trait as
+/// one-line forwards to its own methods.
 ///
 /// # Example
 ///
@@ -64,14 +77,13 @@ use crate::{RateRule, RateVerdict, Result};
 ///     fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64> {
 ///         self.inner.increment(key, by)
 ///     }
-///     fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
-///         self.inner.hit(key, window)
+///     fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
+///         self.inner.hit_by(key, window, by)
 ///     }
 ///     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> { self.inner.forget(key) }
 ///     fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
 ///         self.inner.forget_if(key, expected)
 ///     }
-///     fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> { self.inner.pull(key) }
 ///     fn touch<'a>(&'a self, key: &'a str, ttl: Option<Duration>) -> DriverFuture<'a, bool> {
 ///         self.inner.touch(key, ttl)
 ///     }
@@ -112,45 +124,37 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     /// a counter that would overflow.
     fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64>;
 
-    /// Adds one to the counter at `key`, starting a window of `window` if the counter is new,
-    /// in one atomic step. This is the rate limiter's operation.
+    /// Adds `by` (at least 1) to the counter at `key`, starting a window of `window` if the
+    /// counter is new, in one atomic step: the requests of the batch got the counts
+    /// `count − by + 1 ..= count`. This is the rate limiter's operation; it sends concurrent
+    /// requests of one key as one batch.
     ///
     /// A counter found without a TTL is given `window` too: a counter that never expires
     /// would lock a client out for good.
-    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit>;
+    fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit>;
 
-    /// As [`hit`](Self::hit), for `by` requests at once (at least 1): the count goes up by
-    /// `by` in one atomic step, so the requests of the batch got the counts
-    /// `count − by + 1 ..= count`. The rate limiter sends concurrent requests of one key this
-    /// way.
-    ///
-    /// The default implementation serves `by == 1` with `hit` and answers
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) otherwise.
-    fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
-        if by <= 1 {
-            return self.hit(key, window);
-        }
-        DriverFuture::ready(Err(crate::ErrorKind::Unsupported {
-            operation: "hit_by",
-            driver: self.name(),
-        }
-        .into()))
+    /// One request's [`hit_by`](Self::hit_by).
+    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
+        self.hit_by(key, window, 1)
     }
 
-    /// Applies rate-limit `rules` to the record at `key` in one atomic step and returns one
-    /// verdict per rule; with `consume` the request is counted (see [`crate::rate`] for the
-    /// algorithms and what counts). This is the rate limiter's operation for several limits
-    /// and for the sliding-window and token-bucket algorithms.
+    /// Applies rate-limit `rules` to the record at `key` for `by` requests counted one after
+    /// the other in one call, and returns each request's verdicts (one per rule), in order, as
+    /// `by` separate calls would give them; `by == 0` counts nothing and returns the verdicts
+    /// a request would get now (a look). See [`crate::rate`] for the algorithms and what
+    /// counts. This is the rate limiter's operation for several limits and for the
+    /// sliding-window and token-bucket algorithms; over a network it is worth offering only as
+    /// a few atomic steps for many requests (Redis: one script run per 250 requests).
     ///
     /// The default implementation answers [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported):
     /// a driver can only offer it with an atomic read-modify-write of one key.
-    fn rate<'a>(
+    fn rate_by<'a>(
         &'a self,
         key: &'a str,
         rules: &'a [RateRule],
-        consume: bool,
-    ) -> DriverFuture<'a, Vec<RateVerdict>> {
-        let _ = (key, rules, consume);
+        by: u64,
+    ) -> DriverFuture<'a, Vec<Vec<RateVerdict>>> {
+        let _ = (key, rules, by);
         DriverFuture::ready(Err(crate::ErrorKind::Unsupported {
             operation: "rate",
             driver: self.name(),
@@ -158,28 +162,15 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
         .into()))
     }
 
-    /// As [`rate`](Self::rate) with `consume`, for `by` requests (at least 1) counted one
-    /// after the other in one call: each request's verdicts, in order, as `by` calls of
-    /// `rate` would give them. The rate limiter sends concurrent requests of one key this way:
-    /// over a network it is worth offering only as a few atomic steps for many requests (Redis:
-    /// one `INCRBY`, or one script run per 250 requests).
-    ///
-    /// The default implementation serves `by == 1` with `rate` and answers
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) otherwise.
-    fn rate_by<'a>(
+    /// One request's [`rate_by`](Self::rate_by): counted with `consume`, looked at without.
+    fn rate<'a>(
         &'a self,
         key: &'a str,
         rules: &'a [RateRule],
-        by: u64,
-    ) -> DriverFuture<'a, Vec<Vec<RateVerdict>>> {
-        if by <= 1 {
-            return DriverFuture::new(async move { Ok(vec![self.rate(key, rules, true).await?]) });
-        }
-        DriverFuture::ready(Err(crate::ErrorKind::Unsupported {
-            operation: "rate_by",
-            driver: self.name(),
-        }
-        .into()))
+        consume: bool,
+    ) -> DriverFuture<'a, Vec<RateVerdict>> {
+        let batch = self.rate_by(key, rules, u64::from(consume));
+        DriverFuture::new(async move { Ok(batch.await?.into_iter().next().unwrap_or_default()) })
     }
 
     /// Removes the key; returns whether a live entry was there.
@@ -190,8 +181,21 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     /// expired and was taken by someone else in the meantime.
     fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool>;
 
-    /// Removes the key and returns what it held, in one atomic step.
-    fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>>;
+    /// Removes the key and returns what it held, in one atomic step. Provided as a read and a
+    /// [`forget_if`](Self::forget_if) of what was read, again if the value changed between
+    /// the two; drivers with a native atomic take (`GETDEL`) override it.
+    fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+        DriverFuture::new(async move {
+            loop {
+                let Some(value) = self.get(key).await? else {
+                    return Ok(None);
+                };
+                if self.forget_if(key, &value).await? {
+                    return Ok(Some(value));
+                }
+            }
+        })
+    }
 
     /// Gives a live entry a new TTL (`None`: never expires; zero: removes it); returns whether
     /// the key was live.
@@ -225,11 +229,11 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
         })
     }
 
-    /// The counters of the driver's near cache, if it keeps one (the Redis driver with
-    /// `RedisConfig::near_cache`); `None` by default. [`Cache::stats`](crate::Cache::stats)
-    /// includes them.
-    fn near_cache_stats(&self) -> Option<crate::NearCacheStats> {
-        None
+    /// What the driver counts of itself, beyond what the cache counts: the counters of a near
+    /// cache (the Redis driver with `RedisConfig::near_cache`). Nothing by default.
+    /// [`Cache::stats`](crate::Cache::stats) includes them.
+    fn stats(&self) -> DriverStats {
+        DriverStats::default()
     }
 
     /// Removes expired entries that nobody has read since they expired; returns how many.
@@ -240,7 +244,43 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// The state of a rate-limit counter right after [`CacheDriver::hit`].
+/// `rate_by` of a driver that counts one request per call: a look (`by == 0`) or one request
+/// through `single(consume)`; a batch is [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported),
+/// and the rate limiter then sends the batch's requests one at a time.
+pub(crate) fn one_rate_at_a_time<'a>(
+    driver: &'static str,
+    by: u64,
+    single: impl FnOnce(bool) -> DriverFuture<'a, Vec<RateVerdict>>,
+) -> DriverFuture<'a, Vec<Vec<RateVerdict>>> {
+    if by > 1 {
+        return DriverFuture::ready(Err(crate::ErrorKind::Unsupported {
+            operation: "rate_by",
+            driver,
+        }
+        .into()));
+    }
+    let verdicts = single(by == 1);
+    DriverFuture::new(async move { Ok(vec![verdicts.await?]) })
+}
+
+/// What a driver counts of itself ([`CacheDriver::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverStats {
+    /// The driver's near cache's counters, if it keeps one.
+    pub near_cache: Option<crate::NearCacheStats>,
+}
+
+impl DriverStats {
+    /// Stats with a near cache's counters.
+    pub fn with_near_cache(near_cache: crate::NearCacheStats) -> Self {
+        Self {
+            near_cache: Some(near_cache),
+        }
+    }
+}
+
+/// The state of a rate-limit counter right after [`CacheDriver::hit_by`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
     /// The count including this hit.

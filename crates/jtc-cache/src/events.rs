@@ -1,15 +1,16 @@
 //! What a cache reports about itself: counters ([`CacheStats`]) and events ([`CacheEvent`]).
 
 use std::{
-    cell::Cell,
     fmt,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
 use serde::{Deserialize, Serialize};
+
+use crate::local::stripes::{STRIPES, stripe};
 
 /// What happened, as told to listeners registered with [`Cache::on`](crate::Cache::on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,7 +69,7 @@ pub struct CacheStats {
 }
 
 /// The counters of a driver's near cache (an in-process copy of what it read), from
-/// [`CacheDriver::near_cache_stats`](crate::CacheDriver::near_cache_stats) and in
+/// [`CacheDriver::stats`](crate::CacheDriver::stats) and in
 /// [`CacheStats::near_cache`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -106,10 +107,6 @@ const ERRORS: usize = 4;
 const QUIET_HITS: usize = 5;
 const QUIET_MISSES: usize = 6;
 
-/// Counter stripes: threads spread over them so that counting on the hot path does not make
-/// every core fight over one cache line.
-pub(crate) const STRIPES: usize = 16;
-
 #[repr(align(128))]
 #[derive(Default)]
 struct Stripe([AtomicU64; 7]);
@@ -121,10 +118,15 @@ pub(crate) struct Observer {
     has_listeners: AtomicBool,
     /// Backend failures, logged at most once a second.
     pub(crate) outage: crate::outage::OutageLog,
-    /// The read counters' metric handles, registered on the first metered read.
+    /// Where the read totals are published (the metrics recorder's handles), set on the
+    /// first metered read by the cache's meters; called with (hits, misses) so far.
     #[cfg(feature = "metrics")]
-    pub(crate) published: std::sync::OnceLock<Arc<crate::cache::meters::Reads>>,
+    pub(crate) published: std::sync::OnceLock<ReadSink>,
 }
+
+/// Takes a cache's read totals, (hits, misses) so far, and publishes what is new.
+#[cfg(feature = "metrics")]
+pub(crate) type ReadSink = Arc<dyn Fn((u64, u64)) + Send + Sync>;
 
 impl Default for Observer {
     fn default() -> Self {
@@ -143,8 +145,8 @@ impl Default for Observer {
 impl Drop for Observer {
     /// The last reads of a cache going away reach the recorder.
     fn drop(&mut self) {
-        if let Some(published) = self.published.get() {
-            published.publish(self.reads());
+        if let Some(publish) = self.published.get() {
+            publish(self.reads());
         }
     }
 }
@@ -155,23 +157,6 @@ impl fmt::Debug for Observer {
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
-}
-
-/// This thread's stripe, assigned round robin on first use.
-#[inline]
-pub(crate) fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    std::thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|stripe| {
-        let mut index = stripe.get();
-        if index == usize::MAX {
-            index = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            stripe.set(index);
-        }
-        index
-    })
 }
 
 impl Observer {

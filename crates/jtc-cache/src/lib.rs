@@ -68,13 +68,13 @@ mod driver;
 mod drivers;
 mod error;
 mod events;
-mod fill;
-mod flexible;
 mod keys;
+mod local;
 mod lock;
 mod outage;
 pub mod rate;
 mod secrets;
+mod single_flight;
 pub mod metrics {
     //! The names of the metrics a [`Cache`](crate::Cache) reports through the
     //! [`metrics`](https://docs.rs/metrics) facade, with the cargo feature `metrics`.
@@ -120,7 +120,7 @@ pub use cache::{
 pub use clock::{Clock, ManualClock, MonotonicClock, SystemClock};
 pub use codec::Codec;
 pub use config::{CacheConfig, DEFAULT_FILE_PATH, DriverKind};
-pub use driver::{CacheDriver, DriverFuture, Hit};
+pub use driver::{CacheDriver, DriverFuture, DriverStats, Hit};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use drivers::database::{
     DEFAULT_TABLE as DEFAULT_DB_TABLE, DatabaseConfig, DatabaseDriver, DatabasePool, mask_password,

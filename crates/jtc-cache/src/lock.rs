@@ -222,7 +222,7 @@ impl Lock {
                 }
                 .into());
             }
-            tokio::time::sleep(jittered(pause).min(deadline - now)).await;
+            tokio::time::sleep(crate::clock::jittered(pause).min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
@@ -290,13 +290,6 @@ impl Lock {
         })
         .await
     }
-}
-
-/// `pause` plus up to half of it again, so that waiters started together spread out.
-pub(crate) fn jittered(pause: Duration) -> Duration {
-    let token = keys::token();
-    let spread = u32::from_str_radix(&token[..4], 16).unwrap_or(0);
-    pause + pause / 2 * spread / 0xffff
 }
 
 /// An acquired lock. Release it with [`release`](Self::release); a guard dropped without

@@ -14,8 +14,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     Cache, EventKind, Result,
     cache::OpName,
+    cache::fill::infallible,
     cache::observe::Op,
-    fill::infallible,
     keys,
     keys::{Record, StoreKey},
 };

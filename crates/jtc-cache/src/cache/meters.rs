@@ -82,9 +82,6 @@ impl Lazy {
     }
 }
 
-#[cfg(feature = "metrics")]
-pub(crate) use on::Reads;
-
 impl std::fmt::Debug for Meters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Meters")
@@ -207,7 +204,7 @@ mod on {
     /// One per [`Observer`] (the counters), so that caches sharing counters publish once; the
     /// recorder is told the increase since the last publication, so that several caches under
     /// one name add up.
-    pub(crate) struct Reads {
+    struct Reads {
         hits: Counter,
         misses: Counter,
         published: Mutex<(u64, u64)>,
@@ -215,7 +212,7 @@ mod on {
 
     impl Reads {
         /// Tells the recorder the reads since the last call, given the totals now.
-        pub(crate) fn publish(&self, (hits, misses): (u64, u64)) {
+        fn publish(&self, (hits, misses): (u64, u64)) {
             let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
             self.hits.increment(hits.saturating_sub(published.0));
             self.misses.increment(misses.saturating_sub(published.1));
@@ -268,8 +265,8 @@ mod on {
             let Some(observer) = observer.upgrade() else {
                 return false;
             };
-            if let Some(reads) = observer.published.get() {
-                reads.publish(observer.reads());
+            if let Some(publish) = observer.published.get() {
+                publish(observer.reads());
             }
             true
         });
@@ -279,7 +276,7 @@ mod on {
             let Some(driver) = near.driver.upgrade() else {
                 return false;
             };
-            if let Some(stats) = driver.near_cache_stats() {
+            if let Some(stats) = driver.stats().near_cache {
                 near.publish(stats);
             }
             true
@@ -288,7 +285,7 @@ mod on {
 
     /// Registers `driver`'s near cache, if it has one not registered yet, under `cache`.
     fn publish_near(cache: &SharedString, driver: &Arc<dyn CacheDriver>) {
-        if driver.near_cache_stats().is_none() {
+        if driver.stats().near_cache.is_none() {
             return;
         }
         let mut near = NEAR.lock().unwrap_or_else(|e| e.into_inner());
@@ -325,11 +322,12 @@ mod on {
             registered = true;
             let cache = SharedString::from(Arc::clone(name));
             publish_near(&cache, driver);
-            Arc::new(Reads {
+            let reads = Reads {
                 hits: ::metrics::counter!(GETS, "cache" => cache.clone(), "result" => "hit"),
                 misses: ::metrics::counter!(GETS, "cache" => cache, "result" => "miss"),
                 published: Mutex::new((0, 0)),
-            })
+            };
+            Arc::new(move |totals| reads.publish(totals))
         });
         if registered {
             PUBLISHED

@@ -1,12 +1,16 @@
 //! `Cache`: the cheap-to-clone typed handle applications use.
 //!
 //! This module holds the handle, its settings and its constructors. The typed API is spread
-//! by behaviour: reads and writes in [`entries`], counters in [`counters`], `remember` and
-//! single-flight in `fill.rs`, `flexible` in `flexible.rs`, locks and tags in their own
-//! modules. All of them reach the driver through one door, [`observe::Op`].
+//! by behaviour: reads and writes in [`entries`], counters in [`counters`], `remember` in
+//! [`fill`] (over the crate's `SingleFlight`), `flexible` in [`flexible`] (with its freshness
+//! marker in [`fresh`]), locks and tags in their own modules. All of them reach the driver
+//! through one door, [`observe::Op`]. This file imports none of them: they import it.
 
 mod counters;
 mod entries;
+pub(crate) mod fill;
+mod flexible;
+mod fresh;
 pub(crate) mod meters;
 pub(crate) mod observe;
 mod ops;
@@ -19,9 +23,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::{
-    CacheConfig, CacheDriver, CacheEvent, CacheStats, Codec, ErrorKind, Result,
-    events::Observer,
-    fill::{FillLock, Filler},
+    CacheConfig, CacheDriver, CacheEvent, CacheStats, Codec, ErrorKind, Result, events::Observer,
+    single_flight::SingleFlight,
 };
 
 /// Values whose encoded size is above this many bytes are compressed, by default.
@@ -79,6 +82,30 @@ pub const DEFAULT_FILL_LOCK_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Cache {
     inner: Arc<Inner>,
+}
+
+/// How long a fill holds its cross-process lock, and how long others wait for it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FillLock {
+    pub(crate) hold: Duration,
+    pub(crate) wait: Duration,
+}
+
+/// What `remember` needs of a cache: one flight per key being loaded in this process, and
+/// the fill lock's settings for the other processes.
+#[derive(Debug)]
+pub(crate) struct Filler {
+    pub(crate) flights: SingleFlight<Bytes>,
+    pub(crate) lock: Option<FillLock>,
+}
+
+impl Filler {
+    fn new(lock: Option<FillLock>) -> Self {
+        Self {
+            flights: SingleFlight::default(),
+            lock: lock.filter(|lock| !lock.hold.is_zero()),
+        }
+    }
 }
 
 /// What every clone of one cache shares. Private to this module and its children: the rest of
@@ -451,7 +478,7 @@ impl Cache {
     /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
     /// ```
     pub fn stats(&self) -> CacheStats {
-        let near_cache = self.inner.driver.near_cache_stats();
+        let near_cache = self.inner.driver.stats().near_cache;
         if !self.inner.settings.count {
             return CacheStats {
                 near_cache,

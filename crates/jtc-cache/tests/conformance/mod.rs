@@ -300,9 +300,9 @@ impl CacheDriver for Counting {
         self.count();
         self.inner.increment(key, by)
     }
-    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
+    fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
         self.count();
-        self.inner.hit(key, window)
+        self.inner.hit_by(key, window, by)
     }
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
         self.count();

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::clock::LocalClock;
+use crate::local::clock::LocalClock;
 use crate::{
     ErrorKind, Result,
     counter::{format_integer, incremented},

@@ -1,12 +1,10 @@
 //! `ArrayDriver`: entries in this process's memory.
 //!
-//! The entries live in a sharded hash table (`table.rs`); expiry reads a clock that is cheap
-//! far from an entry's expiry and precise near it (`clock.rs`).
+//! The entries live in a sharded hash table (`local/table.rs`); expiry reads a clock that is
+//! cheap far from an entry's expiry and precise near it (`local/clock.rs`).
 
-pub(crate) mod clock;
 mod entry;
 mod rate;
-pub(crate) mod table;
 
 use std::{
     sync::{Arc, Weak},
@@ -16,16 +14,13 @@ use std::{
 
 use bytes::Bytes;
 
-use self::{
-    clock::LocalClock,
-    entry::{Entry, Stored},
-    table::Shards,
-};
+use self::entry::{Entry, Stored};
 
 use crate::{
     Clock, Hit, RateRule, RateVerdict, Result,
     clock::{duration_ms, expiry_at},
     driver::{CacheDriver, DriverFuture, ReadNow},
+    local::{clock::LocalClock, table::Shards},
 };
 
 /// How often the sweeper reclaims expired entries unless told otherwise.
@@ -261,11 +256,7 @@ impl CacheDriver for ArrayDriver {
         rules: &'a [RateRule],
         by: u64,
     ) -> DriverFuture<'a, Vec<Vec<RateVerdict>>> {
-        // Each request in its own step: nothing is waited for between them.
-        let counted = (0..by.max(1))
-            .map(|_| self.rate_now(key, rules, true))
-            .collect();
-        DriverFuture::ready(Ok(counted))
+        DriverFuture::ready(Ok(self.rate_batch_now(key, rules, by)))
     }
 
     #[inline]
@@ -274,11 +265,7 @@ impl CacheDriver for ArrayDriver {
     }
 
     fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
-        let now = self.now();
-        let removed = self.inner.map.remove_if(key, |entry| {
-            entry.is_live(now) && entry.value.to_bytes().as_ref() == expected
-        });
-        DriverFuture::ready(Ok(removed.is_some()))
+        DriverFuture::ready(Ok(self.forget_if_now(key, expected)))
     }
 
     #[inline]
@@ -292,7 +279,7 @@ impl CacheDriver for ArrayDriver {
     }
 
     fn flush(&self) -> DriverFuture<'_, ()> {
-        self.inner.map.clear();
+        self.flush_now();
         DriverFuture::ready(Ok(()))
     }
 
@@ -310,6 +297,27 @@ impl ReadNow<Option<Bytes>> for ArrayDriver {
 }
 
 impl ArrayDriver {
+    /// `by` requests against a rate record, each in its own step (nothing is waited for
+    /// between them); none, a look.
+    fn rate_batch_now(&self, key: &str, rules: &[RateRule], by: u64) -> Vec<Vec<RateVerdict>> {
+        if by == 0 {
+            return vec![self.rate_now(key, rules, false)];
+        }
+        (0..by).map(|_| self.rate_now(key, rules, true)).collect()
+    }
+
+    fn forget_if_now(&self, key: &str, expected: &[u8]) -> bool {
+        let now = self.now();
+        let removed = self.inner.map.remove_if(key, |entry| {
+            entry.is_live(now) && entry.value.to_bytes().as_ref() == expected
+        });
+        removed.is_some()
+    }
+
+    fn flush_now(&self) {
+        self.inner.map.clear();
+    }
+
     #[inline]
     fn get_now(&self, key: &str) -> Result<Option<Bytes>> {
         let found = self.inner.map.read(key, |entry| {

@@ -49,7 +49,7 @@ use crate::{
     Clock, Error, ErrorKind, Hit, RateRule, RateVerdict, Result, SystemClock,
     clock::{SharedClock, duration_ms, expiry_at},
     counter::{format_integer, incremented},
-    driver::{CacheDriver, DriverFuture},
+    driver::{CacheDriver, DriverFuture, one_rate_at_a_time},
 };
 
 use self::{
@@ -337,6 +337,86 @@ impl CacheDriver for FileDriver {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+        self.read_entry(key)
+    }
+
+    fn many<'a>(&'a self, keys: &'a [&'a str]) -> DriverFuture<'a, Vec<Option<Bytes>>> {
+        self.read_entries(keys)
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, ()> {
+        self.write_entry(key, value, ttl)
+    }
+
+    fn add<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, bool> {
+        self.add_entry(key, value, ttl)
+    }
+
+    fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64> {
+        self.increment_counter(key, by)
+    }
+
+    fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
+        self.hit_counter(key, window, by)
+    }
+
+    fn rate<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        consume: bool,
+    ) -> DriverFuture<'a, Vec<RateVerdict>> {
+        self.rate_on_disk(key, rules, consume)
+    }
+
+    fn rate_by<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        by: u64,
+    ) -> DriverFuture<'a, Vec<Vec<RateVerdict>>> {
+        one_rate_at_a_time("file", by, |consume| self.rate_on_disk(key, rules, consume))
+    }
+
+    fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
+        self.remove_entry(key)
+    }
+
+    fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
+        self.remove_entry_if(key, expected)
+    }
+
+    fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+        self.take_entry(key)
+    }
+
+    fn touch<'a>(&'a self, key: &'a str, ttl: Option<Duration>) -> DriverFuture<'a, bool> {
+        self.touch_entry(key, ttl)
+    }
+
+    fn flush(&self) -> DriverFuture<'_, ()> {
+        DriverFuture::new(async move { self.flush_with_progress(|_, _| {}).await.map(drop) })
+    }
+
+    fn prune(&self) -> DriverFuture<'_, u64> {
+        DriverFuture::new(self.prune_with_progress(|_, _| {}))
+    }
+}
+
+/// The operations, each on the blocking pool (a read of a hot entry first tries the calling
+/// thread: see `read_cached`); the trait forwards to them.
+impl FileDriver {
+    fn read_entry(&self, key: &str) -> DriverFuture<'static, Option<Bytes>> {
         let entry = EntryRef::new(&self.inner.root, key);
         match read_cached(&entry.path) {
             Some(Ok(None)) => return DriverFuture::ready(Ok(None)),
@@ -352,7 +432,7 @@ impl CacheDriver for FileDriver {
         self.run_on(entry, |inner, entry| inner.get(entry))
     }
 
-    fn many<'a>(&'a self, keys: &'a [&'a str]) -> DriverFuture<'a, Vec<Option<Bytes>>> {
+    fn read_entries(&self, keys: &[&str]) -> DriverFuture<'static, Vec<Option<Bytes>>> {
         let inner = Arc::clone(&self.inner);
         let entries: Vec<_> = keys.iter().map(|k| EntryRef::new(&inner.root, k)).collect();
         DriverFuture::new(blocking(move || {
@@ -360,12 +440,12 @@ impl CacheDriver for FileDriver {
         }))
     }
 
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
+    fn write_entry(
+        &self,
+        key: &str,
         value: Bytes,
         ttl: Option<Duration>,
-    ) -> DriverFuture<'a, ()> {
+    ) -> DriverFuture<'static, ()> {
         self.run(key, move |inner, entry| {
             let _lock = inner.lock(entry.stripe)?;
             match ttl {
@@ -375,12 +455,12 @@ impl CacheDriver for FileDriver {
         })
     }
 
-    fn add<'a>(
-        &'a self,
-        key: &'a str,
+    fn add_entry(
+        &self,
+        key: &str,
         value: Bytes,
         ttl: Option<Duration>,
-    ) -> DriverFuture<'a, bool> {
+    ) -> DriverFuture<'static, bool> {
         self.run(key, move |inner, entry| {
             inner.locked(entry, |live| {
                 if live.is_some() || ttl.is_some_and(|t| t.is_zero()) {
@@ -392,7 +472,7 @@ impl CacheDriver for FileDriver {
         })
     }
 
-    fn increment<'a>(&'a self, key: &'a str, by: i64) -> DriverFuture<'a, i64> {
+    fn increment_counter(&self, key: &str, by: i64) -> DriverFuture<'static, i64> {
         let owned = key.to_owned();
         self.run(key, move |inner, entry| {
             inner.locked(entry, |live| {
@@ -404,11 +484,7 @@ impl CacheDriver for FileDriver {
         })
     }
 
-    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
-        self.hit_by(key, window, 1)
-    }
-
-    fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
+    fn hit_counter(&self, key: &str, window: Duration, by: u64) -> DriverFuture<'static, Hit> {
         let owned = key.to_owned();
         let by = i64::try_from(by.max(1)).unwrap_or(i64::MAX);
         self.run(key, move |inner, entry| {
@@ -428,16 +504,7 @@ impl CacheDriver for FileDriver {
         })
     }
 
-    fn rate<'a>(
-        &'a self,
-        key: &'a str,
-        rules: &'a [RateRule],
-        consume: bool,
-    ) -> DriverFuture<'a, Vec<RateVerdict>> {
-        self.rate_on_disk(key, rules, consume)
-    }
-
-    fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
+    fn remove_entry(&self, key: &str) -> DriverFuture<'static, bool> {
         self.run(key, |inner, entry| {
             inner.locked(entry, |live| {
                 if live.is_some() {
@@ -448,7 +515,7 @@ impl CacheDriver for FileDriver {
         })
     }
 
-    fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
+    fn remove_entry_if(&self, key: &str, expected: &[u8]) -> DriverFuture<'static, bool> {
         let expected = expected.to_vec();
         self.run(key, move |inner, entry| {
             inner.locked(entry, |live| {
@@ -461,7 +528,7 @@ impl CacheDriver for FileDriver {
         })
     }
 
-    fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
+    fn take_entry(&self, key: &str) -> DriverFuture<'static, Option<Bytes>> {
         self.run(key, |inner, entry| {
             inner.locked(entry, |live| {
                 if live.is_some() {
@@ -472,7 +539,7 @@ impl CacheDriver for FileDriver {
         })
     }
 
-    fn touch<'a>(&'a self, key: &'a str, ttl: Option<Duration>) -> DriverFuture<'a, bool> {
+    fn touch_entry(&self, key: &str, ttl: Option<Duration>) -> DriverFuture<'static, bool> {
         self.run(key, move |inner, entry| {
             inner.locked(entry, |live| {
                 let Some((_, value)) = live else {
@@ -485,13 +552,5 @@ impl CacheDriver for FileDriver {
                 Ok(true)
             })
         })
-    }
-
-    fn flush(&self) -> DriverFuture<'_, ()> {
-        DriverFuture::new(async move { self.flush_with_progress(|_, _| {}).await.map(drop) })
-    }
-
-    fn prune(&self) -> DriverFuture<'_, u64> {
-        DriverFuture::new(self.prune_with_progress(|_, _| {}))
     }
 }

@@ -296,7 +296,7 @@ impl Backoff {
             return Ok(());
         }
         let pause = Duration::from_micros(10 << self.tries.min(7)); // 80 µs .. 1.3 ms
-        tokio::time::sleep(crate::lock::jittered(pause)).await;
+        tokio::time::sleep(crate::clock::jittered(pause)).await;
         Ok(())
     }
 }

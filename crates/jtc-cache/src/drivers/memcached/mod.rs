@@ -29,7 +29,10 @@ use conn::Server;
 use ring::Ring;
 use wire::Status;
 
-use crate::{CacheDriver, Clock, DriverFuture, ErrorKind, Hit, RateRule, RateVerdict, Result};
+use crate::{
+    CacheDriver, Clock, DriverFuture, ErrorKind, Hit, RateRule, RateVerdict, Result,
+    driver::one_rate_at_a_time,
+};
 
 /// The cache on memcached servers (feature `memcached`).
 ///
@@ -246,6 +249,19 @@ fn new_version() -> String {
     crate::keys::token()[..12].to_owned()
 }
 
+impl MemcachedDriver {
+    async fn remove_entry(&self, key: &str) -> Result<bool> {
+        Ok(self.take(key, "forget", |_| true).await?.is_some())
+    }
+
+    async fn remove_entry_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
+        Ok(self
+            .take(key, "forget_if", |v| v == expected)
+            .await?
+            .is_some())
+    }
+}
+
 impl CacheDriver for MemcachedDriver {
     fn name(&self) -> &'static str {
         "memcached"
@@ -277,10 +293,6 @@ impl CacheDriver for MemcachedDriver {
         DriverFuture::new(self.increment_counter(key, by))
     }
 
-    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
-        DriverFuture::new(self.hit_counter(key, window, 1))
-    }
-
     fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
         DriverFuture::new(self.hit_counter(key, window, by.max(1)))
     }
@@ -294,15 +306,21 @@ impl CacheDriver for MemcachedDriver {
         DriverFuture::new(self.rate_record(key, rules, consume))
     }
 
+    fn rate_by<'a>(
+        &'a self,
+        key: &'a str,
+        rules: &'a [RateRule],
+        by: u64,
+    ) -> DriverFuture<'a, Vec<Vec<RateVerdict>>> {
+        one_rate_at_a_time("memcached", by, |consume| self.rate(key, rules, consume))
+    }
+
     fn forget<'a>(&'a self, key: &'a str) -> DriverFuture<'a, bool> {
-        DriverFuture::new(async move { Ok(self.take(key, "forget", |_| true).await?.is_some()) })
+        DriverFuture::new(self.remove_entry(key))
     }
 
     fn forget_if<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> DriverFuture<'a, bool> {
-        DriverFuture::new(async move {
-            let taken = self.take(key, "forget_if", |v| v == expected).await?;
-            Ok(taken.is_some())
-        })
+        DriverFuture::new(self.remove_entry_if(key, expected))
     }
 
     fn pull<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {

@@ -9,11 +9,7 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
-use super::{
-    RedisConfig,
-    near::{Near, turn_tracking_on},
-    sentinel::SentinelLink,
-};
+use super::{RedisConfig, sentinel::SentinelLink};
 use crate::{Error, Result};
 
 /// How the driver reaches Redis.
@@ -88,7 +84,7 @@ impl ConnectionLike for Live {
 /// client tracking on (OPTIN).
 pub(super) async fn connect_standalone(
     config: &RedisConfig,
-    near: Option<Arc<Near>>,
+    near: Option<PushSink>,
 ) -> Result<Connection> {
     let client =
         redis::Client::open(config.connection_info()?).map_err(|e| Error::redis("connect", e))?;
@@ -116,7 +112,7 @@ pub(super) async fn connect_standalone(
 /// near cache, RESP3, pushes to it and tracking on at every node.
 pub(super) async fn connect_cluster(
     config: &RedisConfig,
-    near: Option<Arc<Near>>,
+    near: Option<PushSink>,
 ) -> Result<Connection> {
     let mut builder = redis::cluster::ClusterClientBuilder::new(config.cluster_connection_infos()?)
         .connection_timeout(config.connect_timeout)
@@ -146,11 +142,55 @@ pub(super) async fn connect_cluster(
     Ok(Connection::Cluster(connection))
 }
 
-/// Hands the server's pushes to the near cache, on the client library's own task.
-fn push_handler(near: Arc<Near>) -> impl Fn(redis::PushInfo) -> std::result::Result<(), ()> {
+/// Where the server's pushes (client-tracking invalidations) go: the near cache's handler,
+/// called on the client library's own task.
+pub(super) type PushSink = Arc<dyn Fn(&redis::PushInfo) + Send + Sync>;
+
+fn push_handler(sink: PushSink) -> impl Fn(redis::PushInfo) -> std::result::Result<(), ()> {
     move |push| {
-        near.on_push(&push);
+        sink(&push);
         Ok(())
+    }
+}
+
+/// Sends the tracked read `pipe` of `key`. On a cluster the pipeline goes to the key's master
+/// as a whole (`CLIENT CACHING` names no key, and must come right before the read).
+pub(super) async fn tracked_read(
+    mut live: Live,
+    pipe: Pipeline,
+    key: &[u8],
+) -> redis::RedisResult<Vec<redis::RedisResult<Value>>> {
+    match &mut live {
+        Live::Cluster(cluster) => {
+            use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+            let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+            let values = cluster.route_pipeline(pipe, 0, 3, route).await?;
+            Ok(values
+                .into_iter()
+                .map(|value| match value {
+                    Value::ServerError(error) => Err(error.into()),
+                    other => Ok(other),
+                })
+                .collect())
+        }
+        other => pipe.query_async(other).await,
+    }
+}
+
+/// `CLIENT TRACKING ON OPTIN` on `live` (on every node of a cluster).
+pub(super) async fn turn_tracking_on(mut live: Live) -> redis::RedisResult<()> {
+    let mut cmd = redis::cmd("CLIENT");
+    cmd.arg("TRACKING").arg("ON").arg("OPTIN");
+    match &mut live {
+        Live::Cluster(cluster) => {
+            use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+            let all = RoutingInfo::MultiNode((
+                MultipleNodeRoutingInfo::AllNodes,
+                Some(ResponsePolicy::AllSucceeded),
+            ));
+            cluster.route_command(cmd, all).await.map(drop)
+        }
+        other => cmd.query_async(other).await,
     }
 }
 

@@ -27,7 +27,9 @@ use redis::{
 };
 
 use self::{
-    connection::{Connection, Live, connect_cluster, connect_standalone, install_tls_provider},
+    connection::{
+        Connection, Live, PushSink, connect_cluster, connect_standalone, install_tls_provider,
+    },
     sentinel::SentinelLink,
 };
 
@@ -212,14 +214,19 @@ impl RedisDriver {
                     .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
             ))
         });
+        let pushes = near.as_ref().map(|near| {
+            let near = Arc::clone(near);
+            let sink: PushSink = Arc::new(move |push: &redis::PushInfo| near.on_push(push));
+            sink
+        });
         let connect = async {
             if !config.sentinel_nodes.is_empty() {
                 let link = SentinelLink::connect(config).await?;
                 Ok(Connection::Sentinel(Arc::new(link)))
             } else if config.cluster_nodes.is_empty() {
-                connect_standalone(config, near.clone()).await
+                connect_standalone(config, pushes.clone()).await
             } else {
-                connect_cluster(config, near.clone()).await
+                connect_cluster(config, pushes.clone()).await
             }
         };
         let connection = tokio::time::timeout(config.connect_timeout, connect)
@@ -372,10 +379,6 @@ impl CacheDriver for RedisDriver {
         DriverFuture::new(self.inner.increment(key, by))
     }
 
-    fn hit<'a>(&'a self, key: &'a str, window: Duration) -> DriverFuture<'a, Hit> {
-        DriverFuture::new(self.inner.hit(key, window, 1))
-    }
-
     fn hit_by<'a>(&'a self, key: &'a str, window: Duration, by: u64) -> DriverFuture<'a, Hit> {
         DriverFuture::new(self.inner.hit(key, window, by.max(1)))
     }
@@ -422,7 +425,9 @@ impl CacheDriver for RedisDriver {
         DriverFuture::new(self.inner.many(keys))
     }
 
-    fn near_cache_stats(&self) -> Option<crate::NearCacheStats> {
-        RedisDriver::near_cache_stats(self)
+    fn stats(&self) -> crate::DriverStats {
+        self.near_cache_stats()
+            .map(crate::DriverStats::with_near_cache)
+            .unwrap_or_default()
     }
 }

@@ -35,12 +35,18 @@ use std::{
 use bytes::Bytes;
 use redis::{PushInfo, PushKind, Value};
 
-use super::{Inner, RedisDriver};
+use super::{
+    Inner, RedisDriver,
+    connection::{tracked_read, turn_tracking_on},
+};
 use crate::{
     Clock, Error, NearCacheStats, Result,
     driver::{Boxed, ReadHeld},
-    drivers::array::{clock::LocalClock, table::Shards},
-    events::{STRIPES as TALLY_STRIPES, stripe},
+    local::{
+        clock::LocalClock,
+        stripes::{STRIPES as TALLY_STRIPES, stripe},
+        table::Shards,
+    },
 };
 
 /// Sequence numbers of keys: a key's invalidation bumps its stripe's.
@@ -340,47 +346,6 @@ impl Inner {
         if let Some(near) = &self.near {
             near.clear();
         }
-    }
-}
-
-/// Sends the tracked read `pipe` of `key`. On a cluster the pipeline goes to the key's master
-/// as a whole (`CLIENT CACHING` names no key, and must come right before the read).
-async fn tracked_read(
-    mut live: super::connection::Live,
-    pipe: redis::Pipeline,
-    key: &[u8],
-) -> redis::RedisResult<Vec<redis::RedisResult<Value>>> {
-    match &mut live {
-        super::connection::Live::Cluster(cluster) => {
-            use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
-            let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
-            let values = cluster.route_pipeline(pipe, 0, 3, route).await?;
-            Ok(values
-                .into_iter()
-                .map(|value| match value {
-                    Value::ServerError(error) => Err(error.into()),
-                    other => Ok(other),
-                })
-                .collect())
-        }
-        other => pipe.query_async(other).await,
-    }
-}
-
-/// `CLIENT TRACKING ON OPTIN` on `live` (on every node of a cluster).
-pub(super) async fn turn_tracking_on(mut live: super::connection::Live) -> redis::RedisResult<()> {
-    let mut cmd = redis::cmd("CLIENT");
-    cmd.arg("TRACKING").arg("ON").arg("OPTIN");
-    match &mut live {
-        super::connection::Live::Cluster(cluster) => {
-            use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
-            let all = RoutingInfo::MultiNode((
-                MultipleNodeRoutingInfo::AllNodes,
-                Some(ResponsePolicy::AllSucceeded),
-            ));
-            cluster.route_command(cmd, all).await.map(drop)
-        }
-        other => cmd.query_async(other).await,
     }
 }
 

@@ -41,7 +41,9 @@ impl Inner {
         rules: &[RateRule],
         by: u64,
     ) -> Result<Vec<Vec<RateVerdict>>> {
-        let by = by.max(1);
+        if by == 0 {
+            return Ok(vec![self.rate(key, rules, false).await?]);
+        }
         if let Some(rule) = lone_fixed_window(rules) {
             let verdicts = self.fixed_window(key, rule, by).await?;
             return Ok(verdicts.into_iter().map(|v| vec![v]).collect());

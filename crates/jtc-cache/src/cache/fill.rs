@@ -1,57 +1,25 @@
 //! `remember`: load a missing value once, and store it.
 //!
-//! A miss is filled once per process — concurrent callers of one key join one flight (a
-//! per-key `OnceCell` in [`Filler`]) — and, with stampede protection on, once across
-//! processes: the leader takes a short fill lock in the backend, and other processes wait a
-//! bounded time for its value instead of loading their own.
+//! A miss is filled once per process — concurrent callers of one key join one flight (the
+//! cache's [`SingleFlight`](crate::single_flight::SingleFlight)) — and, with stampede
+//! protection on, once across processes: the leader takes a short fill lock in the backend,
+//! and other processes wait a bounded time for its value instead of loading their own.
 
-use std::{convert::Infallible, fmt, future::Future, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, time::Duration};
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::sync::OnceCell;
 
+use super::{
+    FillLock, OpName, fresh,
+    observe::{KeyHash, Op},
+};
 use crate::{
     Cache, ErrorKind, Result,
-    cache::OpName,
-    cache::observe::{KeyHash, Op},
     codec::decode,
-    flexible, keys,
+    keys,
     keys::{Record, StoreKey},
 };
-
-/// How long a fill holds its cross-process lock, and how long others wait for it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FillLock {
-    pub(crate) hold: Duration,
-    pub(crate) wait: Duration,
-}
-
-/// The single-flight table of one cache: one cell per key being loaded, shared by its
-/// concurrent callers, and the fill lock's settings.
-pub(crate) struct Filler {
-    flights: DashMap<String, Arc<OnceCell<Bytes>>>,
-    lock: Option<FillLock>,
-}
-
-impl Filler {
-    pub(crate) fn new(lock: Option<FillLock>) -> Self {
-        Self {
-            flights: DashMap::new(),
-            lock: lock.filter(|lock| !lock.hold.is_zero()),
-        }
-    }
-}
-
-impl fmt::Debug for Filler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Filler")
-            .field("loading", &self.flights.len())
-            .field("lock", &self.lock)
-            .finish()
-    }
-}
 
 /// How a filled value is stored: its TTL, and for `flexible` how long it stays fresh.
 #[derive(Debug, Clone, Copy)]
@@ -195,13 +163,12 @@ impl Op<'_> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let flights = &self.cache().filler().flights;
-        let flight = Arc::clone(&flights.entry(at.as_str().to_owned()).or_default());
-        let computed = flight
-            .get_or_try_init(|| self.lead_fill(at, keep, load))
-            .await
-            .cloned();
-        flights.remove_if(at.as_str(), |_, cell| Arc::ptr_eq(cell, &flight));
+        let computed = self
+            .cache()
+            .filler()
+            .flights
+            .run(at.as_str(), || self.lead_fill(at, keep, load))
+            .await;
         decode(&computed?).map_err(|reason| {
             ErrorKind::Encode {
                 key: self.key().to_owned(),
@@ -256,7 +223,7 @@ impl Op<'_> {
         // A zero TTL removed the entry: nothing to mark fresh.
         let stored = !keep.ttl.is_some_and(|t| t.is_zero());
         if let Some(fresh) = keep.fresh.filter(|_| stored) {
-            flexible::mark_fresh(self, at, fresh).await?;
+            fresh::mark(self, at, fresh).await?;
         }
         Ok(bytes)
     }

@@ -7,16 +7,17 @@
 
 use std::{future::Future, time::Duration};
 
-use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
-use crate::{
-    Cache, EventKind, Result,
-    cache::OpName,
-    cache::observe::{KeyHash, Op},
+use super::{
+    OpName,
     fill::{Keep, infallible},
-    keys,
+    fresh,
+    observe::{KeyHash, Op},
+};
+use crate::{
+    Cache, EventKind, Result, keys,
     keys::{Record, StoreKey},
 };
 
@@ -90,12 +91,6 @@ impl Window {
     }
 }
 
-/// Stores the marker that says the value at `at` is fresh for `fresh`.
-pub(crate) async fn mark_fresh(op: &Op<'_>, at: &StoreKey<'_>, fresh: Duration) -> Result<()> {
-    let marker = keys::internal(Record::Fresh, at.as_str());
-    op.put(&marker, Bytes::from_static(b"1"), Some(fresh)).await
-}
-
 impl Op<'_> {
     async fn flexible<T, F, Fut>(&self, at: &StoreKey<'_>, window: Window, load: F) -> Result<T>
     where
@@ -103,8 +98,7 @@ impl Op<'_> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
-        let marker = keys::internal(Record::Fresh, at.as_str());
-        let found = self.many(&[at.clone(), marker]).await?;
+        let found = self.many(&[at.clone(), fresh::marker(at)]).await?;
         let mut found = found.into_iter();
         let (value, marker_found) = (found.next().flatten(), found.next().flatten());
         if let Some(bytes) = value {
@@ -143,8 +137,7 @@ impl Op<'_> {
             Ok(true) => {
                 // A refresh may have finished between this read finding the value stale and
                 // taking the lock: then the value is fresh again and there is nothing to do.
-                let marker = keys::internal(Record::Fresh, at.as_str());
-                if matches!(self.get(&marker).await, Ok(Some(_))) {
+                if matches!(self.get(&fresh::marker(at)).await, Ok(Some(_))) {
                     self.release_quietly(&lock_key, &owner).await;
                     return;
                 }

@@ -1,4 +1,5 @@
-//! The in-memory driver's store: a hash table split into shards, each behind its own lock.
+//! A hash table split into shards, each behind its own lock: the in-memory driver's store and
+//! the Redis near cache's.
 //!
 //! Like a `DashMap`, but every operation takes the key as `&str` and copies it only when it
 //! inserts a new entry: writing a key that is already there allocates nothing, and writing a

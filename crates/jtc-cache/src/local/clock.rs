@@ -1,4 +1,5 @@
-//! The clock of the in-memory driver, read on every lookup of an entry that can expire.
+//! The clock of in-process tables (the in-memory driver, the Redis near cache), read on every
+//! lookup of an entry that can expire.
 //!
 //! A precise reading (the CPU's time-stamp counter, through [`MonotonicClock`]) costs 15–30 ns
 //! on the machines measured, because it holds up the instructions around it; that was more
