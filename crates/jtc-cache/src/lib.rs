@@ -2,18 +2,27 @@
 //!
 //! One typed handle, [`Cache`], over interchangeable drivers:
 //!
-//! | driver          | where entries live                     | made for                      |
-//! |-----------------|----------------------------------------|-------------------------------|
-//! | [`FileDriver`]  | one file per entry in a local folder   | the default: no servers       |
-//! | [`ArrayDriver`] | this process's memory                  | tests, single-instance apps   |
-//! | `RedisDriver`   | Redis, Redis Cluster or behind Sentinel | production, many instances   |
+//! | driver              | `CACHE_DRIVER` | where entries live                        | made for |
+//! |---------------------|----------------|-------------------------------------------|----------|
+//! | [`FileDriver`]      | `file`         | one file per entry in a local folder      | the default: no servers; shared by the processes of one machine |
+//! | [`ArrayDriver`]     | `array`        | this process's memory (optionally bounded) | tests, single-instance apps |
+//! | `RedisDriver`       | `redis`        | Redis standalone, Cluster or behind Sentinel; optional near cache in process | production, many instances |
+//! | `DatabaseDriver`    | `database`     | a table in SQLite or PostgreSQL           | apps that already run a database |
+//! | `MemcachedDriver`   | `memcached`    | memcached servers, keys spread by consistent hashing | apps that already run memcached |
+//!
+//! Every driver implements [`CacheDriver`] and passes one conformance suite; the rate limiter
+//! (`jtc-throttle`) counts on any of them.
 //!
 //! # Features
 //!
 //! | feature       | default | what it adds |
 //! |---------------|---------|--------------|
-//! | `redis`       | yes     | `RedisDriver` and `RedisConfig`: Redis standalone and Cluster, TLS |
+//! | `redis`       | yes     | `RedisDriver` and `RedisConfig`: Redis standalone, Cluster and Sentinel, TLS (rustls), near cache |
 //! | `compression` | yes     | LZ4 compression of values above [`DEFAULT_COMPRESSION_THRESHOLD`] |
+//! | `sqlite`      | no      | `DatabaseDriver` on SQLite (sqlx, bundled SQLite) |
+//! | `postgres`    | no      | `DatabaseDriver` on PostgreSQL (sqlx) |
+//! | `memcached`   | no      | `MemcachedDriver` and `MemcachedConfig` (own client for the meta protocol) |
+//! | `metrics`     | no      | counters and histograms through the `metrics` facade ([`metrics`] lists them) |
 //!
 //! The array and file drivers are always there.
 //!

@@ -195,10 +195,18 @@ pub(super) async fn turn_tracking_on(mut live: Live) -> redis::RedisResult<()> {
 }
 
 /// rustls needs a process-wide crypto provider for `rediss://`; install ring's unless the
-/// application installed one already.
+/// application installed one already. An application that wants post-quantum key exchange
+/// (rustls's aws-lc-rs provider, `X25519MLKEM768`) installs that provider before the first
+/// connection, and the driver uses it.
 pub(super) fn install_tls_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange. We
+        // keep ring on purpose: aws-lc-rs needs a C toolchain (and cmake) in every user's
+        // build, and a classical X25519 / P-256 exchange is what Redis servers speak today.
+        // (`allow` is a no-op on the earlier 0.23 releases a lock file may hold.)
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
         // Losing this race to another thread is fine: a provider is installed either way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = provider.install_default();
     }
 }
