@@ -132,7 +132,7 @@ pub use config::{CacheConfig, DEFAULT_FILE_PATH, DriverKind};
 pub use driver::{CacheDriver, DriverFuture, DriverStats, Hit};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use drivers::database::{
-    DEFAULT_TABLE as DEFAULT_DB_TABLE, DatabaseConfig, DatabaseDriver, DatabasePool, mask_password,
+    DEFAULT_TABLE as DEFAULT_DB_TABLE, DatabaseConfig, DatabaseDriver, DatabasePool,
 };
 #[cfg(feature = "memcached")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]

@@ -26,7 +26,7 @@ pub struct DatabaseConfig {
 impl fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseConfig")
-            .field("url", &mask_password(&self.url))
+            .field("url", &crate::mask_url(&self.url))
             .field("table", &self.table)
             .field("prefix", &self.prefix)
             .field("unlogged", &self.unlogged)
@@ -114,7 +114,7 @@ impl DatabaseConfig {
         let invalid = |variable: &'static str, value: &str, reason: &str| -> crate::Error {
             ErrorKind::Config {
                 variable,
-                value: mask_password(value),
+                value: crate::mask_url(value),
                 reason: reason.to_owned(),
             }
             .into()
@@ -157,7 +157,7 @@ impl DatabaseConfig {
     /// The settings as (name, value) rows for display, the password masked.
     pub(crate) fn describe(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("URL", mask_password(&self.url)),
+            ("URL", crate::mask_url(&self.url)),
             ("Table", self.table.clone()),
             ("Prefix", self.prefix.clone()),
             ("Unlogged", self.unlogged.to_string()),
@@ -176,7 +176,7 @@ impl DatabaseConfig {
             "postgres" | "postgresql" if cfg!(feature = "postgres") => Ok(Dialect::Postgres),
             _ => Err(ErrorKind::Config {
                 variable: "DB_URL",
-                value: mask_password(&self.url),
+                value: crate::mask_url(&self.url),
                 reason: format!(
                     "expected {}",
                     [
@@ -192,12 +192,6 @@ impl DatabaseConfig {
             .into()),
         }
     }
-}
-
-/// The URL with its secrets masked, for logs and errors: the same as [`mask_url`](crate::mask_url),
-/// under the name it had first.
-pub fn mask_password(url: &str) -> String {
-    crate::mask_url(url)
 }
 
 pub(super) async fn connect(config: &DatabaseConfig, dialect: Dialect) -> Result<Backend> {
@@ -239,24 +233,23 @@ pub(super) async fn connect(config: &DatabaseConfig, dialect: Dialect) -> Result
 
 #[cfg(test)]
 mod tests {
-    use super::mask_password;
 
     #[test]
     fn passwords_are_masked() {
         assert_eq!(
-            mask_password("postgres://app:s3cret@db.internal:5432/cache"),
+            crate::mask_url("postgres://app:s3cret@db.internal:5432/cache"),
             "postgres://app:********@db.internal:5432/cache"
         );
         assert_eq!(
-            mask_password("postgres://app@db/cache"),
+            crate::mask_url("postgres://app@db/cache"),
             "postgres://app@db/cache"
         );
         assert_eq!(
-            mask_password("sqlite://var/cache.db"),
+            crate::mask_url("sqlite://var/cache.db"),
             "sqlite://var/cache.db"
         );
         assert_eq!(
-            mask_password("postgres://u:p@ss@host/db"),
+            crate::mask_url("postgres://u:p@ss@host/db"),
             "postgres://u:********@host/db",
             "the last @ ends the credentials"
         );

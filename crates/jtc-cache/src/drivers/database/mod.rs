@@ -13,8 +13,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use sqlx::AssertSqlSafe;
 
+pub use config::DatabaseConfig;
 use config::connect;
-pub use config::{DatabaseConfig, mask_password};
 pub use table::DEFAULT_TABLE;
 use table::{Dialect, Table};
 
