@@ -30,6 +30,16 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
+    /// Allowed or limited, as the decision says.
+    #[inline]
+    pub(crate) fn of(decision: &crate::Decision) -> Self {
+        if decision.allowed {
+            Self::Allowed
+        } else {
+            Self::Limited
+        }
+    }
+
     #[cfg(feature = "metrics")]
     const ALL: [Verdict; 4] = [
         Verdict::Allowed,

@@ -13,7 +13,7 @@ use tower::{BoxError, Service};
 
 use crate::{
     future::{Finish, ResponseFuture},
-    limiter::{Decision, Outcome},
+    limiter::{Check, Decision, Outcome},
     meters::{RouteMeter, Verdict},
     shared::{Counting, Shared},
 };
@@ -79,19 +79,15 @@ where
             return ResponseFuture::inner(self.inner.call(request), None);
         };
         let now = shared.counters.clock.now_ms();
-        let Some(cache) = shared.counters.cache.clone() else {
-            // Counting in memory decides at once: no clone of the inner service, no box.
-            let plan = shared.plan(&counting);
-            let decision = shared.counters.in_memory(plan, &counting.key, now, true);
-            return self.respond(request, counting, decision, &meter);
-        };
-        if let Some(decision) = shared
+        let cache = match shared
             .counters
-            .denied(shared.plan(&counting), &counting.key, now)
+            .check(shared.plan(&counting), &counting.key, now)
         {
-            // A rejection this process remembers: answered at once, nothing sent to the store.
-            return self.respond(request, counting, decision, &meter);
-        }
+            // Decided in process (memory, or the deny cache): no clone of the inner service,
+            // no box, nothing sent to a store.
+            Check::Decided(decision) => return self.respond(request, counting, decision, &meter),
+            Check::Store(cache) => cache,
+        };
         // Counting in a cache waits for it before calling the inner service, so the service
         // that was polled ready moves into the future and a clone stays behind.
         let clone = self.inner.clone();
@@ -101,11 +97,7 @@ where
             let counters = &shared.counters;
             let plan = shared.plan(&counting);
             let outcome = counters.in_cache(&cache, plan, &counting.key, now).await;
-            meter.count(match &outcome {
-                Outcome::Decided(decision) if decision.allowed => Verdict::Allowed,
-                Outcome::Decided(_) => Verdict::Limited,
-                Outcome::Uncounted | Outcome::Unavailable => Verdict::StoreError,
-            });
+            meter.count(outcome.verdict());
             if let Outcome::Decided(decision) = &outcome {
                 shared.trace(&counting, decision);
             }
@@ -139,11 +131,7 @@ impl<S> Throttle<S> {
     where
         S: Service<Request<ReqBody>>,
     {
-        meter.count(if decision.allowed {
-            Verdict::Allowed
-        } else {
-            Verdict::Limited
-        });
+        meter.count(Verdict::of(&decision));
         self.shared.trace(&counting, &decision);
         if decision.allowed {
             let finish = Finish {

@@ -13,13 +13,35 @@ use super::{
     failures::FailureLog,
     memory::{MemoryStore, packs},
 };
-use crate::{StoreErrorPolicy, key::CounterKey, meters::Meters};
+use crate::{
+    StoreErrorPolicy,
+    key::CounterKey,
+    meters::{Meters, Verdict},
+};
 
 /// The limiter's verdict, store errors and policy included.
 pub(crate) enum Outcome {
     Decided(Decision),
     Uncounted,
     Unavailable,
+}
+
+impl Outcome {
+    /// What became of the request, for the metrics.
+    pub(crate) fn verdict(&self) -> Verdict {
+        match self {
+            Self::Decided(decision) => Verdict::of(decision),
+            Self::Uncounted | Self::Unavailable => Verdict::StoreError,
+        }
+    }
+}
+
+/// What the limiter says of a request before anything is sent to a store.
+pub(crate) enum Check {
+    /// Decided in process: counted in memory, or a rejection the deny cache remembers.
+    Decided(Decision),
+    /// Only the shared store can say: [`Counters::in_cache`] with this cache.
+    Store(Cache),
 }
 
 /// Where a limiter counts.
@@ -80,6 +102,21 @@ impl Counters {
                 format!("{}{client}:{}", self.prefix, route.as_str())
             }
             CounterKey::Custom(custom) => format!("{}{custom}", self.prefix),
+        }
+    }
+
+    /// The limiter's first and only synchronous question about a request: counted in process
+    /// memory (a limiter without a cache), answered from the deny cache, or to be counted in
+    /// the store — then [`in_cache`](Self::in_cache), awaited. Which of the three is the
+    /// limiter's business; the service only waits when told to.
+    #[inline(always)]
+    pub(crate) fn check(&self, plan: &Plan, key: &CounterKey, now: u64) -> Check {
+        let Some(cache) = &self.cache else {
+            return Check::Decided(self.in_memory(plan, key, now, true));
+        };
+        match self.denied(plan, key, now) {
+            Some(rejected) => Check::Decided(rejected),
+            None => Check::Store(cache.clone()),
         }
     }
 

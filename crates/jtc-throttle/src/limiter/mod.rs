@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jtc_cache::RateVerdict;
 
 pub(crate) use self::{
-    counters::{Counters, Outcome},
+    counters::{Check, Counters, Outcome},
     plan::{Group, Plan, quoted},
 };
 
