@@ -107,7 +107,12 @@ where
                     unmatched,
                 }) = finish.take()
                 {
-                    shared.finish(&mut response, dynamic.as_deref(), &decision, unmatched);
+                    shared.responder.finish(
+                        &mut response,
+                        dynamic.as_deref(),
+                        &decision,
+                        unmatched,
+                    );
                 }
                 Poll::Ready(Ok(response))
             }

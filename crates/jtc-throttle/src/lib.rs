@@ -82,6 +82,7 @@ mod limiter;
 mod meters;
 mod pages;
 mod rate_limiter;
+mod responder;
 mod response;
 mod service;
 mod shared;

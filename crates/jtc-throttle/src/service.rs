@@ -106,12 +106,19 @@ where
                     let unmatched = counting.key.lacks_route();
                     let mut response = inner.call(request).await?.map(Body::new);
                     let dynamic = counting.dynamic.as_deref();
-                    shared.finish(&mut response, dynamic, &decision, unmatched);
+                    shared
+                        .responder
+                        .finish(&mut response, dynamic, &decision, unmatched);
                     Ok(response)
                 }
-                Outcome::Decided(decision) => Ok(shared.limited(&request, &counting, &decision)),
+                Outcome::Decided(decision) => {
+                    let plan = shared.plan(&counting);
+                    Ok(shared
+                        .responder
+                        .limited(&request, &counting, plan, &decision))
+                }
                 Outcome::Uncounted => inner.call(request).await.map(|r| r.map(Body::new)),
-                Outcome::Unavailable => Ok(shared.unavailable(request.headers())),
+                Outcome::Unavailable => Ok(shared.responder.unavailable(request.headers())),
             }
         })
     }
@@ -142,7 +149,12 @@ impl<S> Throttle<S> {
             };
             ResponseFuture::inner(self.inner.call(request), Some(finish))
         } else {
-            ResponseFuture::ready(self.shared.limited(&request, &counting, &decision))
+            let plan = self.shared.plan(&counting);
+            ResponseFuture::ready(
+                self.shared
+                    .responder
+                    .limited(&request, &counting, plan, &decision),
+            )
         }
     }
 }

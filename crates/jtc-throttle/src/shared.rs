@@ -1,27 +1,19 @@
-//! What every service of one layer shares — the settings and the counters — and what it does
-//! with them for each request: which limits apply, under which key, the 429 and the headers.
+//! What every service of one layer shares — the settings, the limiter and the responder — and
+//! what the settings say of each request: which limits apply, under which key.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::Arc;
 
-use axum::body::Body;
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http::{Method, Request};
 use jtc_cache::{Cache, Clock};
 
 use crate::{
     Limits, RequestInfo, StoreErrorPolicy,
     key::{self, CounterKey, Identity},
-    lang::{self, Catalogues},
+    lang::Catalogues,
     limiter::{Counters, Decision, Plan},
-    pages::{Pages, number},
-    response::{self, OnLimited, OnUnavailable, Repeat429},
+    responder::Responder,
+    response::{OnLimited, OnUnavailable},
 };
-
-/// Numbers the layers built in this process, so that what a thread keeps of one layer's
-/// answers (see [`Repeat429`]) is never taken for another's.
-static LAYERS: AtomicU64 = AtomicU64::new(0);
 
 /// A custom key: what to count a request under, or `None` to let it through uncounted.
 pub(crate) type KeyFn = Arc<dyn Fn(&RequestInfo<'_>) -> Option<String> + Send + Sync>;
@@ -64,18 +56,12 @@ pub(crate) struct Counting {
     pub(crate) key: CounterKey,
 }
 
-/// What every service of one layer shares: the settings and the counters.
+/// What every service of one layer shares: the settings, the limiter (its counters) and the
+/// responder (its answers).
 pub(crate) struct Shared {
-    /// This layer's number among the layers of the process.
-    id: u64,
     pub(crate) config: Config,
     pub(crate) counters: Arc<Counters>,
-    /// The answers of a rejection, per locale.
-    pages: Pages,
-    /// The fixed limits' `RateLimit-Policy` value and, with one limit, its
-    /// `X-RateLimit-Limit` value: built once.
-    fixed_policy: Option<HeaderValue>,
-    fixed_limit: Option<(u64, HeaderValue)>,
+    pub(crate) responder: Responder,
 }
 
 impl Shared {
@@ -84,25 +70,6 @@ impl Shared {
             .name
             .clone()
             .unwrap_or_else(|| default_name(&config.limits));
-        let fallback = config
-            .catalogues
-            .supported(&config.fallback_locale)
-            .unwrap_or_else(|| lang::DEFAULT_LOCALE.to_owned());
-        let fixed = match &config.limits {
-            Source::Fixed(plan) => Some(plan),
-            Source::Dynamic(_) => None,
-        };
-        let fixed_policy = fixed.and_then(|plan| HeaderValue::from_str(&plan.policy_header()).ok());
-        let fixed_limit = match fixed.map(|plan| plan.limits.as_slice()) {
-            Some([limit]) => {
-                let max = match limit.algorithm_used() {
-                    crate::Algorithm::TokenBucket => limit.burst_size(),
-                    _ => limit.max(),
-                };
-                Some((max, number(max)))
-            }
-            _ => None,
-        };
         let counters = Counters::new(
             config.cache.clone(),
             format!("throttle:{name}:"),
@@ -112,11 +79,8 @@ impl Shared {
             config.on_store_error,
         );
         Self {
-            id: LAYERS.fetch_add(1, Ordering::Relaxed),
             counters: Arc::new(counters),
-            pages: Pages::new(&config.catalogues, &fallback),
-            fixed_policy,
-            fixed_limit,
+            responder: Responder::new(&config),
             config,
         }
     }
@@ -182,113 +146,6 @@ impl Shared {
                 .unwrap_or_default(),
             "jtc-throttle: decision"
         );
-    }
-
-    /// The 429 for a rejected request: the hook's or the translated JSON, with headers.
-    pub(crate) fn limited<B>(
-        &self,
-        request: &Request<B>,
-        counting: &Counting,
-        decision: &Decision,
-    ) -> Response<Body> {
-        let page = self
-            .pages
-            .for_request(request.headers(), &self.config.catalogues);
-        let plan = self.plan(counting);
-        if let Some(hook) = &self.config.on_limited {
-            let context = self.context(request, counting, plan, decision);
-            let mut response = hook(&response::limited(decision, context, page));
-            self.add_headers(response.headers_mut(), plan, decision);
-            return response;
-        }
-        let make = || {
-            let (mut response, body) = response::too_many_requests(page, decision);
-            self.add_headers(response.headers_mut(), plan, decision);
-            (response, body)
-        };
-        // The IETF fields name the plan's limits: a plan decided per request may name others.
-        if self.config.ietf_headers && counting.dynamic.is_some() {
-            return make().0;
-        }
-        Repeat429::new(self.id, page, decision).answer(make)
-    }
-
-    /// Who and what a rejection is about, for the `on_limited` hook.
-    fn context<B>(
-        &self,
-        request: &Request<B>,
-        counting: &Counting,
-        plan: &Plan,
-        decision: &Decision,
-    ) -> response::Context {
-        let limit = plan.limit(decision.policy);
-        let key = match limit.and_then(|l| l.key()) {
-            Some(own) => own.to_owned(),
-            None => match &counting.key {
-                CounterKey::Request(client, route) => format!("{client}:{}", route.as_str()),
-                CounterKey::Custom(custom) => custom.clone(),
-            },
-        };
-        response::Context {
-            key,
-            client: match &counting.key {
-                CounterKey::Request(client, _) => client.to_string(),
-                CounterKey::Custom(_) => self.config.identity.client(request).to_string(),
-            },
-            route: key::route(request).as_str().to_owned(),
-            policy: limit.map(crate::Limit::policy_name).unwrap_or_default(),
-        }
-    }
-
-    /// The answer of the fail-closed policy: the hook's, or a translated 503.
-    pub(crate) fn unavailable(&self, headers: &HeaderMap) -> Response<Body> {
-        let page = self.pages.for_request(headers, &self.config.catalogues);
-        match &self.config.on_unavailable {
-            Some(hook) => hook(&response::unavailable(page)),
-            None => response::service_unavailable(page),
-        }
-    }
-
-    /// Finishes an admitted request's response: this layer's headers, and for a request that
-    /// matched no route the check for a layer placed outside the Router.
-    pub(crate) fn finish<B>(
-        &self,
-        response: &mut Response<B>,
-        dynamic: Option<&Plan>,
-        decision: &Decision,
-        unmatched: bool,
-    ) {
-        if unmatched {
-            key::check_unmatched_status(response.status());
-        }
-        let plan = match (dynamic, &self.config.limits) {
-            (Some(plan), _) => plan,
-            (None, Source::Fixed(fixed)) => fixed,
-            (None, Source::Dynamic(_)) => return,
-        };
-        self.add_headers(response.headers_mut(), plan, decision);
-    }
-
-    fn add_headers(&self, headers: &mut HeaderMap, plan: &Plan, decision: &Decision) {
-        let limit = self
-            .fixed_limit
-            .as_ref()
-            .filter(|(max, _)| *max == decision.limit)
-            .map(|(_, value)| value);
-        response::add_headers(headers, decision, limit);
-        if self.config.ietf_headers {
-            let policy = match (&self.fixed_policy, &self.config.limits) {
-                (Some(policy), Source::Fixed(fixed)) if std::ptr::eq(&**fixed, plan) => {
-                    Some(policy.clone())
-                }
-                _ => HeaderValue::from_str(&plan.policy_header()).ok(),
-            };
-            let name = plan
-                .limit(decision.policy)
-                .map(crate::Limit::policy_name)
-                .unwrap_or_default();
-            response::add_ietf_headers(headers, policy, &name, decision);
-        }
     }
 }
 
