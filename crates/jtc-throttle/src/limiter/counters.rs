@@ -61,13 +61,6 @@ pub(crate) struct Counters {
     pub(crate) meters: Meters,
 }
 
-/// What a group of limits came to.
-enum Counted {
-    Verdicts(Vec<RateVerdict>),
-    Uncounted,
-    Unavailable,
-}
-
 impl Counters {
     pub(crate) fn new(
         cache: Option<Cache>,
@@ -174,21 +167,24 @@ impl Counters {
         for group in &plan.groups {
             let key = key_of(group, default);
             match self.group_in_cache(cache, group, &key, now).await {
-                Counted::Verdicts(counted) => place(&mut verdicts, group, counted),
-                Counted::Uncounted => return Outcome::Uncounted,
-                Counted::Unavailable => return Outcome::Unavailable,
+                Ok(counted) => place(&mut verdicts, group, counted),
+                // The policy's answer for the whole request: uncounted or unavailable.
+                Err(policy) => return policy,
             }
         }
         Outcome::Decided(Decision::combine(&verdicts, now))
     }
 
+    /// One group of limits in the store, with the store-error policy applied: its verdicts
+    /// (from the store, or from process memory under the fallback policy), or the policy's
+    /// answer for the whole request (uncounted, or unavailable).
     async fn group_in_cache(
         &self,
         cache: &Cache,
         group: &Group,
         key: &CounterKey,
         now: u64,
-    ) -> Counted {
+    ) -> Result<Vec<RateVerdict>, Outcome> {
         if !self.failures.skip_store(now) {
             let counted = match group.rules.as_slice() {
                 [rule] if rule.kind == RateKind::FixedWindow => {
@@ -201,7 +197,7 @@ impl Counters {
                     if self.failures.succeeded() {
                         self.meters.fallback(false);
                     }
-                    return Counted::Verdicts(verdicts);
+                    return Ok(verdicts);
                 }
                 Err(error) if error.is_backend() => {
                     self.failures.failed(now, &error, self.policy.as_str());
@@ -212,16 +208,14 @@ impl Counters {
                 // and no outage policy starts.
                 Err(error) => {
                     self.failures.refused(now, &error);
-                    return Counted::Verdicts(self.memory.apply(key, &group.rules, true));
+                    return Ok(self.memory.apply(key, &group.rules, true));
                 }
             }
         }
         match self.policy {
-            StoreErrorPolicy::FallbackToMemory => {
-                Counted::Verdicts(self.memory.apply(key, &group.rules, true))
-            }
-            StoreErrorPolicy::FailOpen => Counted::Uncounted,
-            StoreErrorPolicy::FailClosed => Counted::Unavailable,
+            StoreErrorPolicy::FallbackToMemory => Ok(self.memory.apply(key, &group.rules, true)),
+            StoreErrorPolicy::FailOpen => Err(Outcome::Uncounted),
+            StoreErrorPolicy::FailClosed => Err(Outcome::Unavailable),
         }
     }
 
