@@ -13,10 +13,6 @@ use http::StatusCode;
 use jtc_cache::{Cache, RedisConfig, RedisDriver};
 use jtc_test_support::RedisServer;
 use jtc_throttle::{ForwardedHeader, Limit, RateLimiter, StoreErrorPolicy, ThrottleLayer};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
 
 fn app(layer: ThrottleLayer) -> Router {
     Router::new()
@@ -26,24 +22,7 @@ fn app(layer: ThrottleLayer) -> Router {
 
 /// One `GET /` over a fresh connection with `headers`; the status code.
 async fn status_with(address: SocketAddr, headers: &[(&str, &str)]) -> StatusCode {
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    let mut request = String::from("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
-        .await
-        .expect("the server answers")
-        .unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    StatusCode::from_u16(code.parse().unwrap()).unwrap()
+    common::status_with(address, "/", headers).await
 }
 
 async fn admitted(address: SocketAddr, headers: &[(&str, &str)], requests: usize) -> usize {

@@ -33,46 +33,23 @@ impl FailureLog {
             now + RETRY_STORE_AFTER.as_millis() as u64,
             Ordering::Relaxed,
         );
-        let quiet_until = self.quiet_until.load(Ordering::Relaxed);
-        if now < quiet_until {
+        if !log_due(&self.quiet_until, now) {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self
-            .quiet_until
-            .compare_exchange(
-                quiet_until,
-                now + LOG_EVERY.as_millis() as u64,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
-            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
-            tracing::warn!(
-                error = %error_chain(error),
-                policy,
-                suppressed,
-                "jtc-throttle: the rate-limit store failed; applying the store-error policy"
-            );
-        }
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            error = %error_chain(error),
+            policy,
+            suppressed,
+            "jtc-throttle: the rate-limit store failed; applying the store-error policy"
+        );
     }
 
     /// The store refused one request (its key or value, not the store's health): logged at
     /// most once per interval, and the circuit stays as it is.
     pub(crate) fn refused(&self, now: u64, error: &jtc_cache::Error) {
-        let quiet_until = self.refusals_quiet_until.load(Ordering::Relaxed);
-        if now >= quiet_until
-            && self
-                .refusals_quiet_until
-                .compare_exchange(
-                    quiet_until,
-                    now + LOG_EVERY.as_millis() as u64,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
+        if log_due(&self.refusals_quiet_until, now) {
             tracing::warn!(
                 error = %error_chain(error),
                 "jtc-throttle: the rate-limit store refused a request's key; that request was \
@@ -95,6 +72,21 @@ impl FailureLog {
         }
         false
     }
+}
+
+/// Whether a log line is due at `now` given the time before which it is quiet: true for one
+/// caller per interval, which moves the quiet time on.
+fn log_due(quiet_until: &AtomicU64, now: u64) -> bool {
+    let until = quiet_until.load(Ordering::Relaxed);
+    now >= until
+        && quiet_until
+            .compare_exchange(
+                until,
+                now + LOG_EVERY.as_millis() as u64,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -56,8 +56,17 @@ pub async fn serve(app: Router) -> SocketAddr {
 
 /// One HTTP/1.1 request over a fresh TCP connection; returns the status code.
 pub async fn get_status(address: SocketAddr, path: &str) -> StatusCode {
+    status_with(address, path, &[]).await
+}
+
+/// One `GET path` with `headers` over a fresh TCP connection; returns the status code.
+pub async fn status_with(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> StatusCode {
     let mut stream = TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
