@@ -11,7 +11,9 @@ use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    FillLock, OpName, fresh,
+    OpName,
+    filler::FillLock,
+    fresh,
     observe::{KeyHash, Op},
 };
 use crate::{

@@ -9,6 +9,7 @@
 mod counters;
 mod entries;
 pub(crate) mod fill;
+mod filler;
 mod flexible;
 mod fresh;
 pub(crate) mod meters;
@@ -22,9 +23,9 @@ use std::{fmt, sync::Arc, time::Duration};
 use bytes::Bytes;
 use serde::Serialize;
 
+use self::filler::{FillLock, Filler};
 use crate::{
     CacheConfig, CacheDriver, CacheEvent, CacheStats, Codec, ErrorKind, Result, events::Observer,
-    single_flight::SingleFlight,
 };
 
 /// Values whose encoded size is above this many bytes are compressed, by default.
@@ -82,30 +83,6 @@ pub const DEFAULT_FILL_LOCK_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Cache {
     inner: Arc<Inner>,
-}
-
-/// How long a fill holds its cross-process lock, and how long others wait for it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FillLock {
-    pub(crate) hold: Duration,
-    pub(crate) wait: Duration,
-}
-
-/// What `remember` needs of a cache: one flight per key being loaded in this process, and
-/// the fill lock's settings for the other processes.
-#[derive(Debug)]
-pub(crate) struct Filler {
-    pub(crate) flights: SingleFlight<Bytes>,
-    pub(crate) lock: Option<FillLock>,
-}
-
-impl Filler {
-    fn new(lock: Option<FillLock>) -> Self {
-        Self {
-            flights: SingleFlight::default(),
-            lock: lock.filter(|lock| !lock.hold.is_zero()),
-        }
-    }
 }
 
 /// What every clone of one cache shares. Private to this module and its children: the rest of

@@ -300,3 +300,17 @@ impl Backoff {
         Ok(())
     }
 }
+
+/// `forget` and `forget_if`: a take that keeps nothing.
+impl MemcachedDriver {
+    pub(super) async fn remove_entry(&self, key: &str) -> Result<bool> {
+        Ok(self.take(key, "forget", |_| true).await?.is_some())
+    }
+
+    pub(super) async fn remove_entry_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
+        Ok(self
+            .take(key, "forget_if", |v| v == expected)
+            .await?
+            .is_some())
+    }
+}

@@ -249,19 +249,6 @@ fn new_version() -> String {
     crate::keys::token()[..12].to_owned()
 }
 
-impl MemcachedDriver {
-    async fn remove_entry(&self, key: &str) -> Result<bool> {
-        Ok(self.take(key, "forget", |_| true).await?.is_some())
-    }
-
-    async fn remove_entry_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
-        Ok(self
-            .take(key, "forget_if", |v| v == expected)
-            .await?
-            .is_some())
-    }
-}
-
 impl CacheDriver for MemcachedDriver {
     fn name(&self) -> &'static str {
         "memcached"
