@@ -141,7 +141,7 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     /// Applies rate-limit `rules` to the record at `key` for `by` requests counted one after
     /// the other in one call, and returns each request's verdicts (one per rule), in order, as
     /// `by` separate calls would give them; `by == 0` counts nothing and returns the verdicts
-    /// a request would get now (a look). See [`crate::rate`] for the algorithms and what
+    /// a request would get now (a look). See [`RateKind`](crate::RateKind) for the algorithms and what
     /// counts. This is the rate limiter's operation for several limits and for the
     /// sliding-window and token-bucket algorithms; over a network it is worth offering only as
     /// a few atomic steps for many requests (Redis: one script run per 250 requests).

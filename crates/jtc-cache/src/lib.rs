@@ -81,7 +81,7 @@ mod keys;
 mod local;
 mod lock;
 mod outage;
-pub mod rate;
+mod rate;
 mod secrets;
 mod single_flight;
 pub mod metrics {

@@ -7,23 +7,23 @@
 //! processes share the store. The algorithms are written once here, in [`RateRecord::apply`];
 //! the Redis driver runs the same arithmetic in Lua (`drivers/redis/rate.lua`), on the
 //! server's clock.
-//!
-//! The three algorithms, for `limit` requests per `window`:
-//!
-//! - **Fixed window**: a window starts at the key's first request; every request counts,
-//!   rejected ones included; when the window ends the count starts over.
-//! - **Sliding window**: windows aligned on multiples of `window`; a request is admitted when
-//!   `previous × (share of the previous window's span still ahead) + current < limit`.
-//! - **Token bucket** (GCRA): a bucket of `burst` tokens refilled at one token every
-//!   `window / limit`; a request takes a token or is rejected, and `reset_after` on a rejection
-//!   is the exact time until the next token. One number per key: the theoretical arrival time.
-//!
-//! A request is admitted when **every** rule admits it. Fixed windows count every request;
-//! sliding windows and buckets take their share only when the whole request is admitted.
 
 use std::time::Duration;
 
 /// Which algorithm a [`RateRule`] counts with.
+///
+/// The three algorithms, for `limit` requests per `window`:
+///
+/// - **Fixed window**: a window starts at the key's first request; every request counts,
+///   rejected ones included; when the window ends the count starts over.
+/// - **Sliding window**: windows aligned on multiples of `window`; a request is admitted when
+///   `previous × (share of the previous window's span still ahead) + current < limit`.
+/// - **Token bucket** (GCRA): a bucket of `burst` tokens refilled at one token every
+///   `window / limit`; a request takes a token or is rejected, and `reset_after` on a rejection
+///   is the exact time until the next token. One number per key: the theoretical arrival time.
+///
+/// A request is admitted when **every** rule admits it. Fixed windows count every request;
+/// sliding windows and buckets take their share only when the whole request is admitted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RateKind {

@@ -114,7 +114,7 @@ impl Cache {
     /// Applies rate-limit `rules` to the record at `key` in one atomic step (one Redis script,
     /// one locked file) and returns one verdict per rule. With `consume` the request is
     /// counted — when every rule admits it (fixed windows count it regardless); without, the
-    /// record is only read. The algorithms are described in [`crate::rate`]; `jtc-throttle`
+    /// record is only read. The algorithms are described in [`RateKind`](crate::RateKind); `jtc-throttle`
     /// is built on this operation.
     ///
     /// ```

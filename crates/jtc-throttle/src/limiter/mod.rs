@@ -2,7 +2,7 @@
 //! names, the public [`Decision`], a request's limits grouped by key ([`Plan`]), and the
 //! stores that count them ([`Counters`]: process memory, or a `jtc_cache::Cache`).
 //!
-//! The algorithms themselves are written once, in `jtc_cache::rate` (and its Redis script):
+//! The algorithms themselves are written once, in `jtc_cache::RateRecord` (and its Redis script):
 //! every store applies the same arithmetic. Process memory adds a fast path for the common
 //! case — one fixed window — on a single atomic word (`memory.rs`).
 
