@@ -85,6 +85,7 @@ mod rate_limiter;
 mod responder;
 mod response;
 mod service;
+mod settings;
 mod shared;
 
 pub mod metrics {

@@ -17,7 +17,7 @@ use crate::{
     limiter::{Decision, Plan},
     pages::{Pages, number},
     response::{self, OnLimited, OnUnavailable, Repeat429},
-    shared::{Config, Counting, Source},
+    settings::{Config, Counting, Source},
 };
 
 /// Numbers the layers built in this process, so that what a thread keeps of one layer's

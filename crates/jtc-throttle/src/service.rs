@@ -15,7 +15,8 @@ use crate::{
     future::{Finish, ResponseFuture},
     limiter::{Check, Decision, Outcome},
     meters::{RouteMeter, Verdict},
-    shared::{Counting, Shared},
+    settings::Counting,
+    shared::Shared,
 };
 
 /// The middleware [`ThrottleLayer`](crate::ThrottleLayer) wraps a service in.

@@ -4,7 +4,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 
-use crate::{ForwardedHeader, RequestInfo, ThrottleLayer, shared::KeyFn};
+use crate::{ForwardedHeader, RequestInfo, ThrottleLayer, settings::KeyFn};
 
 impl ThrottleLayer {
     /// Proxies whose forwarding header is believed: `X-Forwarded-For` unless

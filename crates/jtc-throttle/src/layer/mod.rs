@@ -17,7 +17,8 @@ use crate::{
     lang::{self, Catalogues},
     limiter::Plan,
     rate_limiter::DEFAULT_MEMORY_CAPACITY,
-    shared::{Config, LimitsFn, Shared, Source},
+    settings::{Config, LimitsFn, Source},
+    shared::Shared,
 };
 
 /// Limits requests per client and route: `max_requests` per window.
