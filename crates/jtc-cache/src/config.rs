@@ -27,11 +27,20 @@ pub enum DriverKind {
     Database,
     /// `MemcachedDriver`: one or more memcached servers (needs the `memcached` feature).
     Memcached,
+    /// `DynamoDbDriver`: an Amazon DynamoDB table (needs the `dynamodb` feature).
+    DynamoDb,
 }
 
 impl DriverKind {
     /// Every accepted `CACHE_DRIVER` value.
-    pub const NAMES: &'static [&'static str] = &["file", "array", "redis", "database", "memcached"];
+    pub const NAMES: &'static [&'static str] = &[
+        "file",
+        "array",
+        "redis",
+        "database",
+        "memcached",
+        "dynamodb",
+    ];
 
     /// The name used in `CACHE_DRIVER`.
     pub fn as_str(self) -> &'static str {
@@ -41,6 +50,7 @@ impl DriverKind {
             Self::Redis => "redis",
             Self::Database => "database",
             Self::Memcached => "memcached",
+            Self::DynamoDb => "dynamodb",
         }
     }
 }
@@ -61,6 +71,7 @@ impl FromStr for DriverKind {
             "redis" => Ok(Self::Redis),
             "database" => Ok(Self::Database),
             "memcached" => Ok(Self::Memcached),
+            "dynamodb" => Ok(Self::DynamoDb),
             _ => Err(ErrorKind::Config {
                 variable: "CACHE_DRIVER",
                 value: value.to_owned(),
@@ -88,7 +99,7 @@ impl FromStr for DriverKind {
 /// let err = CacheConfig::from_lookup(|_| Some("mongodb".into())).unwrap_err();
 /// assert_eq!(
 ///     err.to_string(),
-///     r#"invalid CACHE_DRIVER="mongodb": unknown cache driver; expected one of: file, array, redis, database, memcached"#
+///     r#"invalid CACHE_DRIVER="mongodb": unknown cache driver; expected one of: file, array, redis, database, memcached, dynamodb"#
 /// );
 /// # Ok::<_, jtc_cache::Error>(())
 /// ```
@@ -117,6 +128,11 @@ pub struct CacheConfig {
     /// `CACHE_DRIVER=memcached`.
     #[cfg(feature = "memcached")]
     pub memcached: Option<crate::MemcachedConfig>,
+    /// The DynamoDB driver's settings (`DYNAMODB_CACHE_TABLE`, `DYNAMODB_PREFIX`,
+    /// `DYNAMODB_ENDPOINT`, `DYNAMODB_TIMEOUT_MS`, `DYNAMODB_GENERATION_CHECK_MS`; region and
+    /// credentials from the AWS chain); `None` unless `CACHE_DRIVER=dynamodb`.
+    #[cfg(feature = "dynamodb")]
+    pub dynamodb: Option<crate::DynamoDbConfig>,
 }
 
 impl Default for CacheConfig {
@@ -132,6 +148,8 @@ impl Default for CacheConfig {
             database: None,
             #[cfg(feature = "memcached")]
             memcached: None,
+            #[cfg(feature = "dynamodb")]
+            dynamodb: None,
         }
     }
 }
@@ -173,6 +191,10 @@ impl CacheConfig {
         #[cfg(feature = "memcached")]
         if config.driver == DriverKind::Memcached {
             config.memcached = Some(crate::MemcachedConfig::from_lookup(&var)?);
+        }
+        #[cfg(feature = "dynamodb")]
+        if config.driver == DriverKind::DynamoDb {
+            config.dynamodb = Some(crate::DynamoDbConfig::from_lookup(&var)?);
         }
         Ok(config)
     }
@@ -223,6 +245,13 @@ impl CacheConfig {
             }
             #[cfg(not(feature = "memcached"))]
             DriverKind::Memcached => return Err(not_built("memcached", "its `memcached` feature")),
+            #[cfg(feature = "dynamodb")]
+            DriverKind::DynamoDb => {
+                let config = self.dynamodb.clone().unwrap_or_default();
+                Cache::new(crate::DynamoDbDriver::from_config(&config).await?)
+            }
+            #[cfg(not(feature = "dynamodb"))]
+            DriverKind::DynamoDb => return Err(not_built("dynamodb", "its `dynamodb` feature")),
         })
     }
 
@@ -244,6 +273,8 @@ impl CacheConfig {
             DriverKind::Database => rows.extend(self.database.iter().flat_map(|d| d.describe())),
             #[cfg(feature = "memcached")]
             DriverKind::Memcached => rows.extend(self.memcached.iter().flat_map(|m| m.describe())),
+            #[cfg(feature = "dynamodb")]
+            DriverKind::DynamoDb => rows.extend(self.dynamodb.iter().flat_map(|d| d.describe())),
             _ => {}
         }
         let compression = match self.compress_above {

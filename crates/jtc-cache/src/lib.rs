@@ -72,11 +72,15 @@ mod cache;
 mod clock;
 mod codec;
 mod config;
+#[cfg(any(feature = "memcached", feature = "dynamodb"))]
+mod contention;
 mod counter;
 mod driver;
 mod drivers;
 mod error;
 mod events;
+#[cfg(any(feature = "memcached", feature = "dynamodb"))]
+mod held;
 mod keys;
 mod local;
 mod lock;
@@ -134,6 +138,9 @@ pub use driver::{CacheDriver, DriverFuture, DriverStats, Hit};
 pub use drivers::database::{
     DEFAULT_TABLE as DEFAULT_DB_TABLE, DatabaseConfig, DatabaseDriver, DatabasePool,
 };
+#[cfg(feature = "dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
+pub use drivers::dynamodb::{DEFAULT_DYNAMODB_TABLE, DynamoDbConfig, DynamoDbDriver};
 #[cfg(feature = "memcached")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]
 pub use drivers::memcached::{MemcachedConfig, MemcachedDriver};

@@ -1,6 +1,6 @@
 //! Real servers for tests, started on demand and stopped when dropped: Redis (a
-//! `redis-server` process on a free port, a 3-master cluster, Sentinels), memcached and
-//! PostgreSQL.
+//! `redis-server` process on a free port, a 3-master cluster, Sentinels), memcached,
+//! PostgreSQL and a DynamoDB-compatible server (moto).
 //!
 //! Tests never use a server they did not start (a machine may run its own Redis on 6379) and
 //! never skip: without `redis-server` on `PATH` they fail with the command that installs it.
@@ -8,10 +8,12 @@
 //! timeout, an abort, a leaked `static`).
 
 mod memcached;
+mod moto;
 mod postgres;
 mod sentinel;
 
 pub use memcached::{MemcachedServer, shared_memcached};
+pub use moto::{MotoServer, moto_python, shared_moto};
 pub use postgres::{PostgresServer, shared_postgres};
 pub use sentinel::RedisSentinelSetup;
 

@@ -3,6 +3,8 @@
 pub(crate) mod array;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod database;
+#[cfg(feature = "dynamodb")]
+pub(crate) mod dynamodb;
 pub(crate) mod file;
 #[cfg(feature = "memcached")]
 pub(crate) mod memcached;

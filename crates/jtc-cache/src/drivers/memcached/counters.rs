@@ -13,11 +13,14 @@ use bytes::Bytes;
 
 use super::{
     At, MemcachedDriver,
-    entries::{Backoff, Cas, Read},
+    entries::{Cas, Read},
     item::{self, Item, MAX_WINDOW, PLAIN_LIMIT, WINDOW, WINDOW_COUNT_LIMIT},
     wire::{self, Status},
 };
-use crate::{ErrorKind, Hit, RateRecord, RateRule, RateVerdict, Result, rate::lone_fixed_window};
+use crate::{
+    ErrorKind, Hit, RateRecord, RateRule, RateVerdict, Result, contention::Backoff,
+    rate::lone_fixed_window,
+};
 
 /// What `hit` does with a value that is not a counter.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +46,7 @@ impl MemcachedDriver {
         let at = self.route(key).await?;
         // `ma` serves steps of 0 up to the plain range; anything else is done exactly below.
         let delta = u64::try_from(by).ok().filter(|&d| d < PLAIN_LIMIT);
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new("memcached");
         while let Some(delta) = delta {
             match add_to(&at, delta, "increment").await? {
                 Added::Number(n, _) if n < PLAIN_LIMIT => return Ok(n.cast_signed()),
@@ -68,8 +71,8 @@ impl MemcachedDriver {
 
     /// `increment` by read and compare-and-set.
     async fn increment_slowly(&self, at: &At<'_>, by: i64) -> Result<i64> {
-        let _turn = self.turn(&at.wire).await;
-        let mut backoff = Backoff::default();
+        let _turn = self.turns.turn(&at.wire).await;
+        let mut backoff = Backoff::new("memcached");
         loop {
             let read = self.read(at, "increment").await?;
             let (new, deadline, cas) = match read {
@@ -119,7 +122,7 @@ impl MemcachedDriver {
         let window = window.max(Duration::from_millis(1));
         let by = by.clamp(1, WINDOW_COUNT_LIMIT);
         let at = self.route(key).await?;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new("memcached");
         loop {
             match add_to(&at, by, "hit").await? {
                 Added::Number(n, cas) => {
@@ -175,8 +178,8 @@ impl MemcachedDriver {
         by: u64,
         stale: Stale,
     ) -> Result<Hit> {
-        let _turn = self.turn(&at.wire).await;
-        let mut backoff = Backoff::default();
+        let _turn = self.turns.turn(&at.wire).await;
+        let mut backoff = Backoff::new("memcached");
         loop {
             let now = self.now();
             let fresh = item::deadline(now, Some(window)).unwrap_or(now);
@@ -268,8 +271,8 @@ impl MemcachedDriver {
             return self.fixed_window(key, rule, consume).await;
         }
         let at = self.route(key).await?;
-        let _turn = self.turn(&at.wire).await;
-        let mut backoff = Backoff::default();
+        let _turn = self.turns.turn(&at.wire).await;
+        let mut backoff = Backoff::new("memcached");
         loop {
             let read = self.read(&at, "rate").await?;
             let now = self.now();

@@ -13,7 +13,7 @@ use super::{
     item::{self, Item},
     wire::{self, Mode, Status},
 };
-use crate::{ErrorKind, Result};
+use crate::{ErrorKind, Result, contention::Backoff};
 
 /// The largest item data sent (memcached's default item limit is 1 MiB, its item header and
 /// key included).
@@ -168,7 +168,7 @@ impl MemcachedDriver {
         }
         let at = self.route(key).await?;
         let deadline = item::deadline(self.now(), ttl);
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new("memcached");
         loop {
             if self
                 .store(&at, &value, deadline, Some(Cas::Absent), "add")
@@ -207,7 +207,7 @@ impl MemcachedDriver {
         wanted: impl Fn(&[u8]) -> bool,
     ) -> Result<Option<Bytes>> {
         let at = self.route(key).await?;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new("memcached");
         loop {
             let Some(read) = self.read(&at, operation).await? else {
                 return Ok(None);
@@ -231,7 +231,7 @@ impl MemcachedDriver {
             return Ok(self.take(key, "touch", |_| true).await?.is_some());
         }
         let at = self.route(key).await?;
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new("memcached");
         loop {
             let Some(Read {
                 item: Item::Live { value, .. },
@@ -268,37 +268,6 @@ fn too_large(key: &str, size: usize) -> crate::Error {
         limit: MAX_DATA,
     }
     .into()
-}
-
-/// Waits between the tries of a compare-and-set loop: a pause that grows with each try, up to
-/// ~2 ms, jittered as lock waits are, so that contending callers spread out. Gives up after
-/// many tries.
-#[derive(Debug, Default)]
-pub(super) struct Backoff {
-    tries: u32,
-}
-
-impl Backoff {
-    const MAX_TRIES: u32 = 10_000;
-
-    pub(super) async fn wait(&mut self) -> Result<()> {
-        self.tries += 1;
-        if self.tries > Self::MAX_TRIES {
-            return Err(ErrorKind::Memcached {
-                operation: "compare-and-set",
-                server: String::new(),
-                reason: format!("the key kept changing for {} tries", Self::MAX_TRIES),
-            }
-            .into());
-        }
-        if self.tries < 3 {
-            tokio::task::yield_now().await;
-            return Ok(());
-        }
-        let pause = Duration::from_micros(10 << self.tries.min(7)); // 80 µs .. 1.3 ms
-        tokio::time::sleep(crate::clock::jittered(pause)).await;
-        Ok(())
-    }
 }
 
 /// `forget` and `forget_if`: a take that keeps nothing.
