@@ -65,8 +65,9 @@ pub(crate) enum CacheCommand {
     },
     /// Remove expired entries that nobody has read since (file and database drivers).
     Prune,
-    /// Print the SQL that creates the database driver's table (CACHE_DRIVER=database), for
-    /// migrations kept by hand; the driver creates it itself when missing.
+    /// Print what creates the driver's table, for tables provisioned by hand: the SQL of the
+    /// database driver (CACHE_DRIVER=database; it also creates the table itself when missing),
+    /// or the `aws dynamodb` commands of the DynamoDB driver (CACHE_DRIVER=dynamodb).
     Table,
     /// Show cache counters: a running app's (from its stats endpoint, with --url), or without
     /// --url those of a round trip this command makes itself (a live check of the driver).

@@ -5,7 +5,15 @@
 use std::{collections::BTreeSet, fs, path::Path};
 
 /// The prefixes of the variables jtc and its example app read.
-const PREFIXES: [&str; 6] = ["CACHE_", "REDIS_", "APP_", "DB_", "DATABASE_", "MEMCACHED_"];
+const PREFIXES: [&str; 7] = [
+    "CACHE_",
+    "REDIS_",
+    "APP_",
+    "DB_",
+    "DATABASE_",
+    "MEMCACHED_",
+    "DYNAMODB_",
+];
 
 fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,6 +1,6 @@
 //! The throttle conformance suite (tests/suite) on every store: process memory, and caches
 //! over the array driver, the file driver, a Redis server, a 3-master Redis Cluster, SQLite,
-//! PostgreSQL and memcached, the servers started by the tests.
+//! PostgreSQL, memcached and DynamoDB (moto's server), the servers started by the tests.
 
 mod common;
 mod suite;
@@ -8,11 +8,11 @@ mod suite;
 use std::sync::Arc;
 
 use jtc_cache::{
-    ArrayDriver, Cache, CacheDriver, DatabaseConfig, DatabaseDriver, FileDriver, ManualClock,
-    MemcachedDriver, RedisConfig, RedisDriver,
+    ArrayDriver, Cache, CacheDriver, DatabaseConfig, DatabaseDriver, DynamoDbConfig,
+    DynamoDbDriver, FileDriver, ManualClock, MemcachedDriver, RedisConfig, RedisDriver,
 };
 use jtc_test_support::{
-    shared_cluster, shared_memcached, shared_postgres, shared_server, unique_prefix,
+    shared_cluster, shared_memcached, shared_moto, shared_postgres, shared_server, unique_prefix,
 };
 use suite::Store;
 
@@ -115,6 +115,25 @@ async fn memcached() -> Store {
     Store::cache(Box::new(connect), None, Box::new(()))
 }
 
+async fn dynamodb() -> Store {
+    let clock = clock();
+    let config = DynamoDbConfig::new("jtc_throttle")
+        .endpoint(shared_moto().endpoint())
+        .region("us-east-1")
+        .credentials("test", "test")
+        .prefix(unique_prefix("suite"))
+        // moto answers one request at a time: under the 1,000-way cases a request waits.
+        .timeout(std::time::Duration::from_secs(120))
+        .clock(clock.clone());
+    DynamoDbDriver::create_table(&config).await.unwrap();
+    let connect = move || {
+        let config = config.clone();
+        Box::pin(async move { Cache::new(DynamoDbDriver::from_config(&config).await.unwrap()) })
+            as _
+    };
+    Store::cache(Box::new(connect), Some(clock), Box::new(()))
+}
+
 mod memory {
     crate::throttle_suite!(super::memory);
     crate::limits_suite!(super::memory);
@@ -153,4 +172,9 @@ mod postgres {
 mod memcached {
     crate::throttle_suite!(super::memcached);
     crate::limits_suite!(super::memcached);
+}
+
+mod dynamodb {
+    crate::throttle_suite!(super::dynamodb);
+    crate::limits_suite!(super::dynamodb);
 }

@@ -275,9 +275,15 @@ async fn client(config: &DynamoDbConfig) -> Client {
         .operation_timeout(config.timeout)
         .connect_timeout(config.timeout)
         .build();
+    // The driver bounds every call by `config.timeout` itself; the SDK's stalled-stream
+    // protection would add a second, coarser limit (a response silent for a second fails)
+    // that a busy server trips before the configured timeout.
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http)
-        .timeout_config(timeouts);
+        .timeout_config(timeouts)
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+        );
     if let Some(region) = &config.region {
         loader = loader.region(Region::new(region.clone()));
     }
