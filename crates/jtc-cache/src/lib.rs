@@ -9,6 +9,7 @@
 //! | `RedisDriver`       | `redis`        | Redis standalone, Cluster or behind Sentinel; optional near cache in process | production, many instances |
 //! | `DatabaseDriver`    | `database`     | a table in SQLite or PostgreSQL           | apps that already run a database |
 //! | `MemcachedDriver`   | `memcached`    | memcached servers, keys spread by consistent hashing | apps that already run memcached |
+//! | `DynamoDbDriver`    | `dynamodb`     | an Amazon DynamoDB table                  | AWS deployments with no cache server of their own |
 //!
 //! Every driver implements [`CacheDriver`] and passes one conformance suite; the rate limiter
 //! (`jtc-throttle`) counts on any of them.
@@ -22,6 +23,7 @@
 //! | `sqlite`      | no      | `DatabaseDriver` on SQLite (sqlx, bundled SQLite) |
 //! | `postgres`    | no      | `DatabaseDriver` on PostgreSQL (sqlx) |
 //! | `memcached`   | no      | `MemcachedDriver` and `MemcachedConfig` (own client for the meta protocol) |
+//! | `dynamodb`    | no      | `DynamoDbDriver` and `DynamoDbConfig` (the AWS SDK for Rust, rustls on ring) |
 //! | `metrics`     | no      | counters and histograms through the `metrics` facade ([`metrics`] lists them) |
 //!
 //! The array and file drivers are always there.
@@ -61,7 +63,7 @@
 //! ```no_run
 //! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
 //! use jtc_cache::Cache;
-//! let cache = Cache::from_env().await?; // CACHE_DRIVER=file|array|redis|database|memcached, default file
+//! let cache = Cache::from_env().await?; // CACHE_DRIVER=file|array|redis|database|memcached|dynamodb, default file
 //! // Router::new().route(...).with_state(cache)
 //! # Ok(()) }
 //! ```

@@ -1,5 +1,5 @@
 //! Side-by-side timing of a driver and a bare baseline in alternating rounds, shared by the
-//! benchmarks that compare against another crate (database, memcached).
+//! benchmarks that compare against another crate (database, memcached, DynamoDB).
 
 use std::{future::Future, time::Instant};
 

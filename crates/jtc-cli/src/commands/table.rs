@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use jtc_cache::{CacheConfig, DatabaseDriver, DriverKind, DynamoDbConfig};
+use jtc_cache::{CacheConfig, DatabaseDriver, DriverKind};
 
 pub(crate) fn run(config: &CacheConfig) -> anyhow::Result<ExitCode> {
     match config.driver {
@@ -17,10 +17,7 @@ pub(crate) fn run(config: &CacheConfig) -> anyhow::Result<ExitCode> {
             print!("{ddl}");
         }
         DriverKind::DynamoDb => {
-            let dynamodb = config
-                .dynamodb
-                .clone()
-                .unwrap_or_else(DynamoDbConfig::default);
+            let dynamodb = config.dynamodb.clone().unwrap_or_default();
             print!("{}", dynamodb.create_table_commands());
         }
         other => bail!(

@@ -136,7 +136,7 @@ impl DynamoDbDriver {
             .key(KEY, AttributeValue::S(at))
             .return_values(ReturnValue::AllOld);
         if let Some(expected) = expected {
-            let mut condition = format!("({}) AND (#v = :e", LIVE);
+            let mut condition = format!("({LIVE}) AND (#v = :e");
             delete = delete
                 .set_expression_attribute_names(Some(expiry_names()))
                 .expression_attribute_names("#v", VALUE)
