@@ -74,7 +74,7 @@ mod cache;
 mod clock;
 mod codec;
 mod config;
-#[cfg(any(feature = "memcached", feature = "dynamodb"))]
+#[cfg(any(feature = "memcached", feature = "dynamodb", feature = "object-store"))]
 mod contention;
 mod counter;
 mod driver;
@@ -146,6 +146,9 @@ pub use drivers::dynamodb::{DEFAULT_DYNAMODB_TABLE, DynamoDbConfig, DynamoDbDriv
 #[cfg(feature = "memcached")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memcached")))]
 pub use drivers::memcached::{MemcachedConfig, MemcachedDriver};
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+pub use drivers::objects::ObjectStoreDriver;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use drivers::redis::{RedisConfig, RedisDriver};

@@ -1,4 +1,4 @@
-//! A DynamoDB-compatible server for tests: moto's server (PyPI `moto[server]`, pinned in
+//! A DynamoDB- and S3-compatible server for tests: moto's server (PyPI `moto[server]`, pinned in
 //! `scripts/setup-moto`) on a free port of 127.0.0.1, stopped when dropped (and by the watchdog
 //! if the test process dies first).
 //!
@@ -75,6 +75,27 @@ impl MotoServer {
     /// `http://127.0.0.1:<port>`: the endpoint to give the AWS client.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates an S3 bucket on this server (with boto3, from moto's virtual environment: the
+    /// object-store crate under test cannot create buckets).
+    pub fn create_bucket(&self, name: &str) {
+        let script = r#"
+import sys, boto3, botocore
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+    aws_access_key_id="test", aws_secret_access_key="test",
+    config=botocore.config.Config(s3={"addressing_style": "path"}))
+s3.create_bucket(Bucket=sys.argv[2])
+"#;
+        let output = Command::new(moto_python())
+            .args(["-c", script, &self.endpoint(), name])
+            .output()
+            .expect("moto's Python runs");
+        assert!(
+            output.status.success(),
+            "could not create bucket {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit: every table it held is gone.

@@ -8,5 +8,7 @@ pub(crate) mod dynamodb;
 pub(crate) mod file;
 #[cfg(feature = "memcached")]
 pub(crate) mod memcached;
+#[cfg(feature = "object-store")]
+pub(crate) mod objects;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
