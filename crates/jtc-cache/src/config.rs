@@ -29,6 +29,9 @@ pub enum DriverKind {
     Memcached,
     /// `DynamoDbDriver`: an Amazon DynamoDB table (needs the `dynamodb` feature).
     DynamoDb,
+    /// `ObjectStoreDriver`: S3 or another object store named by `CACHE_OBJECT_STORE_URL`
+    /// (needs the `object-store` feature).
+    ObjectStore,
 }
 
 impl DriverKind {
@@ -40,6 +43,7 @@ impl DriverKind {
         "database",
         "memcached",
         "dynamodb",
+        "s3",
     ];
 
     /// The name used in `CACHE_DRIVER`.
@@ -51,6 +55,7 @@ impl DriverKind {
             Self::Database => "database",
             Self::Memcached => "memcached",
             Self::DynamoDb => "dynamodb",
+            Self::ObjectStore => "s3",
         }
     }
 }
@@ -72,6 +77,7 @@ impl FromStr for DriverKind {
             "database" => Ok(Self::Database),
             "memcached" => Ok(Self::Memcached),
             "dynamodb" => Ok(Self::DynamoDb),
+            "s3" | "object-store" => Ok(Self::ObjectStore),
             _ => Err(ErrorKind::Config {
                 variable: "CACHE_DRIVER",
                 value: value.to_owned(),
@@ -99,7 +105,7 @@ impl FromStr for DriverKind {
 /// let err = CacheConfig::from_lookup(|_| Some("mongodb".into())).unwrap_err();
 /// assert_eq!(
 ///     err.to_string(),
-///     r#"invalid CACHE_DRIVER="mongodb": unknown cache driver; expected one of: file, array, redis, database, memcached, dynamodb"#
+///     r#"invalid CACHE_DRIVER="mongodb": unknown cache driver; expected one of: file, array, redis, database, memcached, dynamodb, s3"#
 /// );
 /// # Ok::<_, jtc_cache::Error>(())
 /// ```
@@ -133,6 +139,11 @@ pub struct CacheConfig {
     /// credentials from the AWS chain); `None` unless `CACHE_DRIVER=dynamodb`.
     #[cfg(feature = "dynamodb")]
     pub dynamodb: Option<crate::DynamoDbConfig>,
+    /// The object store driver's URL (`CACHE_OBJECT_STORE_URL`: `s3://bucket/path`,
+    /// `file:///path`, `memory://`; S3 settings from the `AWS_*` variables); `None` unless
+    /// `CACHE_DRIVER=s3`.
+    #[cfg(feature = "object-store")]
+    pub object_store_url: Option<String>,
 }
 
 impl Default for CacheConfig {
@@ -150,6 +161,8 @@ impl Default for CacheConfig {
             memcached: None,
             #[cfg(feature = "dynamodb")]
             dynamodb: None,
+            #[cfg(feature = "object-store")]
+            object_store_url: None,
         }
     }
 }
@@ -195,6 +208,17 @@ impl CacheConfig {
         #[cfg(feature = "dynamodb")]
         if config.driver == DriverKind::DynamoDb {
             config.dynamodb = Some(crate::DynamoDbConfig::from_lookup(&var)?);
+        }
+        #[cfg(feature = "object-store")]
+        if config.driver == DriverKind::ObjectStore {
+            config.object_store_url = Some(var("CACHE_OBJECT_STORE_URL").ok_or_else(|| {
+                Error::from(ErrorKind::Config {
+                    variable: "CACHE_OBJECT_STORE_URL",
+                    value: String::new(),
+                    reason: "CACHE_DRIVER=s3 needs the store's URL, e.g. s3://bucket/cache"
+                        .to_owned(),
+                })
+            })?);
         }
         Ok(config)
     }
@@ -252,6 +276,13 @@ impl CacheConfig {
             }
             #[cfg(not(feature = "dynamodb"))]
             DriverKind::DynamoDb => return Err(not_built("dynamodb", "its `dynamodb` feature")),
+            #[cfg(feature = "object-store")]
+            DriverKind::ObjectStore => {
+                let url = self.object_store_url.as_deref().unwrap_or("memory://");
+                Cache::new(crate::ObjectStoreDriver::from_url(url, "").await?)
+            }
+            #[cfg(not(feature = "object-store"))]
+            DriverKind::ObjectStore => return Err(not_built("s3", "its `object-store` feature")),
         })
     }
 
@@ -275,6 +306,12 @@ impl CacheConfig {
             DriverKind::Memcached => rows.extend(self.memcached.iter().flat_map(|m| m.describe())),
             #[cfg(feature = "dynamodb")]
             DriverKind::DynamoDb => rows.extend(self.dynamodb.iter().flat_map(|d| d.describe())),
+            #[cfg(feature = "object-store")]
+            DriverKind::ObjectStore => rows.extend(
+                self.object_store_url
+                    .iter()
+                    .map(|url| ("Object Store", crate::mask_url(url))),
+            ),
             _ => {}
         }
         let compression = match self.compress_above {

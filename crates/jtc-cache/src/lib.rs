@@ -10,6 +10,7 @@
 //! | `DatabaseDriver`    | `database`     | a table in SQLite or PostgreSQL           | apps that already run a database |
 //! | `MemcachedDriver`   | `memcached`    | memcached servers, keys spread by consistent hashing | apps that already run memcached |
 //! | `DynamoDbDriver`    | `dynamodb`     | an Amazon DynamoDB table                  | AWS deployments with no cache server of their own |
+//! | `ObjectStoreDriver` | `s3`           | S3 or another object store (local files, memory) | large values: reports, PDFs, model output |
 //!
 //! Every driver implements [`CacheDriver`] and passes one conformance suite; the rate limiter
 //! (`jtc-throttle`) counts on any of them.
@@ -24,6 +25,7 @@
 //! | `postgres`    | no      | `DatabaseDriver` on PostgreSQL (sqlx) |
 //! | `memcached`   | no      | `MemcachedDriver` and `MemcachedConfig` (own client for the meta protocol) |
 //! | `dynamodb`    | no      | `DynamoDbDriver` and `DynamoDbConfig` (the AWS SDK for Rust, rustls on ring) |
+//! | `object-store` | no     | `ObjectStoreDriver` (Apache Arrow's `object_store`: S3 and S3-compatible, local files, memory) |
 //! | `metrics`     | no      | counters and histograms through the `metrics` facade ([`metrics`] lists them) |
 //!
 //! The array and file drivers are always there.
@@ -63,7 +65,7 @@
 //! ```no_run
 //! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
 //! use jtc_cache::Cache;
-//! let cache = Cache::from_env().await?; // CACHE_DRIVER=file|array|redis|database|memcached|dynamodb, default file
+//! let cache = Cache::from_env().await?; // CACHE_DRIVER=file|array|redis|database|memcached|dynamodb|s3, default file
 //! // Router::new().route(...).with_state(cache)
 //! # Ok(()) }
 //! ```

@@ -143,20 +143,15 @@ async fn of_100_concurrent_adds_and_locks_exactly_one_wins_across_handles() {
             if cache.add("once", &i, MINUTE).await.unwrap() {
                 won.fetch_add(1, Ordering::SeqCst);
             }
-            cache
-                .lock("job", MINUTE)
-                .try_acquire()
-                .await
-                .unwrap()
-                .map(|guard| {
-                    std::mem::forget(guard);
-                })
+            // Held until every task is done: none is released while others still try.
+            cache.lock("job", MINUTE).try_acquire().await.unwrap()
         }));
     }
-    let mut locks = 0;
+    let mut held = Vec::new();
     for task in tasks {
-        locks += usize::from(task.await.unwrap().is_some());
+        held.extend(task.await.unwrap());
     }
+    let locks = held.len();
     assert_eq!(won.load(Ordering::SeqCst), 1, "one add stored");
     assert_eq!(locks, 1, "one lock holder");
 }

@@ -1,0 +1,61 @@
+//! The `jtc` binary on the object-store driver (`CACHE_DRIVER=s3`), against moto's S3 started by
+//! the test, configured as a deployment is: `CACHE_OBJECT_STORE_URL` and the `AWS_*` variables.
+
+mod common;
+
+use common::{assert_one_line_failure, jtc, stderr, stdout};
+use jtc_test_support::MotoServer;
+
+const SECRET: &str = "wJalrXUtnFEMIK7MDENGbPxRfiCYS3SECRET";
+
+#[test]
+fn the_cli_tests_shows_prunes_and_clears_an_s3_cache() {
+    let server = MotoServer::start();
+    server.create_bucket("cli-bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = server.endpoint();
+    let vars = [
+        ("CACHE_DRIVER", "s3"),
+        ("CACHE_OBJECT_STORE_URL", "s3://cli-bucket/cache"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDCLI"),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    let test = jtc(dir.path(), &["cache", "test"], &vars);
+    assert!(test.status.success(), "{}", stderr(&test));
+    assert!(stdout(&test).contains("driver: s3"), "{}", stdout(&test));
+    let shown = jtc(dir.path(), &["cache", "config"], &vars);
+    assert!(
+        stdout(&shown).contains("s3://cli-bucket/cache"),
+        "{}",
+        stdout(&shown)
+    );
+    let prune = jtc(dir.path(), &["cache", "prune"], &vars);
+    assert!(prune.status.success(), "{}", stderr(&prune));
+    let clear = jtc(dir.path(), &["cache", "clear", "--force"], &vars);
+    assert!(clear.status.success(), "{}", stderr(&clear));
+    for output in [&test, &shown, &prune, &clear] {
+        let all = format!("{}{}", stdout(output), stderr(output));
+        assert!(!all.contains(SECRET), "a secret was printed: {all}");
+    }
+}
+
+#[test]
+fn a_missing_or_unknown_store_url_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = ("CACHE_DRIVER", "s3");
+    assert_one_line_failure(
+        &jtc(dir.path(), &["cache", "test"], &[driver]),
+        "CACHE_OBJECT_STORE_URL",
+    );
+    assert_one_line_failure(
+        &jtc(
+            dir.path(),
+            &["cache", "test"],
+            &[driver, ("CACHE_OBJECT_STORE_URL", "ftp://host/cache")],
+        ),
+        "CACHE_OBJECT_STORE_URL",
+    );
+}
