@@ -352,6 +352,19 @@ fn parse_threshold(value: &str) -> Result<Option<usize>> {
     })
 }
 
+/// Whole milliseconds, `0` included: a driver's `*_MS` setting.
+#[cfg(any(feature = "memcached", feature = "dynamodb"))]
+pub(crate) fn millis(variable: &'static str, value: &str) -> Result<u64> {
+    value.trim().parse().map_err(|_| {
+        ErrorKind::Config {
+            variable,
+            value: value.to_owned(),
+            reason: "expected a whole number of milliseconds".to_owned(),
+        }
+        .into()
+    })
+}
+
 /// Whole seconds, `0` included (a setting's "off").
 fn parse_seconds(variable: &'static str, value: &str) -> Result<Duration> {
     let value = value.trim();

@@ -182,11 +182,12 @@ impl DynamoDbConfig {
         }
         config.endpoint = var("DYNAMODB_ENDPOINT");
         if let Some(ms) = var("DYNAMODB_TIMEOUT_MS") {
-            config.timeout = Duration::from_millis(millis("DYNAMODB_TIMEOUT_MS", &ms)?);
+            config.timeout =
+                Duration::from_millis(crate::config::millis("DYNAMODB_TIMEOUT_MS", &ms)?);
         }
         if let Some(ms) = var("DYNAMODB_GENERATION_CHECK_MS") {
             config.generation_check =
-                Duration::from_millis(millis("DYNAMODB_GENERATION_CHECK_MS", &ms)?);
+                Duration::from_millis(crate::config::millis("DYNAMODB_GENERATION_CHECK_MS", &ms)?);
         }
         config.check()?;
         Ok(config)
@@ -284,17 +285,6 @@ impl DynamoDbConfig {
              --time-to-live-specification Enabled=true,AttributeName=ttl\n"
         )
     }
-}
-
-fn millis(variable: &'static str, value: &str) -> Result<u64> {
-    value.trim().parse().map_err(|_| {
-        ErrorKind::Config {
-            variable,
-            value: value.to_owned(),
-            reason: "expected a whole number of milliseconds".to_owned(),
-        }
-        .into()
-    })
 }
 
 #[cfg(test)]

@@ -292,31 +292,42 @@ impl DynamoDbDriver {
             };
             writes.push((at, write));
         }
-        for mut batch in last_wins_chunks(writes, WRITE_BATCH) {
-            let mut tries = 0;
-            while !batch.is_empty() {
-                let write = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, batch)
-                    .send();
-                let output = self.bounded("put_many", write).await?;
-                batch = output
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-                tries += 1;
-                self.pause_for_unprocessed("put_many", batch.len(), tries)
-                    .await?;
-            }
+        for batch in last_wins_chunks(writes, WRITE_BATCH) {
+            self.write_batch(batch, "put_many").await?;
+        }
+        Ok(())
+    }
+
+    /// One BatchWriteItem of at most 25 writes, its unprocessed part sent again until none is
+    /// left (or [`BATCH_TRIES`] have passed).
+    pub(super) async fn write_batch(
+        &self,
+        mut batch: Vec<WriteRequest>,
+        operation: &'static str,
+    ) -> Result<()> {
+        let mut tries = 0;
+        while !batch.is_empty() {
+            let write = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, batch)
+                .send();
+            let output = self.bounded(operation, write).await?;
+            batch = output
+                .unprocessed_items()
+                .and_then(|u| u.get(&self.table))
+                .cloned()
+                .unwrap_or_default();
+            tries += 1;
+            self.pause_for_unprocessed(operation, batch.len(), tries)
+                .await?;
         }
         Ok(())
     }
 
     /// Between sends of a batch's unprocessed part (DynamoDB returns one when a partition is
     /// throttled): a growing pause, and a backend error after [`BATCH_TRIES`].
-    pub(super) async fn pause_for_unprocessed(
+    async fn pause_for_unprocessed(
         &self,
         operation: &'static str,
         left: usize,

@@ -146,7 +146,7 @@ impl DynamoDbDriver {
     }
 
     async fn delete_batch(&self, keys: &[String]) -> Result<u64> {
-        let mut batch = keys
+        let batch = keys
             .iter()
             .map(|key| {
                 DeleteRequest::builder()
@@ -156,23 +156,7 @@ impl DynamoDbDriver {
                     .map_err(|e| build_error("prune", &e))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut tries = 0;
-        while !batch.is_empty() {
-            let write = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, batch)
-                .send();
-            let output = self.bounded("prune", write).await?;
-            batch = output
-                .unprocessed_items()
-                .and_then(|u| u.get(&self.table))
-                .cloned()
-                .unwrap_or_default();
-            tries += 1;
-            self.pause_for_unprocessed("prune", batch.len(), tries)
-                .await?;
-        }
+        self.write_batch(batch, "prune").await?;
         Ok(keys.len() as u64)
     }
 }

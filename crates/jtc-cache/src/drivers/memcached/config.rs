@@ -131,11 +131,12 @@ impl MemcachedConfig {
             config.prefix = prefix;
         }
         if let Some(ms) = var("MEMCACHED_TIMEOUT_MS") {
-            config.timeout = Duration::from_millis(millis("MEMCACHED_TIMEOUT_MS", &ms)?);
+            config.timeout =
+                Duration::from_millis(crate::config::millis("MEMCACHED_TIMEOUT_MS", &ms)?);
         }
         if let Some(ms) = var("MEMCACHED_NAMESPACE_CHECK_MS") {
             config.namespace_check =
-                Duration::from_millis(millis("MEMCACHED_NAMESPACE_CHECK_MS", &ms)?);
+                Duration::from_millis(crate::config::millis("MEMCACHED_NAMESPACE_CHECK_MS", &ms)?);
         }
         config.check()?;
         Ok(config)
@@ -222,17 +223,6 @@ fn split_servers(servers: &str) -> Vec<String> {
             }
         })
         .collect()
-}
-
-fn millis(variable: &'static str, value: &str) -> Result<u64> {
-    value.trim().parse().map_err(|_| {
-        ErrorKind::Config {
-            variable,
-            value: value.to_owned(),
-            reason: "expected a whole number of milliseconds".to_owned(),
-        }
-        .into()
-    })
 }
 
 #[cfg(test)]
