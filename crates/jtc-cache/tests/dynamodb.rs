@@ -236,8 +236,14 @@ async fn increments_refuse_text_and_overflow_and_keep_the_value() {
 #[tokio::test]
 async fn a_dead_server_fails_calls_within_the_timeout_and_the_cache_works_after_a_restart() {
     let mut server = MotoServer::start();
-    let config = config(&server.endpoint(), "restart:").timeout(Duration::from_millis(500));
-    let cache = Cache::new(connect(&config).await);
+    // A fresh moto takes a while over its first requests (it loads its DynamoDB backend
+    // lazily): the table is made, and the server warmed, under a long timeout; the cache then
+    // runs on a short one.
+    let patient = config(&server.endpoint(), "restart:");
+    let config = patient.clone().timeout(Duration::from_millis(500));
+    DynamoDbDriver::create_table(&patient).await.unwrap();
+    DynamoDbDriver::from_config(&patient).await.unwrap();
+    let cache = Cache::new(DynamoDbDriver::from_config(&config).await.unwrap());
     cache.put("k", &1, MINUTE).await.unwrap();
     server.stop();
     let started = std::time::Instant::now();
@@ -250,7 +256,7 @@ async fn a_dead_server_fails_calls_within_the_timeout_and_the_cache_works_after_
     );
     server.restart();
     // The restarted server is empty: the table comes back, then the same handle works.
-    DynamoDbDriver::create_table(&config).await.unwrap();
+    DynamoDbDriver::create_table(&patient).await.unwrap();
     cache.put("k", &2, MINUTE).await.unwrap();
     assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(2));
 }

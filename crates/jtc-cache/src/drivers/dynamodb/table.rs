@@ -49,6 +49,13 @@ impl DynamoDbDriver {
             Ok(Err(error))
                 if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&error)
                     == Some("ResourceInUseException") => {}
+            Ok(Err(aws_sdk_dynamodb::error::SdkError::TimeoutError(_))) => {
+                return Err(ErrorKind::Timeout {
+                    operation: "create table",
+                    after: self.timeout,
+                }
+                .into());
+            }
             Ok(Err(error)) => return Err(super::backend("create table", &error)),
             Err(_) => {
                 return Err(ErrorKind::Timeout {
