@@ -18,7 +18,9 @@ fn the_cli_tests_shows_and_clears_a_dynamodb_cache() {
         .endpoint(&endpoint)
         .region("eu-west-1")
         .credentials("AKIDCLI", SECRET)
-        .prefix("cli:");
+        .prefix("cli:")
+        // A fresh moto is slow over its first requests; a loaded machine slower still.
+        .timeout(std::time::Duration::from_secs(30));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cache = runtime.block_on(async {
         DynamoDbDriver::create_table(&config).await.unwrap();
@@ -35,6 +37,7 @@ fn the_cli_tests_shows_and_clears_a_dynamodb_cache() {
         ("DYNAMODB_CACHE_TABLE", "cli_cache"),
         ("DYNAMODB_PREFIX", "cli:"),
         ("DYNAMODB_ENDPOINT", endpoint.as_str()),
+        ("DYNAMODB_TIMEOUT_MS", "30000"),
         // The standard AWS chain: what a deployment sets.
         ("AWS_REGION", "eu-west-1"),
         ("AWS_ACCESS_KEY_ID", "AKIDCLI"),
