@@ -196,7 +196,7 @@ fn trickling_connections_are_closed_and_do_not_starve_other_clients() {
     use std::{net::TcpStream, time::Instant};
 
     let dir = tempfile::tempdir().unwrap();
-    let app = App::start(dir.path(), &[("APP_HEADER_TIMEOUT_MS", "1500")]);
+    let app = App::start(dir.path(), &[("APP_HEADER_TIMEOUT_MS", "3000")]);
     let started = Instant::now();
     let mut trickling: Vec<TcpStream> = (0..200)
         .map(|_| {
@@ -208,11 +208,11 @@ fn trickling_connections_are_closed_and_do_not_starve_other_clients() {
         })
         .collect();
 
-    // One header line per connection every 250 ms, for up to 6 s; a connection the server
+    // One header line per connection every 250 ms, for up to 8 s; a connection the server
     // closed fails its write (or its read, below) and is no longer trickled on.
     let mut closed_at = vec![None::<Duration>; 200];
     let mut normal = None::<Duration>;
-    while started.elapsed() < Duration::from_secs(6) && closed_at.iter().any(Option::is_none) {
+    while started.elapsed() < Duration::from_secs(8) && closed_at.iter().any(Option::is_none) {
         for (index, stream) in trickling.iter_mut().enumerate() {
             if closed_at[index].is_some() {
                 continue;
@@ -228,16 +228,18 @@ fn trickling_connections_are_closed_and_do_not_starve_other_clients() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+    // A starved client would wait at least until the trickling connections are closed (3 s);
+    // the bound leaves a loaded machine room below that.
     let normal = normal.unwrap();
     assert!(
-        normal < Duration::from_secs(1),
+        normal < Duration::from_millis(2_500),
         "a normal client waited {normal:?}"
     );
     let still_open = closed_at.iter().filter(|at| at.is_none()).count();
-    assert_eq!(still_open, 0, "trickling connections still open after 6 s");
+    assert_eq!(still_open, 0, "trickling connections still open after 8 s");
     let earliest = closed_at.iter().flatten().min().unwrap();
     assert!(
-        *earliest >= Duration::from_millis(1_400),
+        *earliest >= Duration::from_millis(2_900),
         "closed after the bound, not before: {earliest:?}"
     );
 }
