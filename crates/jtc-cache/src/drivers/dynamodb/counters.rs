@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::{
-    operation::update_item::UpdateItemError,
+    operation::{put_item::builders::PutItemFluentBuilder, update_item::UpdateItemError},
     types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure},
 };
 use bytes::Bytes;
@@ -262,18 +262,6 @@ impl DynamoDbDriver {
         )])
     }
 
-    /// The raw item at `at`, strongly consistent.
-    async fn read_item(&self, at: &str, operation: &'static str) -> Result<Option<Item>> {
-        let read = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key(KEY, AttributeValue::S(at.to_owned()))
-            .send();
-        Ok(self.bounded(operation, read).await?.item().cloned())
-    }
-
     /// The entry a failed conditional update saw, read if the server did not return it. An
     /// item this driver did not write is not a counter.
     async fn what_was_there(
@@ -304,16 +292,12 @@ impl DynamoDbDriver {
         now: u64,
         operation: &'static str,
     ) -> Result<bool> {
-        let write = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item::counter_item(at.to_owned(), n, expires_ms)))
-            .condition_expression(GONE)
-            .set_expression_attribute_names(Some(expiry_names()))
-            .expression_attribute_values(":now", item::number(now))
-            .send();
-        conditional(self.bounded(operation, write).await)
+        self.put_counter(at, n, expires_ms, operation, |put| {
+            put.condition_expression(GONE)
+                .set_expression_attribute_names(Some(expiry_names()))
+                .expression_attribute_values(":now", item::number(now))
+        })
+        .await
     }
 
     /// Turns a live value holding an integer's text into the counter `n` with expiry
@@ -327,21 +311,17 @@ impl DynamoDbDriver {
         now: u64,
         operation: &'static str,
     ) -> Result<bool> {
-        let write = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item::counter_item(at.to_owned(), n, expires_ms)))
-            .condition_expression(format!("{LIVE} AND #v = :old"))
-            .set_expression_attribute_names(Some(expiry_names()))
-            .expression_attribute_names("#v", VALUE)
-            .expression_attribute_values(":now", item::number(now))
-            .expression_attribute_values(
-                ":old",
-                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(old.to_vec())),
-            )
-            .send();
-        conditional(self.bounded(operation, write).await)
+        self.put_counter(at, n, expires_ms, operation, |put| {
+            put.condition_expression(format!("{LIVE} AND #v = :old"))
+                .set_expression_attribute_names(Some(expiry_names()))
+                .expression_attribute_names("#v", VALUE)
+                .expression_attribute_values(":now", item::number(now))
+                .expression_attribute_values(
+                    ":old",
+                    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(old.to_vec())),
+                )
+        })
+        .await
     }
 
     /// Gives a live counter without a TTL its window and adds to it; `false` if it changed
@@ -354,17 +334,31 @@ impl DynamoDbDriver {
         expires_ms: Option<u64>,
         operation: &'static str,
     ) -> Result<bool> {
-        let write = self
+        self.put_counter(at, n, expires_ms, operation, |put| {
+            put.condition_expression("#n = :old AND attribute_not_exists(#x)")
+                .expression_attribute_names("#n", NUMBER)
+                .expression_attribute_names("#x", item::EXPIRES_MS)
+                .expression_attribute_values(":old", item::number(old))
+        })
+        .await
+    }
+
+    /// Writes the counter `n` (expiring at `expires_ms`) under the condition `condition` sets;
+    /// `false` if the condition did not hold.
+    async fn put_counter(
+        &self,
+        at: &str,
+        n: i64,
+        expires_ms: Option<u64>,
+        operation: &'static str,
+        condition: impl FnOnce(PutItemFluentBuilder) -> PutItemFluentBuilder,
+    ) -> Result<bool> {
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item::counter_item(at.to_owned(), n, expires_ms)))
-            .condition_expression("#n = :old AND attribute_not_exists(#x)")
-            .expression_attribute_names("#n", NUMBER)
-            .expression_attribute_names("#x", item::EXPIRES_MS)
-            .expression_attribute_values(":old", item::number(old))
-            .send();
-        conditional(self.bounded(operation, write).await)
+            .set_item(Some(item::counter_item(at.to_owned(), n, expires_ms)));
+        conditional(self.bounded(operation, condition(put).send()).await)
     }
 }
 

@@ -41,6 +41,19 @@ pub(super) fn deadline(now_ms: u64, ttl: Option<Duration>) -> Option<u64> {
 impl DynamoDbDriver {
     /// One strongly consistent read of the item at `at`.
     pub(super) async fn read(&self, at: &str, operation: &'static str) -> Result<Option<Entry>> {
+        Ok(self
+            .read_item(at, operation)
+            .await?
+            .as_ref()
+            .and_then(Entry::decode))
+    }
+
+    /// The raw item at `at`, strongly consistent.
+    pub(super) async fn read_item(
+        &self,
+        at: &str,
+        operation: &'static str,
+    ) -> Result<Option<Item>> {
         let read = self
             .client
             .get_item()
@@ -48,8 +61,7 @@ impl DynamoDbDriver {
             .consistent_read(true)
             .key(KEY, AttributeValue::S(at.to_owned()))
             .send();
-        let found = self.bounded(operation, read).await?;
-        Ok(found.item().and_then(Entry::decode))
+        Ok(self.bounded(operation, read).await?.item)
     }
 
     pub(super) async fn get_entry(&self, key: &str) -> Result<Option<Bytes>> {
