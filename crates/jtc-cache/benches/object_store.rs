@@ -1,10 +1,14 @@
-//! `ObjectStoreDriver` against a bare `object_store` `get` of the same object size on the same
-//! store (moto's S3, started by the benchmark), in alternating rounds: a 10 MB value, the
-//! large-value case the driver is for, and a small one.
+//! `ObjectStoreDriver` and the large-value tier against their baselines, in alternating rounds
+//! on the same servers (moto's S3 and a redis-server, started by the benchmark):
 //!
-//! `cargo bench -p jtc-cache --features object-store --bench object_store` (`JTC_ROUNDS`,
-//! default 11; needs `scripts/setup-moto`). The figure is the median of the per-round ratios
-//! bare time / driver time (target ≥ 0.9); docs/benchmarks.md records it.
+//! - a 10 MB and a 1 KB `get` through the driver, and a 10 MB `get` through a tier over Redis,
+//!   each against a bare `object_store` `get` of an object of the same size (target ≥ 0.9);
+//! - a small `get` through the tier against the same `get` on its Redis primary alone (target:
+//!   within 5 %, a ratio ≥ 0.95).
+//!
+//! `cargo bench -p jtc-cache --features object-store,redis --bench object_store`
+//! (`JTC_ROUNDS`, default 11; needs `scripts/setup-moto`). Each figure is the median of the
+//! per-round ratios baseline time / measured time; docs/benchmarks.md records them.
 
 mod rounds;
 #[allow(
@@ -16,8 +20,8 @@ mod versus;
 use std::{hint::black_box, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use jtc_cache::{CacheDriver, ObjectStoreDriver};
-use jtc_test_support::MotoServer;
+use jtc_cache::{CacheDriver, LargeValueTier, ObjectStoreDriver, RedisDriver};
+use jtc_test_support::{MotoServer, RedisServer};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, aws::AmazonS3Builder, path::Path};
 use versus::compare;
 
@@ -32,10 +36,11 @@ fn main() {
         .unwrap();
     let server = MotoServer::start();
     server.create_bucket("bench");
-    rt.block_on(run(&server.endpoint(), rounds, scale));
+    let redis = RedisServer::start();
+    rt.block_on(run(&server.endpoint(), &redis.url(), rounds, scale));
 }
 
-async fn run(endpoint: &str, rounds: usize, scale: usize) {
+async fn run(endpoint: &str, redis: &str, rounds: usize, scale: usize) {
     let store: Arc<dyn ObjectStore> = Arc::new(
         AmazonS3Builder::new()
             .with_bucket_name("bench")
@@ -47,8 +52,18 @@ async fn run(endpoint: &str, rounds: usize, scale: usize) {
             .build()
             .unwrap(),
     );
-    let driver = Arc::new(ObjectStoreDriver::new(Arc::clone(&store), "cache"));
-    for (name, size, ops) in [("10 MB get", 10 << 20, 10), ("1 KB get", 1 << 10, 100)] {
+    let objects = ObjectStoreDriver::new(Arc::clone(&store), "tier");
+    let primary: Arc<dyn CacheDriver> =
+        Arc::new(RedisDriver::connect(redis, "bench").await.unwrap());
+    let tier: Arc<dyn CacheDriver> = Arc::new(LargeValueTier::new(Arc::clone(&primary), objects));
+    let driver: Arc<dyn CacheDriver> =
+        Arc::new(ObjectStoreDriver::new(Arc::clone(&store), "cache"));
+    for (name, through, size, ops) in [
+        ("10 MB get, driver", &driver, 10 << 20, 10),
+        ("1 KB get, driver", &driver, 1 << 10, 100),
+        ("10 MB get, tier over Redis", &tier, 10 << 20, 10),
+    ] {
+        let driver = Arc::clone(through);
         let value = Bytes::from(vec![7u8; size]);
         driver.put("value", value.clone(), Some(TTL)).await.unwrap();
         let bare_path = Path::from("bare/value");
@@ -71,4 +86,27 @@ async fn run(endpoint: &str, rounds: usize, scale: usize) {
         };
         compare(name, rounds, (ops / scale).max(1), &bare_op, &driver_op).await;
     }
+
+    // A small value through the tier against the same read on its primary alone.
+    primary
+        .put("small", Bytes::from(vec![7u8; 1 << 10]), Some(TTL))
+        .await
+        .unwrap();
+    let on = |driver: &Arc<dyn CacheDriver>| {
+        let driver = Arc::clone(driver);
+        move |_| {
+            let driver = Arc::clone(&driver);
+            async move {
+                black_box(driver.get("small").await.unwrap());
+            }
+        }
+    };
+    compare(
+        "1 KB get, tier vs its Redis primary",
+        rounds,
+        (5_000 / scale).max(1),
+        &on(&primary),
+        &on(&tier),
+    )
+    .await;
 }

@@ -144,7 +144,20 @@ pub struct CacheConfig {
     /// `CACHE_DRIVER=s3`.
     #[cfg(feature = "object-store")]
     pub object_store_url: Option<String>,
+    /// Where values above [`large_value_threshold`](Self::large_value_threshold) go
+    /// (`CACHE_LARGE_VALUES_URL`: an object store URL, as `CACHE_OBJECT_STORE_URL`), in front
+    /// of any driver (see `LargeValueTier`; needs the `object-store` feature). Default: `None`,
+    /// every value in the driver.
+    pub large_values_url: Option<String>,
+    /// The size of a value's stored form (encoded, compressed) above which it goes to
+    /// `large_values_url` (`CACHE_LARGE_VALUE_THRESHOLD`, bytes). Default:
+    /// [`DEFAULT_LARGE_VALUE_THRESHOLD`] (256 KiB).
+    pub large_value_threshold: usize,
 }
+
+/// Values whose stored form is above this many bytes go to the large-value store, when there
+/// is one (`CACHE_LARGE_VALUES_URL`), by default.
+pub const DEFAULT_LARGE_VALUE_THRESHOLD: usize = 256 * 1024;
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -163,6 +176,8 @@ impl Default for CacheConfig {
             dynamodb: None,
             #[cfg(feature = "object-store")]
             object_store_url: None,
+            large_values_url: None,
+            large_value_threshold: DEFAULT_LARGE_VALUE_THRESHOLD,
         }
     }
 }
@@ -192,6 +207,16 @@ impl CacheConfig {
         }
         if let Some(threshold) = var("CACHE_COMPRESSION_THRESHOLD") {
             config.compress_above = parse_threshold(&threshold)?;
+        }
+        config.large_values_url = var("CACHE_LARGE_VALUES_URL");
+        if let Some(bytes) = var("CACHE_LARGE_VALUE_THRESHOLD") {
+            config.large_value_threshold = bytes.trim().parse().map_err(|_| {
+                Error::from(ErrorKind::Config {
+                    variable: "CACHE_LARGE_VALUE_THRESHOLD",
+                    value: bytes.clone(),
+                    reason: "expected a size in bytes (e.g. 262144)".to_owned(),
+                })
+            })?;
         }
         #[cfg(feature = "redis")]
         if config.driver == DriverKind::Redis {
@@ -225,11 +250,30 @@ impl CacheConfig {
 
     /// Creates the configured driver and returns a [`Cache`] over it.
     pub async fn build(&self) -> Result<Cache> {
-        let cache = self.build_driver().await?;
+        let cache = self.with_large_values(self.build_driver().await?)?;
         Ok(match self.compress_above {
             Some(bytes) => cache.compress_above(bytes),
             None => cache.without_compression(),
         })
+    }
+
+    /// `cache` with its large values in the store `CACHE_LARGE_VALUES_URL` names, if any.
+    fn with_large_values(&self, cache: Cache) -> Result<Cache> {
+        let Some(url) = self.large_values_url.as_deref() else {
+            return Ok(cache);
+        };
+        #[cfg(feature = "object-store")]
+        {
+            let store = crate::ObjectStoreDriver::from_url_of("CACHE_LARGE_VALUES_URL", url, "")?;
+            Ok(cache.large_values(store, self.large_value_threshold))
+        }
+        #[cfg(not(feature = "object-store"))]
+        Err(ErrorKind::Config {
+            variable: "CACHE_LARGE_VALUES_URL",
+            value: crate::mask_url(url),
+            reason: "jtc-cache was built without its `object-store` feature".to_owned(),
+        }
+        .into())
     }
 
     async fn build_driver(&self) -> Result<Cache> {
@@ -322,6 +366,16 @@ impl CacheConfig {
             None => "off".to_owned(),
         };
         rows.push(("Compression", compression));
+        if let Some(url) = &self.large_values_url {
+            rows.push((
+                "Large Values",
+                format!(
+                    "{} above {} bytes",
+                    crate::mask_url(url),
+                    self.large_value_threshold
+                ),
+            ));
+        }
         rows
     }
 }
@@ -430,6 +484,34 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("file, array, redis, database"), "{err}");
+    }
+
+    #[test]
+    fn large_values_are_off_unless_a_url_is_set_and_the_threshold_is_bytes() {
+        let plain = config(&[]).unwrap();
+        assert_eq!(plain.large_values_url, None);
+        assert_eq!(plain.large_value_threshold, 256 * 1024);
+        assert!(
+            !plain
+                .describe()
+                .iter()
+                .any(|(name, _)| *name == "Large Values")
+        );
+        let set = config(&[
+            ("CACHE_LARGE_VALUES_URL", "s3://bucket/large"),
+            ("CACHE_LARGE_VALUE_THRESHOLD", "1000"),
+        ])
+        .unwrap();
+        assert_eq!(set.large_values_url.as_deref(), Some("s3://bucket/large"));
+        assert!(set.describe().contains(&(
+            "Large Values",
+            "s3://bucket/large above 1000 bytes".to_owned()
+        )));
+        let err = config(&[("CACHE_LARGE_VALUE_THRESHOLD", "256k")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid CACHE_LARGE_VALUE_THRESHOLD="256k": expected a size in bytes (e.g. 262144)"#
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! | `postgres`    | no      | `DatabaseDriver` on PostgreSQL (sqlx) |
 //! | `memcached`   | no      | `MemcachedDriver` and `MemcachedConfig` (own client for the meta protocol) |
 //! | `dynamodb`    | no      | `DynamoDbDriver` and `DynamoDbConfig` (the AWS SDK for Rust, rustls on ring) |
-//! | `object-store` | no     | `ObjectStoreDriver` (Apache Arrow's `object_store`: S3 and S3-compatible, local files, memory) |
+//! | `object-store` | no     | `ObjectStoreDriver` (Apache Arrow's `object_store`: S3 and S3-compatible, local files, memory), and `LargeValueTier`: large values in object storage in front of any driver ([`Cache::large_values`]) |
 //! | `metrics`     | no      | counters and histograms through the `metrics` facade ([`metrics`] lists them) |
 //!
 //! The array and file drivers are always there.
@@ -86,6 +86,8 @@ mod events;
 #[cfg(any(feature = "memcached", feature = "dynamodb"))]
 mod held;
 mod keys;
+#[cfg(feature = "object-store")]
+mod large;
 mod local;
 mod lock;
 mod outage;
@@ -136,7 +138,7 @@ pub use cache::{
 };
 pub use clock::{Clock, ManualClock, MonotonicClock, SystemClock};
 pub use codec::Codec;
-pub use config::{CacheConfig, DEFAULT_FILE_PATH, DriverKind};
+pub use config::{CacheConfig, DEFAULT_FILE_PATH, DEFAULT_LARGE_VALUE_THRESHOLD, DriverKind};
 pub use driver::{CacheDriver, DriverFuture, DriverStats, Hit};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use drivers::database::{
@@ -161,6 +163,8 @@ pub use drivers::{
 pub use error::{Error, ErrorKind, Result};
 pub use events::{CacheEvent, CacheStats, EventKind, NearCacheStats};
 pub use keys::MAX_KEY_BYTES;
+#[cfg(feature = "object-store")]
+pub use large::{DEFAULT_ORPHAN_GRACE, LargeValueTier};
 pub use lock::{Lock, LockGuard};
 pub use rate::{RateKind, RateRecord, RateRule, RateVerdict};
 pub use secrets::mask_url;

@@ -43,6 +43,55 @@ fn the_cli_tests_shows_prunes_and_clears_an_s3_cache() {
 }
 
 #[test]
+fn large_values_of_a_file_cache_go_to_s3_and_the_cli_tests_shows_prunes_and_clears_them() {
+    let server = MotoServer::start();
+    server.create_bucket("cli-large");
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = server.endpoint();
+    let vars = [
+        ("CACHE_DRIVER", "file"),
+        ("CACHE_LARGE_VALUES_URL", "s3://cli-large/big"),
+        ("CACHE_LARGE_VALUE_THRESHOLD", "2000"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDCLI"),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    let test = jtc(dir.path(), &["cache", "test"], &vars);
+    assert!(test.status.success(), "{}", stderr(&test));
+    assert!(
+        stdout(&test).contains("Large value: Stored in and read back from the object store"),
+        "{}",
+        stdout(&test)
+    );
+    let shown = jtc(dir.path(), &["cache", "config"], &vars);
+    assert!(
+        stdout(&shown).contains("s3://cli-large/big above 2000 bytes"),
+        "{}",
+        stdout(&shown)
+    );
+    let prune = jtc(dir.path(), &["cache", "prune"], &vars);
+    assert!(prune.status.success(), "{}", stderr(&prune));
+    let clear = jtc(dir.path(), &["cache", "clear", "--force"], &vars);
+    assert!(clear.status.success(), "{}", stderr(&clear));
+    // The store unreachable: the large step fails as a backend error (exit 3), in one line.
+    let mut down = vars;
+    down[3] = ("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    let failed = jtc(dir.path(), &["cache", "test"], &down);
+    assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("large value put failed"),
+        "{}",
+        stderr(&failed)
+    );
+    for output in [&test, &shown, &prune, &clear, &failed] {
+        let all = format!("{}{}", stdout(output), stderr(output));
+        assert!(!all.contains(SECRET), "a secret was printed: {all}");
+    }
+}
+
+#[test]
 fn a_missing_or_unknown_store_url_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let driver = ("CACHE_DRIVER", "s3");

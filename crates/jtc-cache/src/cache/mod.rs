@@ -201,6 +201,25 @@ impl Cache {
         self.rebuilt(settings, naming)
     }
 
+    /// The same cache (settings, name, counters) over the driver `wrap` makes of this one's.
+    #[cfg_attr(not(feature = "object-store"), allow(dead_code))]
+    pub(crate) fn map_driver(
+        self,
+        wrap: impl FnOnce(Arc<dyn CacheDriver>) -> Arc<dyn CacheDriver>,
+    ) -> Self {
+        let inner = &self.inner;
+        let driver = wrap(Arc::clone(&inner.driver));
+        let naming = (Arc::clone(&inner.name), Arc::clone(&inner.meters));
+        Self {
+            inner: Arc::new(Inner::new(
+                driver,
+                inner.settings,
+                Arc::clone(&inner.observer),
+                naming,
+            )),
+        }
+    }
+
     fn rebuilt(&self, settings: Settings, naming: (Arc<str>, Arc<meters::Meters>)) -> Self {
         self.rebuilt_with(settings, Arc::clone(&self.inner.observer), naming)
     }

@@ -1,4 +1,5 @@
-//! `jtc cache test`: a put, get, increment and forget round trip.
+//! `jtc cache test`: a put, get, increment and forget round trip (and a large value's, when
+//! `CACHE_LARGE_VALUES_URL` sends large values to an object store).
 
 use std::{process::ExitCode, time::Duration};
 
@@ -9,6 +10,7 @@ use crate::output;
 
 const KEY: &str = "jtc:cache-test";
 const COUNTER: &str = "jtc:cache-test:counter";
+const LARGE: &str = "jtc:cache-test:large";
 
 pub(crate) async fn run(config: &CacheConfig) -> anyhow::Result<ExitCode> {
     println!("Testing cache operations (driver: {})...", config.driver);
@@ -51,6 +53,28 @@ pub(crate) async fn run(config: &CacheConfig) -> anyhow::Result<ExitCode> {
         "the test value survived forget"
     );
     output::ok("Forget: Removed test value");
+
+    if config.large_values_url.is_some() {
+        // Just above the threshold once encoded, and incompressible: it goes to the store.
+        let len = config.large_value_threshold / 8 + 16;
+        let large: Vec<u64> = (1..=len as u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        cache
+            .put(LARGE, &large, ttl)
+            .await
+            .context("large value put failed")?;
+        let read: Option<Vec<u64>> = cache.get(LARGE).await.context("large value get failed")?;
+        ensure!(
+            read.as_ref() == Some(&large),
+            "the large value read back differs"
+        );
+        ensure!(
+            cache.forget(LARGE).await.context("forget failed")?,
+            "forget found no large value"
+        );
+        output::ok("Large value: Stored in and read back from the object store");
+    }
 
     output::ok("Cache is working correctly!");
     Ok(ExitCode::SUCCESS)

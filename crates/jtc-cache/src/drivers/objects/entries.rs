@@ -87,7 +87,8 @@ fn deadline(now: u64, ttl: Option<Duration>) -> u64 {
     })
 }
 
-fn backend(operation: &'static str, error: object_store::Error) -> crate::Error {
+/// An object store's error as the cache's: a backend error of `object-store`.
+pub(crate) fn backend(operation: &'static str, error: object_store::Error) -> crate::Error {
     ErrorKind::Backend {
         driver: "object-store",
         operation,

@@ -6,6 +6,8 @@
 
 mod entries;
 
+pub(crate) use entries::backend;
+
 use std::{
     sync::{Arc, atomic::AtomicBool},
     time::Duration,
@@ -78,7 +80,12 @@ impl ObjectStoreDriver {
     /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL` (S3-compatible servers,
     /// path-style), `AWS_ALLOW_HTTP=true` for a plain-HTTP test server.
     pub async fn from_url(url: &str, prefix: &str) -> Result<Self> {
-        let (store, path) = store_from_url(url)?;
+        Self::from_url_of("CACHE_OBJECT_STORE_URL", url, prefix)
+    }
+
+    /// [`from_url`](Self::from_url), naming `variable` in a configuration error.
+    pub(crate) fn from_url_of(variable: &'static str, url: &str, prefix: &str) -> Result<Self> {
+        let (store, path) = store_from_url(variable, url)?;
         let joined = [path.as_ref(), prefix.trim_matches('/')]
             .into_iter()
             .filter(|part| !part.is_empty())
@@ -99,16 +106,27 @@ impl ObjectStoreDriver {
         &self.store
     }
 
+    /// The path every object of this driver lives under (`bucket path/prefix`, no slashes
+    /// at either end): what [`new`](Self::new) or [`from_url`](Self::from_url) joined.
+    pub fn prefix(&self) -> &str {
+        self.root.as_ref()
+    }
+
+    /// The store and the path every object of this driver lives under.
+    pub(crate) fn into_parts(self) -> (Arc<dyn ObjectStore>, Path) {
+        (self.store, self.root)
+    }
+
     fn now(&self) -> u64 {
         self.clock.now_ms()
     }
 }
 
 /// The store a URL names, and the path inside it.
-fn store_from_url(url: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
+fn store_from_url(variable: &'static str, url: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
     let invalid = |reason: String| -> crate::Error {
         ErrorKind::Config {
-            variable: "CACHE_OBJECT_STORE_URL",
+            variable,
             value: url.to_owned(),
             reason,
         }
