@@ -6,7 +6,10 @@
 //! ```
 //!
 //! - `GET /users/{id}`: a user through `cache.remember` (the loader takes 300 ms on purpose,
-//!   so a cache hit is visibly faster; the `X-Cache` header says which it was)
+//!   so a cache hit is visibly faster; the `X-Cache` header says which it was). The first
+//!   page of users (1–10) and `config:app` are warmed at start-up (`jtc_cache::warm`), one
+//!   instance of a fleet loading each entry
+//! - `GET /ready`: 503 with the warming's progress as JSON until it has finished, then 200
 //! - `PUT /users/{id}`: forgets the cached user
 //! - `POST /login`: its own limit, 5 per minute per client
 //! - `POST /notes/{id}` stores the request body for an hour (201 once stored, 503 if the cache
@@ -38,7 +41,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use jtc_cache::Cache;
+use jtc_cache::{
+    Cache,
+    warm::{Readiness, Warmer},
+};
 use jtc_throttle::ThrottleLayer;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
@@ -94,10 +100,13 @@ async fn run() -> anyhow::Result<()> {
     let address = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let locale = std::env::var("APP_LOCALE").unwrap_or_else(|_| "en".to_owned());
     let limits = serve::Limits::from_env()?;
-    let app = router(cache.clone(), rate_limit()?, &locale).route(
-        "/metrics",
-        get(move || std::future::ready(scrape(&metrics))),
-    );
+    let readiness = warm(&cache);
+    let app = router(cache.clone(), rate_limit()?, &locale)
+        .route(
+            "/metrics",
+            get(move || std::future::ready(scrape(&metrics))),
+        )
+        .route("/ready", readiness.route());
 
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -114,6 +123,43 @@ async fn run() -> anyhow::Result<()> {
     otel.shutdown();
     println!("shut down");
     Ok(())
+}
+
+/// Warms `config:app` and the first page of users (1–10) in the background, under the
+/// cache name `warm` (its traffic apart from the requests' in metrics); across a fleet on one
+/// Redis each entry is loaded by one instance. The returned handle answers `/ready`.
+fn warm(cache: &Cache) -> Readiness {
+    let warmer = Warmer::new(&cache.clone().named("warm"))
+        .entry("config:app", USER_TTL, || async {
+            Ok::<_, std::convert::Infallible>(
+                serde_json::json!({ "name": "jtc example", "page_size": 10 }),
+            )
+        })
+        .entries(
+            (1..=10).map(|id| format!("user:{id}")),
+            USER_TTL,
+            |key| async move {
+                let id: u64 = key.trim_start_matches("user:").parse()?;
+                Ok::<_, std::num::ParseIntError>(load_user(id).await)
+            },
+        )
+        .concurrency(10)
+        .once_per(Duration::from_secs(60));
+    let readiness = warmer.readiness();
+    tokio::spawn(async move {
+        let report = warmer.run().await;
+        tracing::info!(
+            loaded = report.loaded,
+            skipped = report.skipped,
+            failed = report.failed.len(),
+            took_ms = report.took.as_millis(),
+            "cache warmed"
+        );
+        for (key, error) in &report.failed {
+            tracing::warn!(key, %error, "warming an entry failed");
+        }
+    });
+    readiness
 }
 
 /// The Prometheus recorder, with histogram buckets for the cache's operation durations, and

@@ -15,14 +15,14 @@ fn caching_and_throttling_work_end_to_end_on_the_default_file_driver() {
     let dir = tempfile::tempdir().unwrap();
     let app = App::start(dir.path(), &[]);
 
-    let (status, miss, slow) = app.request("GET", "/users/7", "");
+    let (status, miss, slow) = app.request("GET", "/users/17", "");
     assert_eq!(status, 200, "{miss}");
     assert!(
-        miss.contains("x-cache: miss") && miss.contains("\"name\":\"User 7\""),
+        miss.contains("x-cache: miss") && miss.contains("\"name\":\"User 17\""),
         "{miss}"
     );
     assert!(miss.contains("x-ratelimit-limit: 60"), "{miss}");
-    let (_, hit, fast) = app.request("GET", "/users/7", "");
+    let (_, hit, fast) = app.request("GET", "/users/17", "");
     assert!(hit.contains("x-cache: hit"), "{hit}");
     assert!(
         slow >= Duration::from_millis(300) && fast < slow,
@@ -33,10 +33,10 @@ fn caching_and_throttling_work_end_to_end_on_the_default_file_driver() {
         "the file driver by default"
     );
 
-    let (status, forgot, _) = app.request("PUT", "/users/7", "");
+    let (status, forgot, _) = app.request("PUT", "/users/17", "");
     assert_eq!(status, 200);
     assert!(forgot.contains("\"forgotten\":true"), "{forgot}");
-    let (_, again, _) = app.request("GET", "/users/7", "");
+    let (_, again, _) = app.request("GET", "/users/17", "");
     assert!(again.contains("x-cache: miss"), "{again}");
 
     let mut statuses = Vec::new();
@@ -51,11 +51,40 @@ fn caching_and_throttling_work_end_to_end_on_the_default_file_driver() {
 }
 
 #[test]
+fn the_first_page_of_users_is_warmed_at_start_up_and_ready_says_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(dir.path(), &[("CACHE_DRIVER", "array")]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let (status, response, _) = app.request("GET", "/ready", "");
+        if status == 200 {
+            break response;
+        }
+        assert_eq!(status, 503, "{response}");
+        assert!(response.contains(r#""ready":false"#), "{response}");
+        assert!(std::time::Instant::now() < deadline, "not ready in 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(ready.contains(r#""ready":true"#), "{ready}");
+    assert!(
+        ready.contains(r#""total":11"#) && ready.contains(r#""loaded":11"#),
+        "{ready}"
+    );
+    let (status, user, took) = app.request("GET", "/users/1", "");
+    assert_eq!(status, 200);
+    assert!(user.contains("x-cache: hit"), "warmed: {user}");
+    assert!(
+        took < Duration::from_millis(300),
+        "no 300 ms load: {took:?}"
+    );
+}
+
+#[test]
 fn the_stats_endpoint_counts_this_instances_cache_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let app = App::start(dir.path(), &[("CACHE_DRIVER", "array")]);
-    app.request("GET", "/users/3", "");
-    app.request("GET", "/users/3", "");
+    app.request("GET", "/users/13", "");
+    app.request("GET", "/users/13", "");
     let (status, response, _) = app.request("GET", "/_cache/stats", "");
     assert_eq!(status, 200, "{response}");
     let body = response.split("\r\n\r\n").nth(1).unwrap();
@@ -110,8 +139,8 @@ fn a_bad_driver_is_one_line_and_a_non_zero_exit() {
 fn the_metrics_endpoint_counts_known_traffic_exactly_and_passes_promtool() {
     let dir = tempfile::tempdir().unwrap();
     let app = App::start(dir.path(), &[("CACHE_DRIVER", "array")]);
-    app.request("GET", "/users/3", ""); // `has` misses, `remember` misses and stores
-    app.request("GET", "/users/3", ""); // both hit
+    app.request("GET", "/users/13", ""); // `has` misses, `remember` misses and stores
+    app.request("GET", "/users/13", ""); // both hit
     for _ in 0..6 {
         app.request("POST", "/login", ""); // 5 admitted, the 6th limited
     }
@@ -160,7 +189,7 @@ fn the_metrics_endpoint_counts_known_traffic_exactly_and_passes_promtool() {
     assert_eq!(requests("global", "/users/{id}", "allowed"), 2.0);
     assert_eq!(requests("global", "/users/{id}", "limited"), 0.0);
     assert!(
-        !text.contains("127.0.0.1") && !text.contains("user:3"),
+        !text.contains("127.0.0.1") && !text.contains("user:13"),
         "{text}"
     );
 

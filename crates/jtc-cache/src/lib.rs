@@ -131,6 +131,7 @@ pub mod metrics {
     };
 }
 mod tags;
+pub mod warm;
 
 pub use cache::{
     Cache, DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_FILL_LOCK_HOLD, DEFAULT_FILL_LOCK_WAIT,

@@ -65,6 +65,28 @@ pub(crate) enum CacheCommand {
     },
     /// Remove expired entries that nobody has read since (file and database drivers).
     Prune,
+    /// Fill the cache from a file of entries, one JSON object per line:
+    /// {"key": "config:app", "value": {...}, "ttl": 3600} (ttl in seconds, null for no expiry).
+    /// Entries already present are skipped unless --overwrite. Exits 1 when some entries
+    /// failed (a malformed line is reported with its number; the others still load).
+    Warm {
+        /// The entries file; `-` reads standard input.
+        #[arg(long, value_name = "PATH")]
+        file: String,
+        /// How many entries are written at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
+        /// Rewrite entries that are already present.
+        #[arg(long)]
+        overwrite: bool,
+        /// Across machines warming the same cache at once: each entry is written by one of
+        /// them, at most once per this many seconds (a lock per entry in the cache).
+        #[arg(long, value_name = "SECONDS")]
+        once_per: Option<u64>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print what creates the driver's table, for tables provisioned by hand: the SQL of the
     /// database driver (CACHE_DRIVER=database; it also creates the table itself when missing),
     /// or the `aws dynamodb` commands of the DynamoDB driver (CACHE_DRIVER=dynamodb).

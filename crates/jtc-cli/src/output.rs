@@ -60,31 +60,38 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
     std::process::ExitCode::from(if usage { USAGE } else { BACKEND })
 }
 
-/// Reports progress over folders: a bar on a terminal, a few plain lines otherwise.
+/// Reports progress over folders (or `unit`s): a bar on a terminal, a few plain lines
+/// otherwise.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     label: &'static str,
+    unit: &'static str,
 }
 
 impl Progress {
     pub(crate) fn new(label: &'static str) -> Self {
+        Self::of(label, "folders")
+    }
+
+    pub(crate) fn of(label: &'static str, unit: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
+            let template = format!("{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{eta}})");
             bar.set_style(
-                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} folders ({eta})")
+                ProgressStyle::with_template(&template)
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
             bar.set_message(label);
             bar
         });
-        Self { bar, label }
+        Self { bar, label, unit }
     }
 
     /// The `progress(done, total)` callback to hand to a long operation.
     pub(crate) fn callback(&self) -> impl FnMut(usize, usize) + Send + 'static {
         let bar = self.bar.clone();
-        let label = self.label;
+        let (label, unit) = (self.label, self.unit);
         let mut last_quarter = 0;
         move |done, total| {
             if let Some(bar) = &bar {
@@ -95,7 +102,7 @@ impl Progress {
             let quarter = (done * 4).checked_div(total).unwrap_or(4);
             if quarter > last_quarter {
                 last_quarter = quarter;
-                eprintln!("{label}: {done}/{total} folders");
+                eprintln!("{label}: {done}/{total} {unit}");
             }
         }
     }

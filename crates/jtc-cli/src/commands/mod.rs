@@ -8,6 +8,7 @@ mod prune;
 mod stats;
 mod table;
 mod test;
+mod warm;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,21 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         CacheCommand::Prune => prune::run(&config).await,
         CacheCommand::Stats { url, json } => stats::run(&config, url.as_deref(), json).await,
         CacheCommand::Table => table::run(&config),
+        CacheCommand::Warm {
+            file,
+            concurrency,
+            overwrite,
+            once_per,
+            json,
+        } => {
+            let options = warm::Options {
+                concurrency: usize::from(concurrency),
+                overwrite,
+                once_per: once_per.map(std::time::Duration::from_secs),
+                json,
+            };
+            warm::run(&config, &file, &options).await
+        }
     }
 }
 
