@@ -193,6 +193,14 @@ fn the_metrics_endpoint_counts_known_traffic_exactly_and_passes_promtool() {
         "{text}"
     );
 
+    // Durations appear with the first calls: each operation's first call on a thread is timed.
+    assert!(
+        text.lines().any(|line| line.starts_with(
+            r#"jtc_cache_operation_duration_seconds_count{cache="array",op="remember"}"#
+        )),
+        "no duration series after two requests:\n{text}"
+    );
+
     let checked = promtool_check(text);
     assert!(checked.status.success(), "promtool: {checked:?}\n{text}");
 }

@@ -27,8 +27,10 @@
 //! | `dynamodb`    | no      | `DynamoDbDriver` and `DynamoDbConfig` (the AWS SDK for Rust, rustls on ring) |
 //! | `object-store` | no     | `ObjectStoreDriver` (Apache Arrow's `object_store`: S3 and S3-compatible, local files, memory), and `LargeValueTier`: large values in object storage in front of any driver ([`Cache::large_values`]) |
 //! | `metrics`     | no      | counters and histograms through the `metrics` facade ([`metrics`] lists them) |
+//! | `axum`        | no      | the `/ready` route and 503 layer of cache warming's [`Readiness`](warm::Readiness) |
 //!
-//! The array and file drivers are always there.
+//! The array and file drivers are always there, and so is cache warming ([`warm`]: fill the
+//! cache before traffic arrives, once per fleet, refreshed ahead of expiry).
 //!
 //! An application starts on the file driver and moves to another by changing `CACHE_DRIVER`,
 //! with no code change: [`Cache::from_env`] reads the choice.
@@ -118,8 +120,9 @@ pub mod metrics {
     //! Handles bind to the recorder installed when a cache first reports: install the
     //! recorder before the first cache operation. Reads are published from the
     //! cache's own counters once a second and by [`publish`], which a `/metrics` handler
-    //! calls before rendering. Operations are timed one in [`TIME_ONE_IN`] per thread, so
-    //! read rates from the counters, not from the histogram's `_count`.
+    //! calls before rendering. Operations are timed one in [`TIME_ONE_IN`] per thread (and the
+    //! first call of each operation on each thread, so the histogram appears with the first
+    //! requests): read rates from the counters, not from the histogram's `_count`.
     //!
     //! docs/observability.md shows the Prometheus set-up, the dashboard and OpenTelemetry.
     #[cfg(doc)]

@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 ///
 /// Settings come from the environment and from a `.env` file in the working directory.
 ///
-/// Exit codes: 0 success; 1 not found (`get`, `forget` of a key that is not set) or declined
-/// (`clear` answered no); 2 usage or configuration error; 3 the cache backend is unreachable
+/// Exit codes: 0 success; 1 not found (`get`, `forget` of a key that is not set), declined
+/// (`clear` answered no) or some entries not warmed (`warm`); 2 usage or configuration error; 3 the cache backend is unreachable
 /// or failed.
 #[derive(Debug, Parser)]
 #[command(name = "jtc", version, propagate_version = true)]

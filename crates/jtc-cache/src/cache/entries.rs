@@ -1,4 +1,4 @@
-//! Reading and writing entries: `get`, `has`, `many`, `pull`, `put`, `forever`, `add`,
+//! Reading and writing entries: `get`, `has`, `has_many`, `many`, `pull`, `put`, `forever`, `add`,
 //! `put_many`, `touch`, `forget`, `flush`, `prune`.
 //!
 //! # Errors
@@ -67,6 +67,41 @@ impl Cache {
         let at = keys::entry(key)?;
         let op = self.op(OpName::Has, key);
         op.run(op.has_entry(&at)).await
+    }
+
+    /// Whether each of `keys` holds a live entry, in order, with one read of the backend
+    /// (`MGET` on Redis) instead of one per key. Values are not decoded.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// cache.put("a", &1, Duration::from_secs(60)).await?;
+    /// assert_eq!(cache.has_many(&["a", "b"]).await?, vec![true, false]);
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A key too long, or the backend failing.
+    pub async fn has_many(&self, keys: &[&str]) -> Result<Vec<bool>> {
+        let at = keys
+            .iter()
+            .map(|key| keys::entry(key))
+            .collect::<Result<Vec<_>>>()?;
+        let op = self.op(OpName::Has, "");
+        op.run(async {
+            let stored = op.many(&at).await?;
+            Ok(stored
+                .iter()
+                .zip(keys)
+                .map(|(bytes, key)| {
+                    self.op(OpName::Has, key).read_event(bytes.is_some());
+                    bytes.is_some()
+                })
+                .collect())
+        })
+        .await
     }
 
     /// The values of several keys, in order; `None` for each miss.

@@ -11,8 +11,9 @@
 //!
 //! The other handles are registered with the recorder on first use, per cache and operation,
 //! then kept: never a registry lookup per call. Durations are timed on one operation in
-//! [`TIME_ONE_IN`] per thread: reading a clock twice and recording a sample costs more than a
-//! whole in-memory `get` otherwise.
+//! [`TIME_ONE_IN`] per thread, and on the first call of each operation on each thread (so the
+//! histogram appears with an app's first requests): reading a clock twice and recording a
+//! sample costs more than a whole in-memory `get` otherwise.
 
 use std::sync::Arc;
 
@@ -157,11 +158,11 @@ impl Meters {
         }
     }
 
-    /// The start of an operation, when this one is timed.
+    /// The start of an operation `op`, when this one is timed.
     #[inline]
-    pub(crate) fn start(&self) -> Started {
+    pub(crate) fn start(&self, op: OpName) -> Started {
         #[cfg(feature = "metrics")]
-        if self.on.is_some() && on::sampled() {
+        if self.on.is_some() && on::sampled(op) {
             return Some(std::time::Instant::now());
         }
         None
@@ -408,15 +409,28 @@ mod on {
         }
     }
 
-    /// Whether this thread times its next operation: one in [`TIME_ONE_IN`].
+    /// Whether this thread times its next operation, `op`: one in [`TIME_ONE_IN`], and the
+    /// first call of each operation on this thread.
     #[inline]
-    pub(super) fn sampled() -> bool {
-        std::thread_local! {
-            static TICK: Cell<u32> = const { Cell::new(0) };
+    pub(super) fn sampled(op: OpName) -> bool {
+        /// Per thread: operations so far, and one bit per operation already timed once.
+        struct Ticks {
+            count: Cell<u32>,
+            seen: Cell<u64>,
         }
-        TICK.with(|tick| {
-            let next = tick.get().wrapping_add(1);
-            tick.set(next);
+        const _: () = assert!(OpName::COUNT <= 64, "one bit per operation");
+        std::thread_local! {
+            static TICKS: Ticks = const { Ticks { count: Cell::new(0), seen: Cell::new(0) } };
+        }
+        TICKS.with(|ticks| {
+            let next = ticks.count.get().wrapping_add(1);
+            ticks.count.set(next);
+            let bit = 1u64 << (op as u32);
+            let seen = ticks.seen.get();
+            if seen & bit == 0 {
+                ticks.seen.set(seen | bit);
+                return true;
+            }
             next % TIME_ONE_IN == 0
         })
     }
@@ -464,7 +478,7 @@ mod on {
             ::metrics::describe_histogram!(
                 DURATION,
                 Unit::Seconds,
-                "Duration of cache operations, sampled: one operation in 32 per thread is timed."
+                "Duration of cache operations, sampled: the first of each operation and one in 32 per thread are timed."
             );
         });
     }

@@ -73,7 +73,7 @@ impl<'a> Op<'a> {
             work: work.instrument(self.span()),
             inner,
             name: self.name,
-            started: inner.meters.start(),
+            started: inner.meters.start(self.name),
         }
     }
 

@@ -60,6 +60,9 @@ use crate::{Cache, Error, ErrorKind, Result};
 #[cfg(feature = "axum")]
 pub use self::ready::{ReadinessLayer, ReadinessService};
 
+/// How many keys one presence check reads (`Cache::has_many`) before a run.
+const PRESENT_CHUNK: usize = 1_000;
+
 /// How many loaders run at once, by default.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
@@ -338,6 +341,7 @@ impl Warmer {
             jobs: Arc::clone(&jobs),
             next: AtomicUsize::new(0),
             outcomes: Mutex::new(jobs.iter().map(|_| None).collect()),
+            present: std::sync::OnceLock::new(),
             progress: Mutex::new(Progress {
                 total: jobs.len(),
                 ..Progress::default()
@@ -349,10 +353,13 @@ impl Warmer {
         });
         self.readiness.update(run.progress());
         let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..self.concurrency.min(jobs.len()) {
-            workers.spawn(Arc::clone(&run).work());
-        }
         let all = async {
+            if !self.overwrite {
+                run.check_present().await;
+            }
+            for _ in 0..self.concurrency.min(jobs.len()) {
+                workers.spawn(Arc::clone(&run).work());
+            }
             while let Some(joined) = workers.join_next().await {
                 if let Err(error) = joined
                     && error.is_panic()
@@ -396,6 +403,9 @@ struct Run {
     jobs: Arc<[Job]>,
     next: AtomicUsize,
     outcomes: Mutex<Vec<Option<Outcome>>>,
+    /// Which entries were present before the run, read in chunks; unset when that read
+    /// failed (each entry is then checked on its own).
+    present: std::sync::OnceLock<Vec<bool>>,
     progress: Mutex<Progress>,
     overwrite: bool,
     once_per: Option<Duration>,
@@ -411,6 +421,22 @@ impl Run {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Reads which entries are already present, `PRESENT_CHUNK` keys a backend call.
+    async fn check_present(&self) {
+        let mut present = Vec::with_capacity(self.jobs.len());
+        for chunk in self.jobs.chunks(PRESENT_CHUNK) {
+            let keys: Vec<&str> = chunk.iter().map(|job| &*job.key).collect();
+            match self.cache.has_many(&keys).await {
+                Ok(found) => present.extend(found),
+                Err(error) => {
+                    tracing::debug!(%error, "reading which entries are present failed; checking each");
+                    return;
+                }
+            }
+        }
+        let _ = self.present.set(present);
+    }
+
     /// One worker: takes the next entry until none is left.
     async fn work(self: Arc<Self>) {
         loop {
@@ -418,7 +444,7 @@ impl Run {
             let Some(job) = self.jobs.get(index) else {
                 return;
             };
-            let outcome = match self.warm(job).await {
+            let outcome = match self.warm(job, index).await {
                 Ok(outcome) => outcome,
                 Err(error) => Outcome::Failed(error),
             };
@@ -426,9 +452,15 @@ impl Run {
         }
     }
 
-    async fn warm(&self, job: &Job) -> Result<Outcome> {
-        if !self.overwrite && self.cache.has(&job.key).await? {
-            return Ok(Outcome::Skipped);
+    async fn warm(&self, job: &Job, index: usize) -> Result<Outcome> {
+        if !self.overwrite {
+            let present = match self.present.get().and_then(|p| p.get(index)) {
+                Some(known) => *known,
+                None => self.cache.has(&job.key).await?,
+            };
+            if present {
+                return Ok(Outcome::Skipped);
+            }
         }
         match self.once_per {
             Some(period) => fleet::once(&self.cache, job, period).await,

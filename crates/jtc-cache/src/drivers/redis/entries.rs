@@ -101,6 +101,23 @@ impl Inner {
         }
     }
 
+    /// One `SET` per entry, all in flight at once: the multiplexed connection pipelines them
+    /// (on a Cluster each goes to its own node, so keys of any slots mix). Not atomic: on an
+    /// error some entries may be written.
+    pub(super) async fn put_many(
+        &self,
+        entries: &[(&str, Bytes)],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        futures_util::future::try_join_all(
+            entries
+                .iter()
+                .map(|(key, value)| self.put(key, value.clone(), ttl)),
+        )
+        .await
+        .map(drop)
+    }
+
     pub(super) async fn many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
         if keys.is_empty() {
             return Ok(Vec::new());

@@ -425,6 +425,14 @@ impl CacheDriver for RedisDriver {
         DriverFuture::new(self.inner.many(keys))
     }
 
+    fn put_many<'a>(
+        &'a self,
+        entries: &'a [(&'a str, Bytes)],
+        ttl: Option<Duration>,
+    ) -> DriverFuture<'a, ()> {
+        DriverFuture::new(self.inner.put_many(entries, ttl))
+    }
+
     fn stats(&self) -> crate::DriverStats {
         self.near_cache_stats()
             .map(crate::DriverStats::with_near_cache)
