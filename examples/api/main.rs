@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release --example api            # file cache, no servers
-//! CACHE_DRIVER=redis cargo run --release --example api
+//! CACHE_DRIVER=redis cargo run --release --example api --features redis
 //! ```
 //!
 //! - `GET /users/{id}`: a user through `cache.remember` (the loader takes 300 ms on purpose,
@@ -94,9 +94,15 @@ async fn run() -> anyhow::Result<()> {
 
     // The recorder first: caches and limiters bind their metrics to it when they start.
     let metrics = prometheus()?;
-    let cache = Cache::from_env()
-        .await
-        .context("failed to open the cache")?;
+    let cache = Cache::from_env().await.with_context(|| {
+        let redis =
+            std::env::var("CACHE_DRIVER").is_ok_and(|d| d.trim().eq_ignore_ascii_case("redis"));
+        if redis && !cfg!(feature = "redis") {
+            "failed to open the cache (for Redis, build the example with `--features redis`)"
+        } else {
+            "failed to open the cache"
+        }
+    })?;
     let address = std::env::var("APP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let locale = std::env::var("APP_LOCALE").unwrap_or_else(|_| "en".to_owned());
     let limits = serve::Limits::from_env()?;
