@@ -1,8 +1,8 @@
 //! The example API: caching and rate limiting in one small Axum app.
 //!
 //! ```sh
-//! cargo run --release --example api            # file cache, no servers
-//! CACHE_DRIVER=redis cargo run --release --example api --features redis
+//! cargo run --release -p jtc-examples --example api                   # file cache, no servers
+//! CACHE_DRIVER=redis cargo run --release -p jtc-examples --example api --features redis
 //! ```
 //!
 //! - `GET /users/{id}`: a user through `cache.remember` (the loader takes 300 ms on purpose,
@@ -98,7 +98,7 @@ async fn run() -> anyhow::Result<()> {
         let redis =
             std::env::var("CACHE_DRIVER").is_ok_and(|d| d.trim().eq_ignore_ascii_case("redis"));
         if redis && !cfg!(feature = "redis") {
-            "failed to open the cache (for Redis, build the example with `--features redis`)"
+            "failed to open the cache (for Redis, build the example with `-p jtc-examples --features redis`)"
         } else {
             "failed to open the cache"
         }
