@@ -1,5 +1,7 @@
 //! Redis driver throughput with 32 concurrent tasks against `redis-benchmark -c 32` on the
-//! same server in the same run, plus a deadpool-redis pool as the road not taken.
+//! same server in the same run, plus a deadpool-redis pool as the road not taken; then the
+//! driver at 32, 256 and 1,024 tasks against Redis's pipelined ceiling, `redis-benchmark -c 32
+//! -P 16`, with the driver's p99 latency at 32 tasks.
 //!
 //! `cargo bench -p jtc-cache --bench redis_throughput` (needs `redis-server` and
 //! `redis-benchmark` on PATH). The server, the reference and the driver share this machine;
@@ -75,16 +77,50 @@ fn main() {
         let mut ours = Vec::new();
         let mut pooled = Vec::new();
         for _ in 0..ROUNDS {
-            reference.push(redis_benchmark(&server, op));
-            ours.push(runtime.block_on(driver_rps(&driver, op)));
+            reference.push(redis_benchmark(&server, op, 1));
+            ours.push(runtime.block_on(driver_rps(&driver, op, TASKS)));
             pooled.push(runtime.block_on(deadpool_rps(&pool, op)));
         }
+        let ours: Vec<f64> = ours.into_iter().map(|(rps, _)| rps).collect();
         let (reference, ours, pooled) = (median(reference), median(ours), median(pooled));
         println!(
             "| {:<4} | {reference:>21.0} | {ours:>25.0} | {:>5.2} | {pooled:>25.0} | {:>5.2} |",
             op.name(),
             ours / reference,
             pooled / reference
+        );
+    }
+
+    println!();
+    println!(
+        "| op   | redis-benchmark -c 32 -P 16 | driver, 32 tasks | 256 tasks | 1,024 tasks | 1,024 / ceiling | p99 at 32 tasks |"
+    );
+    println!(
+        "|------|----------------------------:|-----------------:|----------:|------------:|----------------:|----------------:|"
+    );
+    for op in [Op::Get, Op::Set, Op::Incr] {
+        let ceiling = median((0..ROUNDS).map(|_| redis_benchmark(&server, op, 16)).collect());
+        let mut row = Vec::new();
+        let mut p99 = Duration::ZERO;
+        for tasks in [32, 256, 1_024] {
+            let runs: Vec<_> = (0..ROUNDS)
+                .map(|_| runtime.block_on(driver_rps(&driver, op, tasks)))
+                .collect();
+            if tasks == 32 {
+                let mut latencies: Vec<_> = runs.iter().map(|(_, p99)| *p99).collect();
+                latencies.sort();
+                p99 = latencies[latencies.len() / 2];
+            }
+            row.push(median(runs.into_iter().map(|(rps, _)| rps).collect()));
+        }
+        println!(
+            "| {:<4} | {ceiling:>27.0} | {:>16.0} | {:>9.0} | {:>11.0} | {:>15.2} | {:>12.0} µs |",
+            op.name(),
+            row[0],
+            row[1],
+            row[2],
+            row[2] / ceiling,
+            p99.as_secs_f64() * 1e6
         );
     }
 }
@@ -94,11 +130,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Requests per second `redis-benchmark` reaches with 32 connections, no pipelining.
-fn redis_benchmark(server: &RedisServer, op: Op) -> f64 {
+/// Requests per second `redis-benchmark` reaches with 32 connections, `pipeline` commands in
+/// flight on each (1: no pipelining).
+fn redis_benchmark(server: &RedisServer, op: Op, pipeline: usize) -> f64 {
     let output = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
         .args(["-c", &TASKS.to_string(), "-n", &REQUESTS.to_string()])
+        .args(["-P", &pipeline.to_string()])
         .args(["-t", &op.name().to_lowercase(), "--csv"])
         .output()
         .expect("redis-benchmark runs (apt-get install redis-server brings it)");
@@ -116,13 +154,17 @@ fn redis_benchmark(server: &RedisServer, op: Op) -> f64 {
         .unwrap()
 }
 
-async fn driver_rps(driver: &RedisDriver, op: Op) -> f64 {
+/// Requests per second of `tasks` tasks on the driver, and the p99 of their latencies.
+async fn driver_rps(driver: &RedisDriver, op: Op, tasks: usize) -> (f64, Duration) {
     let driver = Arc::new(driver.clone());
-    timed(|task| {
-        let driver = Arc::clone(&driver);
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(REQUESTS)));
+    let rps = timed(tasks, |task| {
+        let (driver, latencies) = (Arc::clone(&driver), Arc::clone(&latencies));
         async move {
-            for i in 0..REQUESTS / TASKS {
+            let mut mine = Vec::with_capacity(REQUESTS / tasks);
+            for i in 0..REQUESTS / tasks {
                 let key = format!("key:{}", (task * 7919 + i) % 1000);
+                let started = Instant::now();
                 match op {
                     Op::Get => drop(driver.get(&key).await.unwrap()),
                     Op::Set => driver
@@ -131,15 +173,20 @@ async fn driver_rps(driver: &RedisDriver, op: Op) -> f64 {
                         .unwrap(),
                     Op::Incr => drop(driver.increment("counter", 1).await.unwrap()),
                 }
+                mine.push(started.elapsed());
             }
+            latencies.lock().unwrap().extend(mine);
         }
     })
-    .await
+    .await;
+    let mut all = std::mem::take(&mut *latencies.lock().unwrap());
+    all.sort_unstable();
+    (rps, all[all.len() * 99 / 100])
 }
 
 async fn deadpool_rps(pool: &deadpool_redis::Pool, op: Op) -> f64 {
     let pool = pool.clone();
-    timed(|task| {
+    timed(TASKS, |task| {
         let pool = pool.clone();
         async move {
             let mut connection = pool.get().await.unwrap();
@@ -162,17 +209,17 @@ async fn deadpool_rps(pool: &deadpool_redis::Pool, op: Op) -> f64 {
     .await
 }
 
-/// Runs `TASKS` copies of `work` at once and returns requests per second over all of them.
-async fn timed<F, Fut>(work: F) -> f64
+/// Runs `tasks` copies of `work` at once and returns requests per second over all of them.
+async fn timed<F, Fut>(tasks: usize, work: F) -> f64
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS).map(|task| tokio::spawn(work(task))).collect();
-    for task in tasks {
+    let running: Vec<_> = (0..tasks).map(|task| tokio::spawn(work(task))).collect();
+    for task in running {
         task.await.unwrap();
     }
     let elapsed = started.elapsed().max(Duration::from_micros(1));
-    (REQUESTS / TASKS * TASKS) as f64 / elapsed.as_secs_f64()
+    (REQUESTS / tasks * tasks) as f64 / elapsed.as_secs_f64()
 }
