@@ -99,7 +99,11 @@ fn main() {
         "|------|----------------------------:|-----------------:|----------:|------------:|----------------:|----------------:|"
     );
     for op in [Op::Get, Op::Set, Op::Incr] {
-        let ceiling = median((0..ROUNDS).map(|_| redis_benchmark(&server, op, 16)).collect());
+        let ceiling = median(
+            (0..ROUNDS)
+                .map(|_| redis_benchmark(&server, op, 16))
+                .collect(),
+        );
         let mut row = Vec::new();
         let mut p99 = Duration::ZERO;
         for tasks in [32, 256, 1_024] {

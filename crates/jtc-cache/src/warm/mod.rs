@@ -174,6 +174,23 @@ async fn write<T: Serialize + ?Sized>(
     }
 }
 
+/// Awaits a loader, then writes its value at `key`: one entry's fill.
+fn filled<T, E>(
+    cache: Cache,
+    key: Arc<str>,
+    ttl: Option<Duration>,
+    loading: impl Future<Output = std::result::Result<T, E>> + Send + 'static,
+) -> Filled
+where
+    T: Serialize + Send + Sync + 'static,
+    E: Into<BoxError>,
+{
+    Box::pin(async move {
+        let value = loading.await.map_err(|e| loader_error(&key, e))?;
+        write(&cache, &key, &value, ttl).await
+    })
+}
+
 fn loader_error(key: &str, error: impl Into<BoxError>) -> Error {
     ErrorKind::Loader {
         key: key.to_owned(),
@@ -214,13 +231,7 @@ impl Warmer {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<T, E>> + Send + 'static,
     {
-        let fill: Fill = Arc::new(move |cache, key, ttl| {
-            let loading = load();
-            Box::pin(async move {
-                let value = loading.await.map_err(|e| loader_error(&key, e))?;
-                write(&cache, &key, &value, ttl).await
-            })
-        });
+        let fill: Fill = Arc::new(move |cache, key, ttl| filled(cache, key, ttl, load()));
         self.jobs.push(Job {
             key: Arc::from(key.into()),
             ttl: ttl.into(),
@@ -247,10 +258,7 @@ impl Warmer {
         let ttl = ttl.into();
         let fill: Fill = Arc::new(move |cache, key: Arc<str>, ttl| {
             let loading = load(key.to_string());
-            Box::pin(async move {
-                let value = loading.await.map_err(|e| loader_error(&key, e))?;
-                write(&cache, &key, &value, ttl).await
-            })
+            filled(cache, key, ttl, loading)
         });
         self.jobs.extend(keys.into_iter().map(|key| Job {
             key: Arc::from(key.into()),
