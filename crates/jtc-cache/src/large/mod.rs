@@ -160,13 +160,17 @@ impl LargeValueTier {
         Ok(None)
     }
 
-    /// Deletes the object `stored` points at, if it is a pointer. A failure is logged and left
-    /// to `prune`: the entry is already gone.
+    /// Deletes the object `stored` points at, if it is a pointer.
     async fn drop_object(&self, stored: Option<&[u8]>) {
-        let Some(pointer) = stored.and_then(Pointer::parse) else {
-            return;
-        };
-        if let Err(error) = self.objects.delete(&pointer).await {
+        if let Some(pointer) = stored.and_then(Pointer::parse) {
+            self.drop_pointed(&pointer).await;
+        }
+    }
+
+    /// Deletes `pointer`'s object. A failure is logged and left to `prune`: the entry is
+    /// already gone.
+    async fn drop_pointed(&self, pointer: &Pointer) {
+        if let Err(error) = self.objects.delete(pointer).await {
             tracing::debug!(
                 object = pointer.name(),
                 %error,
@@ -191,7 +195,7 @@ impl LargeValueTier {
             futures_util::future::join(self.store_object(key, value), self.primary.get(key)).await;
         let pointer = pointer?;
         if let Err(error) = self.primary.put(key, pointer.to_bytes(), ttl).await {
-            self.drop_object(Some(&pointer.to_bytes())).await;
+            self.drop_pointed(&pointer).await;
             return Err(error);
         }
         if let Ok(old) = old {
@@ -207,7 +211,7 @@ impl LargeValueTier {
         let pointer = self.store_object(key, value).await?;
         let added = self.primary.add(key, pointer.to_bytes(), ttl).await;
         if !matches!(added, Ok(true)) {
-            self.drop_object(Some(&pointer.to_bytes())).await;
+            self.drop_pointed(&pointer).await;
         }
         added
     }
@@ -341,10 +345,8 @@ impl CacheDriver for LargeValueTier {
     fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>> {
         DriverFuture::new(async move {
             match self.primary.get(key).await? {
-                Some(stored) if Pointer::parse(&stored).is_some() => {
-                    self.resolve(key, stored).await
-                }
-                other => Ok(other),
+                Some(stored) => self.resolve(key, stored).await,
+                None => Ok(None),
             }
         })
     }

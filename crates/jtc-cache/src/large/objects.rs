@@ -130,6 +130,11 @@ impl Objects {
             Err(object_store::Error::NotFound { .. }) => return Ok(Fetched::Missing),
             Err(error) => return Err(backend("get", error)),
         };
+        // Longer than any object of this pointer could be: not read at all.
+        let most = (OBJECT_HEAD + key.len()) as u64 + pointer.len;
+        if found.meta.size != most {
+            return Ok(Fetched::Missing);
+        }
         let mut bytes = match found.bytes().await {
             Ok(bytes) => bytes,
             Err(object_store::Error::NotFound { .. }) => return Ok(Fetched::Missing),
@@ -221,7 +226,8 @@ impl Objects {
         }
         let key_len = u64::from(u32::from_be_bytes(head[4..8].try_into().unwrap_or([0; 4])));
         let end = OBJECT_HEAD as u64 + key_len;
-        if end > size {
+        // No key is longer than the cache allows: anything else is not the tier's object.
+        if key_len > crate::MAX_KEY_BYTES as u64 || end > size {
             return Ok(None);
         }
         if end > head.len() as u64 {

@@ -350,16 +350,15 @@ impl Warmer {
             next: AtomicUsize::new(0),
             outcomes: Mutex::new(jobs.iter().map(|_| None).collect()),
             present: std::sync::OnceLock::new(),
-            progress: Mutex::new(Progress {
-                total: jobs.len(),
-                ..Progress::default()
-            }),
             overwrite: self.overwrite,
             once_per: self.once_per,
             on_progress: self.on_progress,
             readiness: self.readiness.clone(),
         });
-        self.readiness.update(run.progress());
+        self.readiness.update(Progress {
+            total: jobs.len(),
+            ..Progress::default()
+        });
         let mut workers = tokio::task::JoinSet::new();
         let all = async {
             if !self.overwrite {
@@ -385,7 +384,7 @@ impl Warmer {
         };
         workers.abort_all();
         let mut report = run.report(self.timeout.filter(|_| timed_out), started.elapsed());
-        self.readiness.finish(run.progress());
+        self.readiness.set_ready();
         if let Some(fraction) = self.refresh_ahead {
             report.refresh = Some(RefreshAhead::start(
                 &self.cache,
@@ -414,7 +413,6 @@ struct Run {
     /// Which entries were present before the run, read in chunks; unset when that read
     /// failed (each entry is then checked on its own).
     present: std::sync::OnceLock<Vec<bool>>,
-    progress: Mutex<Progress>,
     overwrite: bool,
     once_per: Option<Duration>,
     on_progress: Option<OnProgress>,
@@ -422,13 +420,6 @@ struct Run {
 }
 
 impl Run {
-    fn progress(&self) -> Progress {
-        *self
-            .progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Reads which entries are already present, `PRESENT_CHUNK` keys a backend call.
     async fn check_present(&self) {
         let mut present = Vec::with_capacity(self.jobs.len());
@@ -477,19 +468,14 @@ impl Run {
     }
 
     fn record(&self, index: usize, outcome: Outcome) {
-        let progress = {
-            let mut progress = self
-                .progress
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let progress = self.readiness.step(|progress| {
             progress.done += 1;
             match &outcome {
                 Outcome::Loaded => progress.loaded += 1,
                 Outcome::Skipped => progress.skipped += 1,
                 Outcome::Failed(_) => progress.failed += 1,
             }
-            *progress
-        };
+        });
         if let Some(slot) = self
             .outcomes
             .lock()
@@ -498,7 +484,6 @@ impl Run {
         {
             *slot = Some(outcome);
         }
-        self.readiness.update(progress);
         if let Some(report) = &self.on_progress {
             report(progress);
         }

@@ -101,9 +101,15 @@ impl Readiness {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = progress;
     }
 
-    pub(super) fn finish(&self, progress: Progress) {
-        self.update(progress);
-        self.set_ready();
+    /// Changes the progress in place and returns it: the one record of a run's progress.
+    pub(super) fn step(&self, change: impl FnOnce(&mut Progress)) -> Progress {
+        let mut progress = self
+            .state
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut progress);
+        *progress
     }
 
     /// The probe's answer as JSON: `{"ready":false,"done":3,"total":10,...}`.

@@ -77,10 +77,9 @@ pub(crate) async fn run(
     if let Some(period) = options.once_per {
         warmer = warmer.once_per(period);
     }
-    let mut lines = Vec::with_capacity(entries.len());
-    for (number, entry) in entries {
-        lines.push((number, entry.key.clone()));
-        let ttl = entry.ttl().unwrap_or_default();
+    let mut lines = std::collections::HashMap::with_capacity(entries.len());
+    for (number, entry, ttl) in entries {
+        lines.entry(entry.key.clone()).or_insert(number);
         let value = entry.value;
         warmer = warmer.entry(entry.key, ttl, move || {
             let value = value.clone();
@@ -102,7 +101,7 @@ pub(crate) async fn run(
     progress.finish();
     let backend = report.failed.iter().any(|(_, e)| e.is_backend());
     for (key, error) in &report.failed {
-        let line = lines.iter().find(|(_, k)| k == key).map_or(0, |(n, _)| *n);
+        let line = lines.get(key).copied().unwrap_or(0);
         bad.push(Bad {
             line,
             error: format!("{key}: {}", chain(error)),
@@ -140,8 +139,8 @@ pub(crate) async fn run(
     }))
 }
 
-/// The usable entries, each with its line number.
-type Numbered = Vec<(usize, Line)>;
+/// The usable entries, each with its line number and TTL.
+type Numbered = Vec<(usize, Line, Option<Duration>)>;
 
 /// The usable entries with their line numbers, and the lines that are not.
 fn parse(input: impl BufRead) -> anyhow::Result<(Numbered, Vec<Bad>)> {
@@ -158,7 +157,7 @@ fn parse(input: impl BufRead) -> anyhow::Result<(Numbered, Vec<Bad>)> {
                 error: format!("the key is longer than {MAX_KEY_BYTES} bytes"),
             }),
             Ok(entry) => match entry.ttl() {
-                Ok(_) => entries.push((line, entry)),
+                Ok(ttl) => entries.push((line, entry, ttl)),
                 Err(error) => bad.push(Bad { line, error }),
             },
             Err(error) => bad.push(Bad {
