@@ -291,3 +291,44 @@ fn walk_files(root: &Path) -> usize {
     }
     files
 }
+
+/// The sweep removes the fan-out folders it finds empty while writers make them again: a write
+/// whose folder vanishes between being made and holding its file tries again instead of
+/// failing (CI once saw `hit` fail with "No such file or directory" here).
+#[test]
+fn writes_racing_the_sweep_s_folder_removal_never_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    within(Duration::from_secs(60), "race", move || async move {
+        let driver = FileDriver::new(&root).unwrap();
+        let sweeping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sweeper = {
+            let (driver, sweeping) = (driver.clone(), sweeping.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let mut passes = 0u64;
+                while sweeping.load(std::sync::atomic::Ordering::Relaxed) {
+                    runtime.block_on(driver.prune()).unwrap();
+                    passes += 1;
+                }
+                passes
+            })
+        };
+        // Few keys, each written and forgotten over and over: its folder is empty most of the
+        // time, which is when the sweep removes it.
+        let cache = Cache::new(driver.clone());
+        for _ in 0..150 {
+            for i in 0..16 {
+                let key = format!("client:{i}");
+                cache.hit(&key, Duration::from_secs(60)).await.unwrap();
+                cache.put(&key, &i, Duration::from_secs(60)).await.unwrap();
+                cache.forget(&key).await.unwrap();
+            }
+        }
+        sweeping.store(false, std::sync::atomic::Ordering::Relaxed);
+        let passes = sweeper.join().unwrap();
+        assert!(passes > 10, "the sweep ran alongside: {passes} passes");
+    });
+}

@@ -236,11 +236,16 @@ pub(super) fn remove_file(path: &Path) -> Result<()> {
 }
 
 pub(super) fn create_dirs(dir: &Path) -> Result<()> {
+    make_dirs(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Makes `dir` and its missing parents, readable by this account only.
+pub(super) fn make_dirs(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| Error::io(dir, e))
+    builder.create(dir)
 }
 
 /// Creates a file that did not exist (`O_EXCL`: never through a symlink, dangling or not).

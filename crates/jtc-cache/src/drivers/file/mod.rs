@@ -54,8 +54,8 @@ use crate::{
 
 use self::{
     disk::{
-        EntryRef, Opened, create_dirs, create_new, lock_file, open_entry, read_len, remove_file,
-        remove_foreign,
+        EntryRef, Opened, create_dirs, create_new, lock_file, make_dirs, open_entry, read_len,
+        remove_file, remove_foreign,
     },
     entry::{decode_entry, encode_entry},
 };
@@ -280,14 +280,7 @@ impl Inner {
             .dir()
             .join(format!(".{}.{}.{n}.tmp", entry.hash(), std::process::id()));
         let bytes = encode_entry(expires_at, value)?;
-        let written = create_new(&temp)
-            .or_else(|e| {
-                if e.kind() != io::ErrorKind::NotFound {
-                    return Err(e);
-                }
-                create_dirs(entry.dir()).map_err(|_| e)?;
-                create_new(&temp)
-            })
+        let written = create_temp(entry.dir(), &temp)
             .and_then(|mut file| file.write_all(&bytes))
             .and_then(|()| fs::rename(&temp, &entry.path));
         written.map_err(|e| {
@@ -314,6 +307,29 @@ impl Inner {
         let file = slot.as_ref().expect("the lock file was opened above");
         file.lock().map_err(|e| Error::io(&self.root, e))?;
         Ok(StripeLock { slot })
+    }
+}
+
+/// Creates the temporary file of a write in `dir`, making the folder when it is missing. The
+/// background sweep removes fan-out folders it finds empty, so a folder made here (or its
+/// parent, while the child is being made) can vanish again before the file is created in it;
+/// once the file exists the folder is not empty and stays. A few tries settle that race; a
+/// folder that keeps vanishing is an error.
+fn create_temp(dir: &Path, temp: &Path) -> io::Result<File> {
+    let mut tries = 0;
+    loop {
+        let vanished = match create_new(temp) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => e,
+            created => return created,
+        };
+        tries += 1;
+        if tries == 16 {
+            return Err(vanished);
+        }
+        match make_dirs(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
 }
 
