@@ -19,14 +19,20 @@ use jtc_test_support::RedisServer;
 
 const TASKS: usize = 32;
 const REQUESTS: usize = 200_000;
+/// The window of the `HIT` rows' counter.
+const WINDOW: Duration = Duration::from_secs(60);
 const VALUE: &[u8] = &[b'x'; 3]; // redis-benchmark's default payload is 3 bytes
 const ROUNDS: usize = 3;
+/// Rounds of the pipelined-ceiling table unless `JTC_ROUNDS` says otherwise.
+const PIPELINED_ROUNDS: usize = 7;
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Get,
     Set,
     Incr,
+    /// The limiter's counter: `Cache::hit`, one script call (EVALSHA) per hit.
+    Hit,
 }
 
 impl Op {
@@ -35,6 +41,7 @@ impl Op {
             Op::Get => "GET",
             Op::Set => "SET",
             Op::Incr => "INCR",
+            Op::Hit => "HIT",
         }
     }
 }
@@ -77,7 +84,7 @@ fn main() {
         let mut ours = Vec::new();
         let mut pooled = Vec::new();
         for _ in 0..ROUNDS {
-            reference.push(redis_benchmark(&server, op, 1));
+            reference.push(redis_benchmark(&server, op, 1, ""));
             ours.push(runtime.block_on(driver_rps(&driver, op, TASKS)));
             pooled.push(runtime.block_on(deadpool_rps(&pool, op)));
         }
@@ -92,39 +99,57 @@ fn main() {
     }
 
     println!();
+    let rounds = std::env::var("JTC_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(PIPELINED_ROUNDS);
     println!(
-        "| op   | redis-benchmark -c 32 -P 16 | driver, 32 tasks | 256 tasks | 1,024 tasks | 1,024 / ceiling | p99 at 32 tasks |"
+        "{rounds} rounds; each round measures the ceiling, then the driver at 32, 256 and 1,024 tasks; \
+         ratios are medians of per-round ratios (min–max)"
     );
     println!(
-        "|------|----------------------------:|-----------------:|----------:|------------:|----------------:|----------------:|"
+        "| op   | redis-benchmark -c 32 -P 16 | driver, 32 tasks | 256 tasks | 1,024 tasks | 1,024 / ceiling | p99 at 32 tasks | bare redis-rs, 1,024 tasks / ceiling |"
     );
-    for op in [Op::Get, Op::Set, Op::Incr] {
-        let ceiling = median(
-            (0..ROUNDS)
-                .map(|_| redis_benchmark(&server, op, 16))
-                .collect(),
-        );
-        let mut row = Vec::new();
-        let mut p99 = Duration::ZERO;
-        for tasks in [32, 256, 1_024] {
-            let runs: Vec<_> = (0..ROUNDS)
-                .map(|_| runtime.block_on(driver_rps(&driver, op, tasks)))
-                .collect();
-            if tasks == 32 {
-                let mut latencies: Vec<_> = runs.iter().map(|(_, p99)| *p99).collect();
-                latencies.sort();
-                p99 = latencies[latencies.len() / 2];
+    println!(
+        "|------|----------------------------:|-----------------:|----------:|------------:|----------------:|----------------:|-------------------------------------:|"
+    );
+    let bare = runtime.block_on(async {
+        let client = redis::Client::open(server.url()).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    });
+    let hit_sha = runtime.block_on(load_hit_script(&bare));
+    for op in [Op::Get, Op::Set, Op::Incr, Op::Hit] {
+        let (mut ceilings, mut ratios, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+        let mut floors = Vec::new();
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        for _ in 0..rounds {
+            let ceiling = redis_benchmark(&server, op, 16, &hit_sha);
+            floors.push(runtime.block_on(bare_rps(&bare, op, 1_024, &hit_sha)) / ceiling);
+            for (i, tasks) in [32, 256, 1_024].into_iter().enumerate() {
+                let (rps, p99) = runtime.block_on(driver_rps(&driver, op, tasks));
+                rates[i].push(rps);
+                if tasks == 32 {
+                    p99s.push(p99.as_secs_f64());
+                }
+                if tasks == 1_024 {
+                    ratios.push(rps / ceiling);
+                }
             }
-            row.push(median(runs.into_iter().map(|(rps, _)| rps).collect()));
+            ceilings.push(ceiling);
         }
+        let spread = format!(
+            "{:.2}–{:.2}",
+            ratios.iter().copied().fold(f64::MAX, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max)
+        );
+        let [r32, r256, r1024] = rates.map(median);
         println!(
-            "| {:<4} | {ceiling:>27.0} | {:>16.0} | {:>9.0} | {:>11.0} | {:>15.2} | {:>12.0} µs |",
+            "| {:<4} | {:>27.0} | {r32:>16.0} | {r256:>9.0} | {r1024:>11.0} | {:>4.2} ({spread}) | {:>12.0} µs | {:>36.2} |",
             op.name(),
-            row[0],
-            row[1],
-            row[2],
-            row[2] / ceiling,
-            p99.as_secs_f64() * 1e6
+            median(ceilings),
+            median(ratios),
+            median(p99s) * 1e6,
+            median(floors)
         );
     }
 }
@@ -136,19 +161,30 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// Requests per second `redis-benchmark` reaches with 32 connections, `pipeline` commands in
 /// flight on each (1: no pipelining).
-fn redis_benchmark(server: &RedisServer, op: Op, pipeline: usize) -> f64 {
-    let output = Command::new("redis-benchmark")
+fn redis_benchmark(server: &RedisServer, op: Op, pipeline: usize, hit_sha: &str) -> f64 {
+    let mut command = Command::new("redis-benchmark");
+    command
         .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
-        .args(["-c", &TASKS.to_string(), "-n", &REQUESTS.to_string()])
-        .args(["-P", &pipeline.to_string()])
-        .args(["-t", &op.name().to_lowercase(), "--csv"])
+        .args(["-c", &TASKS.to_string()])
+        .args(["-n", &(REQUESTS * pipeline.min(5)).to_string()])
+        .args(["-P", &pipeline.to_string(), "--csv"]);
+    match op {
+        // The same script call the driver makes, on the same key.
+        Op::Hit => command.args(["EVALSHA", hit_sha, "1", "bench:hit", "60000", "1"]),
+        _ => command.args(["-t", &op.name().to_lowercase()]),
+    };
+    let output = command
         .output()
         .expect("redis-benchmark runs (apt-get install redis-server brings it)");
     let csv = String::from_utf8_lossy(&output.stdout);
-    // "test","rps",...  then  "GET","123456.79",...
+    // "test","rps",...  then  "GET","123456.79",...  (a custom command's line starts with
+    // its own text)
     let line = csv
         .lines()
-        .find(|l| l.starts_with(&format!("\"{}\"", op.name())))
+        .find(|l| match op {
+            Op::Hit => l.starts_with("\"EVALSHA"),
+            _ => l.starts_with(&format!("\"{}\"", op.name())),
+        })
         .unwrap_or_else(|| panic!("no {} line in redis-benchmark output:\n{csv}", op.name()));
     line.split(',')
         .nth(1)
@@ -176,6 +212,7 @@ async fn driver_rps(driver: &RedisDriver, op: Op, tasks: usize) -> (f64, Duratio
                         .await
                         .unwrap(),
                     Op::Incr => drop(driver.increment("counter", 1).await.unwrap()),
+                    Op::Hit => drop(driver.hit_by("hit", WINDOW, 1).await.unwrap()),
                 }
                 mine.push(started.elapsed());
             }
@@ -188,6 +225,38 @@ async fn driver_rps(driver: &RedisDriver, op: Op, tasks: usize) -> (f64, Duratio
     (rps, all[all.len() * 99 / 100])
 }
 
+/// The `hit` script's SHA, loaded on the server so that `redis-benchmark` can call it.
+async fn load_hit_script(connection: &redis::aio::MultiplexedConnection) -> String {
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(include_str!("../src/drivers/redis/hit.lua"))
+        .query_async(&mut connection.clone())
+        .await
+        .unwrap()
+}
+
+/// Requests per second of `tasks` tasks on a bare redis-rs multiplexed connection — no
+/// timeouts, no reconnection, no key prefix — the floor of any driver built on it.
+async fn bare_rps(
+    connection: &redis::aio::MultiplexedConnection,
+    op: Op,
+    tasks: usize,
+    hit_sha: &str,
+) -> f64 {
+    let (connection, hit_sha) = (connection.clone(), Arc::new(hit_sha.to_owned()));
+    timed(tasks, |task| {
+        let (mut connection, hit_sha) = (connection.clone(), Arc::clone(&hit_sha));
+        async move {
+            for i in 0..REQUESTS / tasks {
+                let key = format!("bench:key:{}", (task * 7919 + i) % 1000);
+                let cmd = command(op, &key, &hit_sha);
+                let _: redis::Value = cmd.query_async(&mut connection).await.unwrap();
+            }
+        }
+    })
+    .await
+}
+
 async fn deadpool_rps(pool: &deadpool_redis::Pool, op: Op) -> f64 {
     let pool = pool.clone();
     timed(TASKS, |task| {
@@ -196,21 +265,29 @@ async fn deadpool_rps(pool: &deadpool_redis::Pool, op: Op) -> f64 {
             let mut connection = pool.get().await.unwrap();
             for i in 0..REQUESTS / TASKS {
                 let key = format!("bench:key:{}", (task * 7919 + i) % 1000);
-                let mut cmd = match op {
-                    Op::Get => redis::cmd("GET"),
-                    Op::Set => redis::cmd("SET"),
-                    Op::Incr => redis::cmd("INCR"),
-                };
-                match op {
-                    Op::Get => cmd.arg(&key),
-                    Op::Set => cmd.arg(&key).arg(VALUE),
-                    Op::Incr => cmd.arg("bench:counter"),
-                };
+                let cmd = command(op, &key, "");
                 let _: redis::Value = cmd.query_async(&mut connection).await.unwrap();
             }
         }
     })
     .await
+}
+
+/// The command a bare client sends for `op` on `key`.
+fn command(op: Op, key: &str, hit_sha: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd(match op {
+        Op::Get => "GET",
+        Op::Set => "SET",
+        Op::Incr => "INCR",
+        Op::Hit => "EVALSHA",
+    });
+    match op {
+        Op::Get => cmd.arg(key),
+        Op::Set => cmd.arg(key).arg(VALUE),
+        Op::Incr => cmd.arg("bench:counter"),
+        Op::Hit => cmd.arg(hit_sha).arg(1).arg("bench:hit").arg(60_000).arg(1),
+    };
+    cmd
 }
 
 /// Runs `tasks` copies of `work` at once and returns requests per second over all of them.

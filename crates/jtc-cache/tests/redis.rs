@@ -426,3 +426,32 @@ async fn redis_errors_inside_a_script_are_errors_not_panics() {
     cache.put("ok", &1, MINUTE).await.unwrap();
     assert_eq!(cache.get::<i32>("ok").await.unwrap(), Some(1));
 }
+
+/// A frozen server (SIGSTOP: its socket stays open, nothing answers) costs each call its
+/// command timeout and no more; the connection is kept, and once the server wakes the same
+/// driver answers on it (the replies of the abandoned calls are read and dropped first).
+#[tokio::test]
+async fn a_frozen_server_costs_each_call_its_timeout_and_the_connection_survives() {
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(300);
+    let config = RedisConfig::from_url(server.url())
+        .prefix("frozen:")
+        .command_timeout(timeout);
+    let cache = Cache::new(RedisDriver::from_config(&config).await.unwrap());
+    cache.put("k", &1, MINUTE).await.unwrap();
+
+    server.pause();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = cache.get::<i32>("k").await.unwrap_err();
+        assert!(
+            started.elapsed() < timeout + Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(err.kind(), ErrorKind::Timeout { .. }), "{err:?}");
+    }
+    server.resume();
+    assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(1));
+    assert_eq!(cache.increment("n", 1).await.unwrap(), 1);
+}

@@ -29,11 +29,15 @@ pub(super) enum Live {
 }
 
 impl Connection {
+    /// The connection for one call. Standalone and cluster connections are at hand; only a
+    /// Sentinel link may have to find its master first, and that wait is boxed: every call's
+    /// future holds this one's state, and the Sentinel lookup's would make each several
+    /// kilobytes (copied into its box and allocated on every command; docs/benchmarks.md).
     pub(super) async fn live(&self) -> redis::RedisResult<Live> {
         Ok(match self {
             Self::Standalone(c) => Live::Standalone(c.clone()),
             Self::Cluster(c) => Live::Cluster(c.clone()),
-            Self::Sentinel(link) => Live::Sentinel(link.master().await?),
+            Self::Sentinel(link) => Live::Sentinel(Box::pin(link.master()).await?),
         })
     }
 
@@ -79,18 +83,38 @@ impl ConnectionLike for Live {
     }
 }
 
+/// How long data sent on a standalone connection may stay unacknowledged before the kernel
+/// drops the connection, so that the manager reconnects: a server that vanished without
+/// closing its socket (a host gone, a partition).
+const DEAD_PEER_AFTER: Duration = Duration::from_secs(10);
+
 /// One multiplexed connection that reconnects by itself (a few quick retries, then errors).
 /// With a near cache, the connection speaks RESP3, hands the server's pushes to it, and has
 /// client tracking on (OPTIN).
+///
+/// Each call is bounded by the driver's own command timeout, which covers waiting for a
+/// reconnection as well as the reply; the connection has no response timeout of its own. A
+/// second timer per command cost a tenth of the driver's throughput at 1,024 tasks
+/// (docs/benchmarks.md), and a reply that is merely slow (a server stalled by a fork) no longer
+/// drops the connection and every call in flight on it. A server that is gone is found by
+/// the kernel instead (`TCP_USER_TIMEOUT`, [`DEAD_PEER_AFTER`]), or by the socket closing.
 pub(super) async fn connect_standalone(
     config: &RedisConfig,
     near: Option<PushSink>,
 ) -> Result<Connection> {
-    let client =
-        redis::Client::open(config.connection_info()?).map_err(|e| Error::redis("connect", e))?;
+    let info = config.connection_info()?;
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let info = {
+        let tcp = info
+            .tcp_settings()
+            .clone()
+            .set_user_timeout(DEAD_PEER_AFTER);
+        info.set_tcp_settings(tcp)
+    };
+    let client = redis::Client::open(info).map_err(|e| Error::redis("connect", e))?;
     let mut manager = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
-        .set_response_timeout(Some(config.command_timeout))
+        .set_response_timeout(None)
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_secs(1))
         .set_number_of_retries(3);

@@ -11,7 +11,7 @@ use crate::{Error, ErrorKind, Hit, Result, clock::duration_ms};
 impl Inner {
     pub(super) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         if let Some(near) = &self.near {
-            return self.get_near(near, key).await;
+            return Box::pin(self.get_near(near, key)).await;
         }
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.key(key));
@@ -45,7 +45,8 @@ impl Inner {
     }
 
     pub(super) async fn increment(&self, key: &str, by: i64) -> Result<i64> {
-        let cmd = redis::cmd("INCRBY").arg(self.key(key)).arg(by).clone();
+        let mut cmd = redis::cmd("INCRBY");
+        cmd.arg(self.key(key)).arg(by);
         self.query("increment", cmd)
             .await
             .map_err(|e| counter_error(key, e))
@@ -64,9 +65,9 @@ impl Inner {
     }
 
     pub(super) async fn forget(&self, key: &str) -> Result<bool> {
-        let removed: i64 = self
-            .query("forget", redis::cmd("UNLINK").arg(self.key(key)).clone())
-            .await?;
+        let mut cmd = redis::cmd("UNLINK");
+        cmd.arg(self.key(key));
+        let removed: i64 = self.query("forget", cmd).await?;
         Ok(removed > 0)
     }
 
@@ -78,9 +79,9 @@ impl Inner {
     }
 
     pub(super) async fn pull(&self, key: &str) -> Result<Option<Bytes>> {
-        let value: Option<Vec<u8>> = self
-            .query("pull", redis::cmd("GETDEL").arg(self.key(key)).clone())
-            .await?;
+        let mut cmd = redis::cmd("GETDEL");
+        cmd.arg(self.key(key));
+        let value: Option<Vec<u8>> = self.query("pull", cmd).await?;
         Ok(value.map(Bytes::from))
     }
 
@@ -88,10 +89,8 @@ impl Inner {
         match ttl {
             Some(ttl) if ttl.is_zero() => self.forget(key).await,
             Some(ttl) => {
-                let cmd = redis::cmd("PEXPIRE")
-                    .arg(self.key(key))
-                    .arg(duration_ms(ttl))
-                    .clone();
+                let mut cmd = redis::cmd("PEXPIRE");
+                cmd.arg(self.key(key)).arg(duration_ms(ttl));
                 Ok(self.query::<i64>("touch", cmd).await? == 1)
             }
             None => Ok(self

@@ -52,15 +52,7 @@ use crate::{
 /// Increment a counter by ARGV[2], giving it the window (ARGV[1]) as TTL when it has none
 /// (new, or left without a TTL by a plain `INCR`), and return the count and the milliseconds
 /// left: one round trip.
-const HIT_SCRIPT: &str = r"
-local count = redis.call('INCRBY', KEYS[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return {count, ttl}
-";
+const HIT_SCRIPT: &str = include_str!("hit.lua");
 
 /// Make a live key persistent; `PERSIST` alone cannot tell a missing key from a key without TTL.
 const PERSIST_SCRIPT: &str = r"
@@ -280,11 +272,12 @@ impl Inner {
         }
     }
 
-    fn key(&self, key: &str) -> Vec<u8> {
-        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
-        full.extend_from_slice(self.prefix.as_bytes());
-        full.extend_from_slice(key.as_bytes());
-        full
+    /// `key` under the driver's prefix, as one command argument.
+    fn key<'k>(&'k self, key: &'k str) -> FullKey<'k> {
+        FullKey {
+            prefix: &self.prefix,
+            key,
+        }
     }
 
     /// Runs `call` on a live connection, bounded by the command timeout (finding the master
@@ -341,6 +334,24 @@ impl Inner {
             .await;
         self.forget_near(Some(key.as_bytes()));
         value
+    }
+}
+
+/// A key under the driver's prefix, written straight into the command's buffer as one
+/// argument: no `Vec` of its own per command.
+#[derive(Clone, Copy)]
+struct FullKey<'k> {
+    prefix: &'k str,
+    key: &'k str,
+}
+
+impl redis::ToRedisArgs for FullKey<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(self.key.as_bytes());
     }
 }
 

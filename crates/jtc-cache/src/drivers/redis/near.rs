@@ -262,7 +262,7 @@ impl Inner {
     /// connection), `GET` and `PTTL` in one pipeline.
     pub(super) async fn get_near(&self, near: &Near, key: &str) -> Result<Option<Bytes>> {
         let ticket = near.ticket(key);
-        let full = self.key(key);
+        let full = [self.prefix.as_bytes(), key.as_bytes()].concat();
         let mut pipe = redis::pipe();
         pipe.ignore_errors()
             .cmd("CLIENT")

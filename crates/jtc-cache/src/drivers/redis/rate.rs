@@ -79,23 +79,23 @@ impl Inner {
                 let mut pipe = redis::pipe();
                 if consume {
                     match times {
-                        1 => pipe.cmd("INCR").arg(&key),
-                        _ => pipe.cmd("INCRBY").arg(&key).arg(times),
+                        1 => pipe.cmd("INCR").arg(key),
+                        _ => pipe.cmd("INCRBY").arg(key).arg(times),
                     };
                     pipe.cmd("PEXPIRE")
-                        .arg(&key)
+                        .arg(key)
                         .arg(window_ms)
                         .arg("NX")
                         .ignore();
                 } else {
-                    pipe.cmd("GET").arg(&key);
+                    pipe.cmd("GET").arg(key);
                 }
-                pipe.cmd("PTTL").arg(&key);
+                pipe.cmd("PTTL").arg(key);
                 match query(&pipe, &mut connection).await {
                     Err(error) if holds_something_else(&error) => {
                         // The key held another rule set's record: this one starts afresh.
                         redis::cmd("DEL")
-                            .arg(&key)
+                            .arg(key)
                             .query_async::<()>(&mut connection)
                             .await?;
                         query(&pipe, &mut connection).await
