@@ -7,6 +7,8 @@
 //! | `plain` | nothing |
 //! | `layer` | a tower layer that does nothing: what wrapping the routes costs any middleware |
 //! | `headers` | a layer that only adds the two `X-RateLimit-*` headers, fixed values: what sending them costs any limiter |
+//! | `headers-keyed` | the same with one counter per client and route in a keyed concurrent map (DashMap with aHash, as the memory limiter keys its counters): the floor of a per-client limiter that sends a live count |
+//! | `headers-counted` | the least any per-client limiter that sends a live count must do, with no keyed store: read the peer's address and the matched route (the key's parts), step one shared atomic counter, send the limit (fixed) and the remaining count (a number made per request, `HeaderValue::from`) |
 //! | `fixed-429` | nothing, but the handler answers the very 429 a flooded `ThrottleLayer` sends (status, headers, JSON body; fixed values): a handler building that answer per request, for comparison with the layer's flood |
 //! | `governor` | tower_governor with its headers on |
 //! | `memory` | `ThrottleLayer` in process memory |
@@ -28,7 +30,13 @@
 //! so each limiter does its full work on every request and none rejects, with header values of
 //! a realistic width. Flood modes get 10 a minute.
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use anyhow::{Context, bail};
 use axum::{
@@ -65,6 +73,22 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
         "plain" => app,
         "layer" => app.layer(tower::layer::layer_fn(|inner| PassThrough { inner })),
         "headers" => app.layer(tower::util::MapResponseLayer::new(with_fixed_headers)),
+        "headers-keyed" => {
+            let counters = Arc::new(KeyedCounters::default());
+            app.layer(
+                tower::ServiceBuilder::new()
+                    .map_request(move |request| count_keyed(request, &counters))
+                    .map_response(with_keyed_headers),
+            )
+        }
+        "headers-counted" => {
+            let remaining = Arc::new(AtomicU64::new(QUOTA));
+            app.layer(
+                tower::ServiceBuilder::new()
+                    .map_request(read_key_parts)
+                    .map_response(move |response| with_counted_headers(response, &remaining)),
+            )
+        }
         "fixed-429" => Router::new().route("/", get(|| async { fixed_429() })),
         "governor" => {
             let config = tower_governor::governor::GovernorConfigBuilder::default()
@@ -93,7 +117,7 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
             app.layer(layer.with_cache(redis_cache().await?))
         }
         other => bail!(
-            "unknown mode {other:?}; expected plain, layer, headers, fixed-429, governor, \
+            "unknown mode {other:?}; expected plain, layer, headers, headers-counted, headers-keyed, fixed-429, governor, \
              memory, memory-flood, incr, redis, redis-flood or redis-two"
         ),
     };
@@ -187,6 +211,70 @@ fn with_fixed_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from_static("8000000"));
     headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from_static("7999999"));
+    response
+}
+
+/// The parts of a limiter's key, read as a limiter reads them (and kept from being optimised
+/// away).
+fn read_key_parts(request: Request) -> Request {
+    std::hint::black_box(
+        request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>(),
+    );
+    std::hint::black_box(request.extensions().get::<axum::extract::MatchedPath>());
+    request
+}
+
+/// The two headers with a live count: one atomic step, one number made into a header value.
+fn with_counted_headers(mut response: Response, remaining: &AtomicU64) -> Response {
+    let left = remaining.fetch_sub(1, Ordering::Relaxed);
+    let headers = response.headers_mut();
+    headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from_static("8000000"));
+    headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(left));
+    response
+}
+
+/// One count per client address and route; the route is known by its template's address
+/// (a limiter that interned its routes could key them so), so no string is compared.
+type KeyedCounters = dashmap::DashMap<(std::net::IpAddr, usize), AtomicU64, ahash::RandomState>;
+
+thread_local! {
+    /// The count the request side of `headers-keyed` took, for its response side (the
+    /// benchmark server runs on one thread, and each response follows its request).
+    static LEFT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// `headers-keyed`, the request side: the key's parts, then one step of the key's counter.
+fn count_keyed(request: Request, counters: &KeyedCounters) -> Request {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(0, |path| path.as_str().as_ptr() as usize);
+    let key = (
+        peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        route,
+    );
+    let left = match counters.get(&key) {
+        Some(counter) => counter.fetch_sub(1, Ordering::Relaxed),
+        None => counters
+            .entry(key)
+            .or_insert_with(|| AtomicU64::new(QUOTA))
+            .fetch_sub(1, Ordering::Relaxed),
+    };
+    LEFT.set(left);
+    request
+}
+
+/// `headers-keyed`, the response side.
+fn with_keyed_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from_static("8000000"));
+    headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(LEFT.get()));
     response
 }
 
