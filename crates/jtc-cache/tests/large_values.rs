@@ -461,3 +461,60 @@ mod conformance_over_the_tier {
 
     conformance_tests!(subject);
 }
+
+/// Someone else writing under the tier's prefix (a shared bucket, a compromised account): an
+/// object of 64 GB (sparse) put where a pointer's object was is a miss without its body being
+/// read, and the pointer goes; an object whose head claims a 4 GB key is left alone by `prune`
+/// without that key being read. Reading either would exhaust the machine's memory, so a
+/// regression cannot pass quietly.
+#[tokio::test]
+async fn a_hostile_bucket_cannot_make_the_tier_read_what_no_pointer_promises() {
+    const HUGE: u64 = 64 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let files = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+    let primary: Arc<dyn CacheDriver> = Arc::new(ArrayDriver::new());
+    let tier = LargeValueTier::new(
+        Arc::clone(&primary),
+        ObjectStoreDriver::new(Arc::new(files), "hostile"),
+    )
+    .threshold(THRESHOLD)
+    .orphan_grace(Duration::ZERO);
+    tier.put("report", bytes_of(THRESHOLD * 4, 1), Some(MINUTE))
+        .await
+        .unwrap();
+    let large = dir.path().join("hostile").join("large");
+    let written: Vec<_> = std::fs::read_dir(&large)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+
+    // The object swapped for a huge one of the same name.
+    std::fs::File::create(&written[0])
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    assert_eq!(tier.get("report").await.unwrap(), None);
+    assert_eq!(
+        primary.get("report").await.unwrap(),
+        None,
+        "the pointer to what is not its object is removed"
+    );
+
+    // A head that claims a key longer than any the cache allows.
+    let claim = large.join("0123456789abcdef0123456789abcdef");
+    let mut head = b"jtcL".to_vec();
+    head.extend_from_slice(&u32::MAX.to_be_bytes());
+    std::fs::write(&claim, &head).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&claim)
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    tier.prune().await.unwrap();
+    assert!(
+        claim.exists(),
+        "an object that is not the tier's is left alone"
+    );
+}
