@@ -168,21 +168,12 @@ async fn sixty_four_tasks_of_a_thousand_increments_end_at_64000() {
 async fn an_outage_fails_fast_and_the_same_cache_recovers() {
     let mut server = RedisServer::start();
     let timeout = Duration::from_millis(300);
-    let config = RedisConfig::from_url(server.url())
-        .prefix("outage:")
-        .command_timeout(timeout);
-    let cache = Cache::new(RedisDriver::from_config(&config).await.unwrap());
+    let cache = bounded(&server, "outage:", timeout).await;
     cache.put("k", &1, MINUTE).await.unwrap();
 
     server.stop();
     for _ in 0..5 {
-        let started = Instant::now();
-        let err = cache.get::<i32>("k").await.unwrap_err();
-        assert!(
-            started.elapsed() < timeout + Duration::from_millis(200),
-            "{:?}",
-            started.elapsed()
-        );
+        let err = fails_within(&cache, timeout).await;
         assert!(
             matches!(
                 err.kind(),
@@ -434,24 +425,35 @@ async fn redis_errors_inside_a_script_are_errors_not_panics() {
 async fn a_frozen_server_costs_each_call_its_timeout_and_the_connection_survives() {
     let server = RedisServer::start();
     let timeout = Duration::from_millis(300);
-    let config = RedisConfig::from_url(server.url())
-        .prefix("frozen:")
-        .command_timeout(timeout);
-    let cache = Cache::new(RedisDriver::from_config(&config).await.unwrap());
+    let cache = bounded(&server, "frozen:", timeout).await;
     cache.put("k", &1, MINUTE).await.unwrap();
 
     server.pause();
     for _ in 0..3 {
-        let started = Instant::now();
-        let err = cache.get::<i32>("k").await.unwrap_err();
-        assert!(
-            started.elapsed() < timeout + Duration::from_millis(200),
-            "{:?}",
-            started.elapsed()
-        );
+        let err = fails_within(&cache, timeout).await;
         assert!(matches!(err.kind(), ErrorKind::Timeout { .. }), "{err:?}");
     }
     server.resume();
     assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(1));
     assert_eq!(cache.increment("n", 1).await.unwrap(), 1);
+}
+
+/// A cache on its own connection to `server`, every call bounded by `timeout`.
+async fn bounded(server: &RedisServer, prefix: &str, timeout: Duration) -> Cache {
+    let config = RedisConfig::from_url(server.url())
+        .prefix(prefix)
+        .command_timeout(timeout);
+    Cache::new(RedisDriver::from_config(&config).await.unwrap())
+}
+
+/// A `get` that fails, and fails within `timeout` (and a little slack for a busy machine).
+async fn fails_within(cache: &Cache, timeout: Duration) -> jtc_cache::Error {
+    let started = Instant::now();
+    let err = cache.get::<i32>("k").await.unwrap_err();
+    assert!(
+        started.elapsed() < timeout + Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    err
 }
