@@ -11,6 +11,8 @@
 //!   instance of a fleet loading each entry
 //! - `GET /ready`: 503 with the warming's progress as JSON until it has finished, then 200
 //! - `PUT /users/{id}`: forgets the cached user
+//! - `GET /reports/{id}`: a slow report (300 ms) sent with `Cache-Control: public, max-age=30`,
+//!   its whole response kept by `jtc_http::ResponseCacheLayer` (`x-cache: hit`, `age`)
 //! - `POST /login`: its own limit, 5 per minute per client
 //! - `POST /notes/{id}` stores the request body for an hour (201 once stored, 503 if the cache
 //!   cannot take it); `GET /notes/{id}` reads it back — what `scripts/soak` checks for lost writes
@@ -45,6 +47,7 @@ use jtc_cache::{
     Cache,
     warm::{Readiness, Warmer},
 };
+use jtc_http::ResponseCacheLayer;
 use jtc_throttle::ThrottleLayer;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
@@ -213,6 +216,10 @@ fn router(cache: Cache, per_minute: u64, locale: &str) -> Router {
     Router::new()
         .route("/users/{id}", get(show_user).put(forget_user))
         .route("/notes/{id}", get(read_note).post(store_note))
+        .route(
+            "/reports/{id}",
+            get(report).layer(ResponseCacheLayer::new(cache.clone())),
+        )
         .route("/_cache/stats", get(cache_stats))
         .route(
             "/login",
@@ -266,6 +273,18 @@ async fn show_user(State(cache): State<Cache>, Path(id): Path<u64>) -> Response 
         }
         Err(error) => unavailable(&error),
     }
+}
+
+/// `GET /reports/{id}`: a slow report (300 ms) whose whole response the response cache keeps
+/// for 30 s, as its `Cache-Control` allows: the second request is answered from the cache with
+/// `x-cache: hit` and `age`, without running this handler.
+async fn report(Path(id): Path<u64>) -> Response {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (
+        [(header::CACHE_CONTROL, "public, max-age=30")],
+        Json(serde_json::json!({ "report": id, "rows": 1_000 + id })),
+    )
+        .into_response()
 }
 
 /// `PUT /users/{id}`: pretend to update the user, and forget the cached copy.

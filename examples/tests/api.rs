@@ -51,6 +51,29 @@ fn caching_and_throttling_work_end_to_end_on_the_default_file_driver() {
 }
 
 #[test]
+fn reports_are_answered_from_the_response_cache_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(dir.path(), &[]);
+    let (status, miss, slow) = app.request("GET", "/reports/7", "");
+    assert_eq!(status, 200, "{miss}");
+    assert!(
+        miss.contains("x-cache: miss") && miss.contains("\"report\":7"),
+        "{miss}"
+    );
+    let (status, hit, fast) = app.request("GET", "/reports/7", "");
+    assert_eq!(status, 200, "{hit}");
+    assert!(
+        hit.contains("x-cache: hit") && hit.contains("age: "),
+        "{hit}"
+    );
+    assert!(hit.contains("\"report\":7"), "{hit}");
+    assert!(
+        slow >= Duration::from_millis(300) && fast < slow,
+        "miss {slow:?}, hit {fast:?}"
+    );
+}
+
+#[test]
 fn the_first_page_of_users_is_warmed_at_start_up_and_ready_says_when() {
     let dir = tempfile::tempdir().unwrap();
     let app = App::start(dir.path(), &[("CACHE_DRIVER", "array")]);
