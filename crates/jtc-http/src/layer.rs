@@ -24,10 +24,10 @@ use tower::{BoxError, Layer, Service};
 
 use crate::{
     rules::{Directives, Storable, storable, vary_names},
-    stored::{self, Stored, key_of, selecting},
+    stored::{self, Entry, Stored, key_of, selecting},
 };
 
-/// The header that says how a response was served: `hit`, `miss` or `bypass`.
+/// The header that says how a response was served: `hit`, `stale`, `miss` or `bypass`.
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// Responses larger than this pass through uncached unless
@@ -66,6 +66,8 @@ pub struct ResponseCacheLayer {
 struct Shared {
     cache: Cache,
     ttl: Duration,
+    /// How long past its lifetime a response may still be served while it is refreshed.
+    stale: Duration,
     max_body: usize,
     methods: Vec<Method>,
     key: Option<KeyFn>,
@@ -94,6 +96,7 @@ impl ResponseCacheLayer {
             shared: Arc::new(Shared {
                 cache,
                 ttl: DEFAULT_TTL,
+                stale: Duration::ZERO,
                 max_body: DEFAULT_MAX_BODY,
                 methods: vec![Method::GET, Method::HEAD],
                 key: None,
@@ -108,6 +111,7 @@ impl ResponseCacheLayer {
         let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
             cache: shared.cache.clone(),
             ttl: shared.ttl,
+            stale: shared.stale,
             max_body: shared.max_body,
             methods: shared.methods.clone(),
             key: shared.key.clone(),
@@ -125,6 +129,14 @@ impl ResponseCacheLayer {
     #[must_use]
     pub fn ttl(self, ttl: Duration) -> Self {
         self.with(|s| s.ttl = ttl)
+    }
+
+    /// How long after its lifetime a stored response may still be served (`X-Cache: stale`)
+    /// while one request runs the handler again in the background (RFC 5861's
+    /// `stale-while-revalidate`; a response's own directive wins). Default: none.
+    #[must_use]
+    pub fn stale_while_revalidate(self, window: Duration) -> Self {
+        self.with(|s| s.stale = window)
     }
 
     /// The largest body stored; a larger response (or one whose length is not known before it
@@ -236,18 +248,20 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { shared.serve(inner, request).await })
+        Box::pin(shared.serve(inner, request))
     }
 }
 
 impl Shared {
     async fn serve<S, B>(
-        &self,
+        self: Arc<Self>,
         mut inner: S,
         request: Request<Body>,
     ) -> Result<Response<Body>, S::Error>
     where
-        S: Service<Request<Body>, Response = Response<B>>,
+        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Send,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
@@ -267,8 +281,15 @@ impl Shared {
         if !asked.no_cache {
             match stored::read(&self.cache, &tags, &key).await {
                 Ok(found) => {
-                    if let Some(stored) = found.as_ref().and_then(|e| e.find(&parts.headers)) {
-                        return Ok(answer(stored, &parts));
+                    if let Some(stored) = found.as_ref().and_then(|e| e.find_usable(&parts.headers))
+                    {
+                        if stored.is_fresh() {
+                            return Ok(answer(stored, &parts, "hit"));
+                        }
+                        // Stale but within its window: served at once, refreshed behind.
+                        let response = answer(stored, &parts, "stale");
+                        tokio::spawn(Arc::clone(&self).refresh(inner, parts, key, tags));
+                        return Ok(response);
                     }
                     entry = found;
                 }
@@ -291,7 +312,7 @@ impl Shared {
             let (flight, waited) = self.flights.enter(&key).await;
             if waited && let Ok(Some(found)) = stored::read(&self.cache, &tags, &key).await {
                 if let Some(stored) = found.find(&parts.headers) {
-                    return Ok(answer(stored, &parts));
+                    return Ok(answer(stored, &parts, "hit"));
                 }
                 entry = Some(found);
             }
@@ -309,60 +330,116 @@ impl Shared {
                         .filled_elsewhere(&fill, &tags, &key, &parts.headers)
                         .await
                     {
-                        return Ok(answer(&found, &parts));
+                        return Ok(answer(&found, &parts, "hit"));
                     }
                 }
                 Err(error) => self.outage(&error),
             }
         }
-        let is_get = parts.method == Method::GET;
-        let headers = parts.headers.clone();
-        let authorized = headers.contains_key(header::AUTHORIZATION);
+        let request_head = parts.clone();
         let response = inner.call(Request::from_parts(parts, body)).await?;
-        let (mut head, body) = response.into_parts();
-        let small = body
-            .size_hint()
+        let response = self
+            .keep(response, asked, &request_head, &key, &tags, entry)
+            .await;
+        if let Some(guard) = filling
+            && let Err(error) = guard.release().await
+        {
+            self.outage(&error);
+        }
+        Ok(marked(response, "miss"))
+    }
+
+    /// Runs the handler again for a stale entry and stores its answer — once per key at a
+    /// time across instances (the fill lock; a refresh already under way elsewhere is left
+    /// to finish).
+    async fn refresh<S, B>(self: Arc<Self>, inner: S, parts: Parts, key: String, tags: Vec<String>)
+    where
+        S: Service<Request<Body>, Response = Response<B>>,
+        S::Error: Send,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let fill = self.cache.lock(&format!("{key}:fill"), FILL_WAIT);
+        let guard = match fill.try_acquire().await {
+            Ok(Some(guard)) => guard,
+            Ok(None) => return,
+            Err(error) => return self.outage(&error),
+        };
+        let entry = stored::read(&self.cache, &tags, &key).await.ok().flatten();
+        let request = Request::from_parts(parts.clone(), Body::empty());
+        match tower::ServiceExt::oneshot(inner, request).await {
+            Ok(response) => {
+                let asked = Directives::default();
+                drop(self.keep(response, asked, &parts, &key, &tags, entry).await);
+            }
+            Err(_) => {
+                tracing::debug!("jtc-http: a background refresh failed; the stale copy stays")
+            }
+        }
+        if let Err(error) = guard.release().await {
+            self.outage(&error);
+        }
+    }
+
+    /// The handler's `response` to the request `head`, stored under `key` when it may be
+    /// (its variant added to `entry`), and returned to be sent.
+    async fn keep<B>(
+        &self,
+        response: Response<B>,
+        asked: Directives,
+        head: &Parts,
+        key: &str,
+        tags: &[String],
+        entry: Option<Entry>,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut answer_head, body) = response.into_parts();
+        let small = http_body::Body::size_hint(&body)
             .upper()
             .is_some_and(|len| len <= self.max_body as u64);
-        if !is_get || !small {
-            return Ok(marked(Response::from_parts(head, Body::new(body)), "miss"));
+        if head.method != Method::GET || !small {
+            return Response::from_parts(answer_head, Body::new(body));
         }
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) => {
                 let error: BoxError = error.into();
                 tracing::warn!(error = %error, "jtc-http: the handler's body failed; answered without it");
-                head.status = StatusCode::BAD_GATEWAY;
-                return Ok(marked(Response::from_parts(head, Body::empty()), "miss"));
+                answer_head.status = StatusCode::BAD_GATEWAY;
+                return Response::from_parts(answer_head, Body::empty());
             }
         };
-        let now = SystemTime::now();
-        if let Storable::For(ttl) =
-            storable(asked, authorized, head.status, &head.headers, self.ttl, now)
-        {
-            let stored = Stored::new(head.status, &head.headers, &bytes, ttl);
-            if !head.headers.contains_key(header::ETAG)
+        let authorized = head.headers.contains_key(header::AUTHORIZATION);
+        let decided = storable(
+            asked,
+            authorized,
+            answer_head.status,
+            &answer_head.headers,
+            self.ttl,
+            SystemTime::now(),
+        );
+        if let Storable::For(ttl) = decided {
+            let stale = Directives::of(&answer_head.headers)
+                .stale_while_revalidate
+                .map_or(self.stale, Duration::from_secs);
+            let stored = Stored::new(answer_head.status, &answer_head.headers, &bytes, ttl, stale);
+            if !answer_head.headers.contains_key(header::ETAG)
                 && let Ok(etag) = HeaderValue::from_str(&stored.etag)
             {
-                head.headers.insert(header::ETAG, etag);
+                answer_head.headers.insert(header::ETAG, etag);
             }
-            let vary = vary_names(&head.headers);
-            let choice = selecting(&vary, &headers);
+            let vary = vary_names(&answer_head.headers);
+            let choice = selecting(&vary, &head.headers);
             let mut entry = entry.unwrap_or_default();
             entry.add(vary, choice, stored);
-            if let Err(error) = stored::write(&self.cache, &tags, &key, &entry).await {
+            if let Err(error) = stored::write(&self.cache, tags, key, &entry).await {
                 self.outage(&error);
             }
         }
-        if let Some(guard) = filling
-            && let Err(error) = guard.release().await
-        {
-            self.outage(&error);
-        }
-        Ok(marked(
-            Response::from_parts(head, Body::from(bytes)),
-            "miss",
-        ))
+        Response::from_parts(answer_head, Body::from(bytes))
     }
 
     /// Waits for the instance holding `fill` to store `key`: its response for `headers`, or
@@ -410,11 +487,12 @@ impl Shared {
 }
 
 /// A stored response as the answer to `request`: `304` when its validators match, the body
-/// left out for `HEAD`; with `Age` and `X-Cache: hit`.
-fn answer(stored: &Stored, request: &Parts) -> Response<Body> {
+/// left out for `HEAD`; with `Age` and `X-Cache: <how>` (`hit`, or `stale` while it is being
+/// refreshed).
+fn answer(stored: &Stored, request: &Parts, how: &'static str) -> Response<Body> {
     let mut headers = stored.header_map();
     headers.insert(header::AGE, HeaderValue::from(stored.age()));
-    headers.insert(X_CACHE, HeaderValue::from_static("hit"));
+    headers.insert(X_CACHE, HeaderValue::from_static(how));
     let not_modified = match request.headers.get(header::IF_NONE_MATCH) {
         Some(tags) => tags.to_str().is_ok_and(|tags| {
             tags.split(',')

@@ -13,6 +13,8 @@
 //! - **Served** with `Age` and `X-Cache: hit`; `If-None-Match` (an `ETag` is made from the
 //!   body when the handler sent none) and `If-Modified-Since` answered `304` from the cache; a
 //!   request's `no-cache` runs the handler, `only-if-cached` answers `504` on a miss.
+//! - **Stale while revalidate** ([`ResponseCacheLayer::stale_while_revalidate`]): a stale copy
+//!   served at once (`X-Cache: stale`) while one request refreshes it in the background.
 //! - **One fill per key:** concurrent misses wait for the first (bounded), in a process and,
 //!   through the cache's fill lock, across instances.
 //! - **An outage never fails a request:** the handler answers, and the error is logged (once

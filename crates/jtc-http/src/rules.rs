@@ -16,6 +16,7 @@ pub(crate) struct Directives {
     pub(crate) only_if_cached: bool,
     pub(crate) max_age: Option<u64>,
     pub(crate) s_maxage: Option<u64>,
+    pub(crate) stale_while_revalidate: Option<u64>,
 }
 
 impl Directives {
@@ -43,6 +44,9 @@ impl Directives {
                     "only-if-cached" => found.only_if_cached = true,
                     "max-age" => found.max_age = seconds().or(found.max_age),
                     "s-maxage" => found.s_maxage = seconds().or(found.s_maxage),
+                    "stale-while-revalidate" => {
+                        found.stale_while_revalidate = seconds().or(found.stale_while_revalidate);
+                    }
                     _ => {}
                 }
             }

@@ -55,6 +55,10 @@ pub(crate) struct Stored {
     pub(crate) stored_at: u64,
     /// How long it is fresh, in milliseconds.
     pub(crate) ttl: u64,
+    /// How long after that it may still be served while a fresh copy is fetched
+    /// (stale-while-revalidate), in milliseconds.
+    #[serde(default)]
+    pub(crate) stale: u64,
     /// The strong validator sent with it: the handler's own `ETag`, else one made from the
     /// body.
     pub(crate) etag: String,
@@ -66,6 +70,7 @@ impl Stored {
         headers: &HeaderMap,
         body: &Bytes,
         ttl: Duration,
+        stale: Duration,
     ) -> Self {
         let etag = headers
             .get(http::header::ETAG)
@@ -87,6 +92,7 @@ impl Stored {
             body: body.to_vec(),
             stored_at: now_ms(),
             ttl: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            stale: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
             etag,
         }
     }
@@ -100,8 +106,16 @@ impl Stored {
         now_ms() < self.stored_at.saturating_add(self.ttl)
     }
 
+    /// Fresh, or stale but still within its stale-while-revalidate window.
+    fn is_usable(&self) -> bool {
+        now_ms() < self.expires_at()
+    }
+
+    /// When it can no longer be served at all.
     fn expires_at(&self) -> u64 {
-        self.stored_at.saturating_add(self.ttl)
+        self.stored_at
+            .saturating_add(self.ttl)
+            .saturating_add(self.stale)
     }
 
     /// The stored header fields, each as it was (a field that no longer parses is dropped).
@@ -152,10 +166,16 @@ pub(crate) fn selecting(names: &[String], headers: &HeaderMap) -> Vec<Option<Str
 impl Entry {
     /// The fresh response stored for a request with `headers`, if any.
     pub(crate) fn find(&self, headers: &HeaderMap) -> Option<&Stored> {
+        self.find_usable(headers).filter(|stored| stored.is_fresh())
+    }
+
+    /// The response stored for a request with `headers` that may still be served: fresh, or
+    /// within its stale-while-revalidate window.
+    pub(crate) fn find_usable(&self, headers: &HeaderMap) -> Option<&Stored> {
         let wanted = selecting(&self.vary, headers);
         self.variants
             .iter()
-            .find(|v| v.selecting == wanted && v.stored.is_fresh())
+            .find(|v| v.selecting == wanted && v.stored.is_usable())
             .map(|v| &v.stored)
     }
 
@@ -172,7 +192,7 @@ impl Entry {
             self.variants.clear();
         }
         self.variants
-            .retain(|v| v.selecting != selecting && v.stored.is_fresh());
+            .retain(|v| v.selecting != selecting && v.stored.is_usable());
         self.variants.push(Variant { selecting, stored });
         if self.variants.len() > MAX_VARIANTS {
             self.variants.remove(0);
@@ -258,7 +278,13 @@ mod tests {
         let stored = |tag: &str| {
             let mut headers = HeaderMap::new();
             headers.insert("etag", HeaderValue::from_str(tag).unwrap());
-            Stored::new(StatusCode::OK, &headers, &body, Duration::from_secs(60))
+            Stored::new(
+                StatusCode::OK,
+                &headers,
+                &body,
+                Duration::from_secs(60),
+                Duration::ZERO,
+            )
         };
         let vary = vec!["accept-language".to_owned()];
         let mut entry = Entry::default();

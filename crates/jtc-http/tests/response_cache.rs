@@ -43,6 +43,7 @@ impl Calls {
 fn app(cache: Cache, calls: Calls) -> Router {
     let layer = ResponseCacheLayer::new(cache)
         .ttl(Duration::from_secs(30))
+        .stale_while_revalidate(Duration::from_secs(30))
         .max_body(1024)
         .tags(|parts| {
             if parts.uri.path().starts_with("/tagged") {
@@ -74,6 +75,12 @@ fn app(cache: Cache, calls: Calls) -> Router {
                     .to_owned();
                 let mut response = format!("{rule} {language}").into_response();
                 let fields = response.headers_mut();
+                if rule == "short" {
+                    // Fresh for a second; slow, so that a refresh is seen to run behind.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let body = format!("short {}", calls.of("short"));
+                    return ([(header::CACHE_CONTROL, "max-age=1")], body).into_response();
+                }
                 match rule.as_str() {
                     "nostore" => fields.insert(header::CACHE_CONTROL, "no-store".parse().unwrap()),
                     "private" => fields.insert(header::CACHE_CONTROL, "private, max-age=30".parse().unwrap()),
@@ -261,6 +268,36 @@ macro_rules! driver_cases {
             .await;
             assert_eq!(none.status, 504);
             assert_eq!(calls.of("report"), 2);
+        }
+
+        #[tokio::test]
+        async fn a_stale_copy_is_served_at_once_and_refreshed_once_behind() {
+            let (address, calls, _cache, _guard) = started().await;
+            assert_eq!(get_path(address, "/short").await.body, "short 1");
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let stale: Vec<_> = (0..10)
+                .map(|_| tokio::spawn(async move { get_path(address, "/short").await }))
+                .collect();
+            for reply in stale {
+                let reply = reply.await.unwrap();
+                assert_eq!((reply.cache(), reply.body.as_str()), ("stale", "short 1"));
+            }
+            // The refresh (200 ms of handler) lands behind; meanwhile the stale copy is served.
+            let mut fresh = get_path(address, "/short").await;
+            for _ in 0..100 {
+                if fresh.cache() == "hit" {
+                    break;
+                }
+                assert_eq!((fresh.cache(), fresh.body.as_str()), ("stale", "short 1"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                fresh = get_path(address, "/short").await;
+            }
+            assert_eq!((fresh.cache(), fresh.body.as_str()), ("hit", "short 2"));
+            assert_eq!(
+                calls.of("short"),
+                2,
+                "one refresh for all the stale answers"
+            );
         }
 
         #[tokio::test]
