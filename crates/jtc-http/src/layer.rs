@@ -35,6 +35,9 @@ pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// How long a response is kept when it names no lifetime of its own: 60 s.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// The route label of a request that matched no route (the layer wraps the router from
+/// outside).
+const UNMATCHED: &str = "(unmatched)";
 /// How long a request waits for a concurrent request of the same key to fill the cache before
 /// it runs the handler itself.
 const FILL_WAIT: Duration = Duration::from_secs(10);
@@ -253,9 +256,11 @@ where
 }
 
 impl Shared {
+    /// Answers `request`, in a span naming its route template (never the URL), and counts
+    /// how it was served (feature `metrics`).
     async fn serve<S, B>(
         self: Arc<Self>,
-        mut inner: S,
+        inner: S,
         request: Request<Body>,
     ) -> Result<Response<Body>, S::Error>
     where
@@ -265,9 +270,58 @@ impl Shared {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        use tracing::Instrument;
+        let route = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or(UNMATCHED, axum::extract::MatchedPath::as_str)
+            .to_owned();
+        let span = tracing::debug_span!(
+            "jtc_http.response_cache",
+            route = %route,
+            result = tracing::field::Empty
+        );
+        let (response, result) = Arc::clone(&self)
+            .respond(inner, request)
+            .instrument(span.clone())
+            .await?;
+        span.record("result", result);
+        self.count(&route, result);
+        Ok(response)
+    }
+
+    #[cfg(feature = "metrics")]
+    fn count(&self, route: &str, result: &'static str) {
+        metrics::counter!(
+            crate::metrics::REQUESTS,
+            "cache" => self.cache.name().to_owned(),
+            "route" => route.to_owned(),
+            "result" => result,
+        )
+        .increment(1);
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    #[allow(clippy::unused_self)]
+    fn count(&self, _route: &str, _result: &'static str) {}
+
+    /// Answers `request` from the cache or the handler, and names how (the `result` of the
+    /// metrics and the span).
+    async fn respond<S, B>(
+        self: Arc<Self>,
+        mut inner: S,
+        request: Request<Body>,
+    ) -> Result<(Response<Body>, &'static str), S::Error>
+    where
+        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Send,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         if !self.methods.contains(request.method()) {
             let response = inner.call(request).await?;
-            return Ok(marked(response.map(Body::new), "bypass"));
+            return Ok((marked(response.map(Body::new), "bypass"), "bypass"));
         }
         let (parts, body) = request.into_parts();
         let asked = Directives::of(&parts.headers);
@@ -284,25 +338,23 @@ impl Shared {
                     if let Some(stored) = found.as_ref().and_then(|e| e.find_usable(&parts.headers))
                     {
                         if stored.is_fresh() {
-                            return Ok(answer(stored, &parts, "hit"));
+                            return Ok((answer(stored, &parts, "hit"), "hit"));
                         }
                         // Stale but within its window: served at once, refreshed behind.
                         let response = answer(stored, &parts, "stale");
                         tokio::spawn(Arc::clone(&self).refresh(inner, parts, key, tags));
-                        return Ok(response);
+                        return Ok((response, "stale"));
                     }
                     entry = found;
                 }
                 Err(error) => self.outage(&error),
             }
             if asked.only_if_cached {
-                return Ok(marked(
-                    Response::builder()
-                        .status(StatusCode::GATEWAY_TIMEOUT)
-                        .body(Body::empty())
-                        .unwrap_or_default(),
-                    "miss",
-                ));
+                let timeout = Response::builder()
+                    .status(StatusCode::GATEWAY_TIMEOUT)
+                    .body(Body::empty())
+                    .unwrap_or_default();
+                return Ok((marked(timeout, "miss"), "miss"));
             }
         }
         // One request of a key fills it; the others wait for it (bounded), then read it.
@@ -312,7 +364,7 @@ impl Shared {
             let (flight, waited) = self.flights.enter(&key).await;
             if waited && let Ok(Some(found)) = stored::read(&self.cache, &tags, &key).await {
                 if let Some(stored) = found.find(&parts.headers) {
-                    return Ok(answer(stored, &parts, "hit"));
+                    return Ok((answer(stored, &parts, "hit"), "hit"));
                 }
                 entry = Some(found);
             }
@@ -330,7 +382,7 @@ impl Shared {
                         .filled_elsewhere(&fill, &tags, &key, &parts.headers)
                         .await
                     {
-                        return Ok(answer(&found, &parts, "hit"));
+                        return Ok((answer(&found, &parts, "hit"), "hit"));
                     }
                 }
                 Err(error) => self.outage(&error),
@@ -338,7 +390,7 @@ impl Shared {
         }
         let request_head = parts.clone();
         let response = inner.call(Request::from_parts(parts, body)).await?;
-        let response = self
+        let (response, kept) = self
             .keep(response, asked, &request_head, &key, &tags, entry)
             .await;
         if let Some(guard) = filling
@@ -346,7 +398,8 @@ impl Shared {
         {
             self.outage(&error);
         }
-        Ok(marked(response, "miss"))
+        let result = if kept { "miss" } else { "uncacheable" };
+        Ok((marked(response, "miss"), result))
     }
 
     /// Runs the handler again for a stale entry and stores its answer — once per key at a
@@ -391,7 +444,7 @@ impl Shared {
         key: &str,
         tags: &[String],
         entry: Option<Entry>,
-    ) -> Response<Body>
+    ) -> (Response<Body>, bool)
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -401,7 +454,7 @@ impl Shared {
             .upper()
             .is_some_and(|len| len <= self.max_body as u64);
         if head.method != Method::GET || !small {
-            return Response::from_parts(answer_head, Body::new(body));
+            return (Response::from_parts(answer_head, Body::new(body)), false);
         }
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -409,7 +462,7 @@ impl Shared {
                 let error: BoxError = error.into();
                 tracing::warn!(error = %error, "jtc-http: the handler's body failed; answered without it");
                 answer_head.status = StatusCode::BAD_GATEWAY;
-                return Response::from_parts(answer_head, Body::empty());
+                return (Response::from_parts(answer_head, Body::empty()), false);
             }
         };
         let authorized = head.headers.contains_key(header::AUTHORIZATION);
@@ -421,6 +474,7 @@ impl Shared {
             self.ttl,
             SystemTime::now(),
         );
+        let kept = matches!(decided, Storable::For(_));
         if let Storable::For(ttl) = decided {
             let stale = Directives::of(&answer_head.headers)
                 .stale_while_revalidate
@@ -439,7 +493,7 @@ impl Shared {
                 self.outage(&error);
             }
         }
-        Response::from_parts(answer_head, Body::from(bytes))
+        (Response::from_parts(answer_head, Body::from(bytes)), kept)
     }
 
     /// Waits for the instance holding `fill` to store `key`: its response for `headers`, or

@@ -20,9 +20,13 @@
 //! - **An outage never fails a request:** the handler answers, and the error is logged (once
 //!   per 10 s).
 //!
+//! - **Metrics** (feature `metrics`): [`metrics::REQUESTS`] by cache, route template and
+//!   result; a `debug` span per request with the route template, never the URL.
+//!
 //! The crate depends on `jtc-cache` without its drivers: an app turns on the ones it uses.
 
 mod layer;
+pub mod metrics;
 mod rules;
 mod stored;
 
