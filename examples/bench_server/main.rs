@@ -16,6 +16,10 @@
 //! | `incr` | a bare `from_fn` middleware doing one `INCR` per request on one multiplexed redis-rs connection: the floor of any Redis-backed limiter |
 //! | `redis` | `ThrottleLayer` over `REDIS_URL` |
 //! | `redis-flood` | the same, flooded (the local deny cache answers) |
+//! | `static-4k` | a handler answering 4 KB of static bytes (`Cache-Control: public, max-age=3600`): the floor of a cached response |
+//! | `cached-4k` | the same handler behind `jtc_http::ResponseCacheLayer` on the array driver: every request after the first is a hit |
+//! | `redis-get-4k` | a handler answering 4 KB it reads with one `GET` per request on a multiplexed redis-rs connection: the floor of a response cached in Redis |
+//! | `cached-4k-redis` | the `static-4k` handler behind `ResponseCacheLayer` on `REDIS_URL` |
 //! | `redis-two` | `ThrottleLayer::dynamic` with two limits over Redis |
 //!
 //! `cargo run --release --example bench_server -- MODE 127.0.0.1:8080`
@@ -116,8 +120,28 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
             });
             app.layer(layer.with_cache(redis_cache().await?))
         }
+        "static-4k" => Router::new().route("/", get(|| async { page_4k() })),
+        "cached-4k" => Router::new().route("/", get(|| async { page_4k() })).layer(
+            jtc_http::ResponseCacheLayer::new(Cache::new(jtc_cache::ArrayDriver::new())),
+        ),
+        "redis-get-4k" => {
+            let client = redis::Client::open(redis_url()?)?;
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            let () = redis::cmd("SET")
+                .arg("bench:page")
+                .arg(PAGE_4K)
+                .query_async(&mut connection)
+                .await?;
+            Router::new()
+                .route("/", get(page_from_redis))
+                .with_state(connection)
+        }
+        "cached-4k-redis" => Router::new()
+            .route("/", get(|| async { page_4k() }))
+            .layer(jtc_http::ResponseCacheLayer::new(redis_cache().await?)),
         other => bail!(
-            "unknown mode {other:?}; expected plain, layer, headers, headers-counted, headers-keyed, fixed-429, governor, \
+            "unknown mode {other:?}; expected plain, layer, headers, headers-counted, headers-keyed, static-4k, cached-4k, \
+             redis-get-4k, cached-4k-redis, fixed-429, governor, \
              memory, memory-flood, incr, redis, redis-flood or redis-two"
         ),
     };
@@ -187,6 +211,35 @@ async fn redis_cache() -> anyhow::Result<Cache> {
     Ok(Cache::new(
         RedisDriver::connect(&redis_url()?, "bench:").await?,
     ))
+}
+
+/// The 4 KB page of the response-cache modes.
+const PAGE_4K: &[u8] = &[b'x'; 4096];
+
+fn page_4k() -> Response {
+    (
+        [(http::header::CACHE_CONTROL, "public, max-age=3600")],
+        bytes::Bytes::from_static(PAGE_4K),
+    )
+        .into_response()
+}
+
+/// `redis-get-4k`: the page read from Redis, one `GET` per request.
+async fn page_from_redis(
+    State(mut connection): State<redis::aio::MultiplexedConnection>,
+) -> Response {
+    let page: redis::RedisResult<Vec<u8>> = redis::cmd("GET")
+        .arg("bench:page")
+        .query_async(&mut connection)
+        .await;
+    match page {
+        Ok(page) => (
+            [(http::header::CACHE_CONTROL, "public, max-age=3600")],
+            page,
+        )
+            .into_response(),
+        Err(_) => http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 /// The floor: one `INCR` per request on a shared multiplexed connection, nothing else.

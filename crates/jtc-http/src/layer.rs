@@ -271,11 +271,14 @@ impl Shared {
         B::Error: Into<BoxError>,
     {
         use tracing::Instrument;
-        let route = request
+        // The template is shared, not copied: a clone of the matched path is a reference count.
+        let matched = request
             .extensions()
             .get::<axum::extract::MatchedPath>()
-            .map_or(UNMATCHED, axum::extract::MatchedPath::as_str)
-            .to_owned();
+            .cloned();
+        let route = matched
+            .as_ref()
+            .map_or(UNMATCHED, axum::extract::MatchedPath::as_str);
         let span = tracing::debug_span!(
             "jtc_http.response_cache",
             route = %route,
@@ -286,7 +289,7 @@ impl Shared {
             .instrument(span.clone())
             .await?;
         span.record("result", result);
-        self.count(&route, result);
+        self.count(route, result);
         Ok(response)
     }
 
@@ -334,19 +337,19 @@ impl Shared {
         let mut entry = None;
         if !asked.no_cache {
             match stored::read(&self.cache, &tags, &key).await {
-                Ok(found) => {
-                    if let Some(stored) = found.as_ref().and_then(|e| e.find_usable(&parts.headers))
-                    {
-                        if stored.is_fresh() {
-                            return Ok((answer(stored, &parts, "hit"), "hit"));
-                        }
+                Ok(None) => {}
+                Ok(Some(found)) => match found.take_usable(&parts.headers) {
+                    Ok(stored) if stored.is_fresh() => {
+                        return Ok((answer(stored, &parts, "hit"), "hit"));
+                    }
+                    Ok(stored) => {
                         // Stale but within its window: served at once, refreshed behind.
                         let response = answer(stored, &parts, "stale");
                         tokio::spawn(Arc::clone(&self).refresh(inner, parts, key, tags));
                         return Ok((response, "stale"));
                     }
-                    entry = found;
-                }
+                    Err(found) => entry = Some(found),
+                },
                 Err(error) => self.outage(&error),
             }
             if asked.only_if_cached {
@@ -357,16 +360,39 @@ impl Shared {
                 return Ok((marked(timeout, "miss"), "miss"));
             }
         }
+        // The miss path's state (the fill, the handler's future, storing) is boxed apart: the
+        // hit path's future stays small, and a hit allocates and copies only that.
+        Box::pin(self.fill(inner, parts, body, asked, key, tags, entry)).await
+    }
+
+    /// A miss: the handler's answer, filled once per key (in process, then across
+    /// instances), stored when it may be.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill<S, B>(
+        &self,
+        mut inner: S,
+        parts: Parts,
+        body: Body,
+        asked: Directives,
+        key: String,
+        tags: Vec<String>,
+        mut entry: Option<Entry>,
+    ) -> Result<(Response<Body>, &'static str), S::Error>
+    where
+        S: Service<Request<Body>, Response = Response<B>>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         // One request of a key fills it; the others wait for it (bounded), then read it.
         let _flight = if asked.no_cache {
             None
         } else {
             let (flight, waited) = self.flights.enter(&key).await;
             if waited && let Ok(Some(found)) = stored::read(&self.cache, &tags, &key).await {
-                if let Some(stored) = found.find(&parts.headers) {
-                    return Ok((answer(stored, &parts, "hit"), "hit"));
+                match found.take_fresh(&parts.headers) {
+                    Ok(stored) => return Ok((answer(stored, &parts, "hit"), "hit")),
+                    Err(found) => entry = Some(found),
                 }
-                entry = Some(found);
             }
             flight
         };
@@ -382,7 +408,7 @@ impl Shared {
                         .filled_elsewhere(&fill, &tags, &key, &parts.headers)
                         .await
                     {
-                        return Ok((answer(&found, &parts, "hit"), "hit"));
+                        return Ok((answer(found, &parts, "hit"), "hit"));
                     }
                 }
                 Err(error) => self.outage(&error),
@@ -511,9 +537,9 @@ impl Shared {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
             if let Ok(Some(entry)) = stored::read(&self.cache, tags, key).await
-                && let Some(stored) = entry.find(headers)
+                && let Ok(stored) = entry.take_fresh(headers)
             {
-                return Some(stored.clone());
+                return Some(stored);
             }
             if !matches!(fill.owner().await, Ok(Some(_))) {
                 return None;
@@ -543,7 +569,7 @@ impl Shared {
 /// A stored response as the answer to `request`: `304` when its validators match, the body
 /// left out for `HEAD`; with `Age` and `X-Cache: <how>` (`hit`, or `stale` while it is being
 /// refreshed).
-fn answer(stored: &Stored, request: &Parts, how: &'static str) -> Response<Body> {
+fn answer(stored: Stored, request: &Parts, how: &'static str) -> Response<Body> {
     let mut headers = stored.header_map();
     headers.insert(header::AGE, HeaderValue::from(stored.age()));
     headers.insert(X_CACHE, HeaderValue::from_static(how));
@@ -568,7 +594,7 @@ fn answer(stored: &Stored, request: &Parts, how: &'static str) -> Response<Body>
         *response.status_mut() = status;
         response
     } else {
-        let mut response = Response::new(Body::from(Bytes::from(stored.body.clone())));
+        let mut response = Response::new(Body::from(Bytes::from(stored.body)));
         *response.status_mut() = status;
         response
     };

@@ -164,19 +164,29 @@ pub(crate) fn selecting(names: &[String], headers: &HeaderMap) -> Vec<Option<Str
 }
 
 impl Entry {
-    /// The fresh response stored for a request with `headers`, if any.
-    pub(crate) fn find(&self, headers: &HeaderMap) -> Option<&Stored> {
-        self.find_usable(headers).filter(|stored| stored.is_fresh())
+    /// The fresh response stored for a request with `headers`, taken out of the entry (its
+    /// body is then sent without a copy); the entry back when there is none.
+    pub(crate) fn take_fresh(self, headers: &HeaderMap) -> Result<Stored, Self> {
+        match self.take_usable(headers) {
+            Ok(stored) if stored.is_fresh() => Ok(stored),
+            Ok(_) => Err(Self::default()),
+            Err(entry) => Err(entry),
+        }
     }
 
-    /// The response stored for a request with `headers` that may still be served: fresh, or
-    /// within its stale-while-revalidate window.
-    pub(crate) fn find_usable(&self, headers: &HeaderMap) -> Option<&Stored> {
+    /// The response stored for a request with `headers` that may still be served — fresh, or
+    /// within its stale-while-revalidate window — taken out of the entry; the entry back
+    /// when there is none.
+    pub(crate) fn take_usable(mut self, headers: &HeaderMap) -> Result<Stored, Self> {
         let wanted = selecting(&self.vary, headers);
-        self.variants
+        match self
+            .variants
             .iter()
-            .find(|v| v.selecting == wanted && v.stored.is_usable())
-            .map(|v| &v.stored)
+            .position(|v| v.selecting == wanted && v.stored.is_usable())
+        {
+            Some(at) => Ok(self.variants.swap_remove(at).stored),
+            None => Err(self),
+        }
     }
 
     /// Adds `stored` as the variant of `selecting` under `vary`: a different `Vary` starts
@@ -298,8 +308,8 @@ mod tests {
         assert_eq!(entry.variants.len(), MAX_VARIANTS);
         let mut asking = HeaderMap::new();
         asking.insert("accept-language", HeaderValue::from_static("l9"));
-        assert_eq!(entry.find(&asking).unwrap().etag, "\"9\"");
+        assert_eq!(entry.clone().take_fresh(&asking).unwrap().etag, "\"9\"");
         asking.insert("accept-language", HeaderValue::from_static("l0"));
-        assert!(entry.find(&asking).is_none(), "the oldest went");
+        assert!(entry.take_fresh(&asking).is_err(), "the oldest went");
     }
 }
