@@ -452,6 +452,9 @@ impl Shared {
             Err(error) => return self.outage(&error),
         };
         let entry = stored::read(&self.cache, &tags, &key).await.ok().flatten();
+        // A stale `HEAD` is refreshed with the `GET` whose entry it read.
+        let mut parts = parts;
+        parts.method = Method::GET;
         let request = Request::from_parts(parts.clone(), Body::empty());
         match tower::ServiceExt::oneshot(inner, request).await {
             Ok(response) => {

@@ -283,6 +283,7 @@ macro_rules! driver_cases {
                 assert_eq!((reply.cache(), reply.body.as_str()), ("stale", "short 1"));
             }
             // The refresh (200 ms of handler) lands behind; meanwhile the stale copy is served.
+            // (A stale HEAD refreshes too: with the GET whose entry it reads.)
             let mut fresh = get_path(address, "/short").await;
             for _ in 0..100 {
                 if fresh.cache() == "hit" {
@@ -298,6 +299,24 @@ macro_rules! driver_cases {
                 2,
                 "one refresh for all the stale answers"
             );
+        }
+
+        #[tokio::test]
+        async fn a_stale_head_refreshes_the_get_entry() {
+            let (address, calls, _cache, _guard) = started().await;
+            get_path(address, "/short").await;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let head = send(address, "HEAD", "/short", &[]).await;
+            assert_eq!(head.cache(), "stale");
+            let mut fresh = get_path(address, "/short").await;
+            for _ in 0..100 {
+                if fresh.cache() == "hit" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                fresh = get_path(address, "/short").await;
+            }
+            assert_eq!((fresh.cache(), fresh.body.as_str()), ("hit", "short 2"));
         }
 
         #[tokio::test]
