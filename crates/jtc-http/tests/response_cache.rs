@@ -304,6 +304,7 @@ macro_rules! driver_cases {
         #[tokio::test]
         async fn a_stale_head_refreshes_the_get_entry() {
             let (address, calls, _cache, _guard) = started().await;
+            assert_eq!(calls.of("short"), 0);
             get_path(address, "/short").await;
             tokio::time::sleep(Duration::from_millis(1100)).await;
             let head = send(address, "HEAD", "/short", &[]).await;
@@ -317,6 +318,7 @@ macro_rules! driver_cases {
                 fresh = get_path(address, "/short").await;
             }
             assert_eq!((fresh.cache(), fresh.body.as_str()), ("hit", "short 2"));
+            assert_eq!(calls.of("short"), 2);
         }
 
         #[tokio::test]
