@@ -1,0 +1,332 @@
+//! How the response cache answers a request: lookup, stale copies refreshed behind, one fill
+//! per key (in process, then across instances), storing what may be stored, outages.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::body::Body;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header, request::Parts};
+use http_body_util::BodyExt;
+use tower::{BoxError, Service};
+
+use crate::{
+    answer::{answer, marked},
+    layer::{FILL_WAIT, Inner, ResponseBody, Shared, UNMATCHED},
+    rules::{Directives, Storable, storable, vary_names},
+    stored::{self, Entry, Stored, key_of, selecting},
+};
+
+impl Shared {
+    /// Answers `request`, in a span naming its route template (never the URL), and counts
+    /// how it was served (feature `metrics`).
+    pub(crate) async fn serve<S, B>(
+        self: Arc<Self>,
+        inner: S,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, S::Error>
+    where
+        S: Inner<B>,
+        B: ResponseBody,
+    {
+        use tracing::Instrument;
+        // The template is shared, not copied: a clone of the matched path is a reference count.
+        let matched = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .cloned();
+        let route = matched
+            .as_ref()
+            .map_or(UNMATCHED, axum::extract::MatchedPath::as_str);
+        let span = tracing::debug_span!(
+            "jtc_http.response_cache",
+            route = %route,
+            result = tracing::field::Empty
+        );
+        let (response, result) = Arc::clone(&self)
+            .respond(inner, request)
+            .instrument(span.clone())
+            .await?;
+        span.record("result", result);
+        self.count(route, result);
+        Ok(response)
+    }
+
+    #[cfg(feature = "metrics")]
+    fn count(&self, route: &str, result: &'static str) {
+        metrics::counter!(
+            crate::metrics::REQUESTS,
+            "cache" => self.settings.cache.name().to_owned(),
+            "route" => route.to_owned(),
+            "result" => result,
+        )
+        .increment(1);
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    #[allow(clippy::unused_self)]
+    fn count(&self, _route: &str, _result: &'static str) {}
+
+    /// Answers `request` from the cache or the handler, and names how (the `result` of the
+    /// metrics and the span).
+    async fn respond<S, B>(
+        self: Arc<Self>,
+        mut inner: S,
+        request: Request<Body>,
+    ) -> Result<(Response<Body>, &'static str), S::Error>
+    where
+        S: Inner<B>,
+        B: ResponseBody,
+    {
+        if !self.settings.methods.contains(request.method()) {
+            let response = inner.call(request).await?;
+            return Ok((marked(response.map(Body::new), "bypass"), "bypass"));
+        }
+        let (parts, body) = request.into_parts();
+        let asked = Directives::of(&parts.headers);
+        let key = key_of(
+            &parts.method,
+            &parts.uri,
+            self.settings.key.as_ref().map(|k| k(&parts)).as_deref(),
+        );
+        let tags = self
+            .settings
+            .tags
+            .as_ref()
+            .map(|t| t(&parts))
+            .unwrap_or_default();
+        let mut entry = None;
+        if !asked.no_cache {
+            match stored::read(&self.settings.cache, &tags, &key).await {
+                Ok(None) => {}
+                Ok(Some(found)) => match found.take_usable(&parts.headers) {
+                    Ok(stored) if stored.is_fresh() => {
+                        return Ok((answer(stored, &parts, "hit"), "hit"));
+                    }
+                    Ok(stored) => {
+                        // Stale but within its window: served at once, refreshed behind.
+                        let response = answer(stored, &parts, "stale");
+                        tokio::spawn(Arc::clone(&self).refresh(inner, parts, key, tags));
+                        return Ok((response, "stale"));
+                    }
+                    Err(found) => entry = Some(found),
+                },
+                Err(error) => self.outage(&error),
+            }
+            if asked.only_if_cached {
+                let timeout = Response::builder()
+                    .status(StatusCode::GATEWAY_TIMEOUT)
+                    .body(Body::empty())
+                    .unwrap_or_default();
+                return Ok((marked(timeout, "miss"), "miss"));
+            }
+        }
+        // The miss path's state (the fill, the handler's future, storing) is boxed apart: the
+        // hit path's future stays small, and a hit allocates and copies only that.
+        Box::pin(self.fill(inner, parts, body, asked, key, tags, entry)).await
+    }
+
+    /// A miss: the handler's answer, filled once per key (in process, then across
+    /// instances), stored when it may be.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill<S, B>(
+        &self,
+        mut inner: S,
+        parts: Parts,
+        body: Body,
+        asked: Directives,
+        key: String,
+        tags: Vec<String>,
+        mut entry: Option<Entry>,
+    ) -> Result<(Response<Body>, &'static str), S::Error>
+    where
+        S: Service<Request<Body>, Response = Response<B>>,
+        B: ResponseBody,
+    {
+        // One request of a key fills it; the others wait for it (bounded), then read it.
+        let _flight = if asked.no_cache {
+            None
+        } else {
+            let (flight, waited) = self.flights.enter(&key).await;
+            if waited && let Ok(Some(found)) = stored::read(&self.settings.cache, &tags, &key).await
+            {
+                match found.take_fresh(&parts.headers) {
+                    Ok(stored) => return Ok((answer(stored, &parts, "hit"), "hit")),
+                    Err(found) => entry = Some(found),
+                }
+            }
+            Some(flight)
+        };
+        // Across instances: the cache's fill lock. Another instance filling this key is waited
+        // for (bounded) and its answer served; without the lock (an outage) the handler runs.
+        let mut filling = None;
+        if !asked.no_cache {
+            let fill = self.settings.cache.lock(&format!("{key}:fill"), FILL_WAIT);
+            match fill.try_acquire().await {
+                Ok(Some(guard)) => filling = Some(guard),
+                Ok(None) => {
+                    if let Some(found) = self
+                        .filled_elsewhere(&fill, &tags, &key, &parts.headers)
+                        .await
+                    {
+                        return Ok((answer(found, &parts, "hit"), "hit"));
+                    }
+                }
+                Err(error) => self.outage(&error),
+            }
+        }
+        let request_head = parts.clone();
+        let response = inner.call(Request::from_parts(parts, body)).await?;
+        let (response, kept) = self
+            .keep(response, asked, &request_head, &key, &tags, entry)
+            .await;
+        if let Some(guard) = filling
+            && let Err(error) = guard.release().await
+        {
+            self.outage(&error);
+        }
+        let result = if kept { "miss" } else { "uncacheable" };
+        Ok((marked(response, "miss"), result))
+    }
+
+    /// Runs the handler again for a stale entry and stores its answer — once per key at a
+    /// time across instances (the fill lock; a refresh already under way elsewhere is left
+    /// to finish).
+    async fn refresh<S, B>(self: Arc<Self>, inner: S, parts: Parts, key: String, tags: Vec<String>)
+    where
+        S: Service<Request<Body>, Response = Response<B>, Error: Send>,
+        B: ResponseBody,
+    {
+        let fill = self.settings.cache.lock(&format!("{key}:fill"), FILL_WAIT);
+        let guard = match fill.try_acquire().await {
+            Ok(Some(guard)) => guard,
+            Ok(None) => return,
+            Err(error) => return self.outage(&error),
+        };
+        let entry = stored::read(&self.settings.cache, &tags, &key)
+            .await
+            .ok()
+            .flatten();
+        // A stale `HEAD` is refreshed with the `GET` whose entry it read.
+        let mut parts = parts;
+        parts.method = Method::GET;
+        let request = Request::from_parts(parts.clone(), Body::empty());
+        match tower::ServiceExt::oneshot(inner, request).await {
+            Ok(response) => {
+                let asked = Directives::default();
+                drop(self.keep(response, asked, &parts, &key, &tags, entry).await);
+            }
+            Err(_) => {
+                tracing::debug!("jtc-http: a background refresh failed; the stale copy stays")
+            }
+        }
+        if let Err(error) = guard.release().await {
+            self.outage(&error);
+        }
+    }
+
+    /// The handler's `response` to the request `head`, stored under `key` when it may be
+    /// (its variant added to `entry`), and returned to be sent.
+    async fn keep<B>(
+        &self,
+        response: Response<B>,
+        asked: Directives,
+        head: &Parts,
+        key: &str,
+        tags: &[String],
+        entry: Option<Entry>,
+    ) -> (Response<Body>, bool)
+    where
+        B: ResponseBody,
+    {
+        let (mut answer_head, body) = response.into_parts();
+        let small = http_body::Body::size_hint(&body)
+            .upper()
+            .is_some_and(|len| len <= self.settings.max_body as u64);
+        if head.method != Method::GET || !small {
+            return (Response::from_parts(answer_head, Body::new(body)), false);
+        }
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) => {
+                let error: BoxError = error.into();
+                tracing::warn!(error = %error, "jtc-http: the handler's body failed; answered without it");
+                answer_head.status = StatusCode::BAD_GATEWAY;
+                return (Response::from_parts(answer_head, Body::empty()), false);
+            }
+        };
+        let authorized = head.headers.contains_key(header::AUTHORIZATION);
+        let decided = storable(
+            asked,
+            authorized,
+            answer_head.status,
+            &answer_head.headers,
+            self.settings.ttl,
+            SystemTime::now(),
+        );
+        let kept = matches!(decided, Storable::For(_));
+        if let Storable::For(ttl) = decided {
+            let stale = Directives::of(&answer_head.headers)
+                .stale_while_revalidate
+                .map_or(self.settings.stale, Duration::from_secs);
+            let stored = Stored::new(answer_head.status, &answer_head.headers, &bytes, ttl, stale);
+            if !answer_head.headers.contains_key(header::ETAG)
+                && let Ok(etag) = HeaderValue::from_str(&stored.etag)
+            {
+                answer_head.headers.insert(header::ETAG, etag);
+            }
+            let vary = vary_names(&answer_head.headers);
+            let choice = selecting(&vary, &head.headers);
+            let mut entry = entry.unwrap_or_default();
+            entry.add(vary, choice, stored);
+            if let Err(error) = stored::write(&self.settings.cache, tags, key, &entry).await {
+                self.outage(&error);
+            }
+        }
+        (Response::from_parts(answer_head, Body::from(bytes)), kept)
+    }
+
+    /// Waits for the instance holding `fill` to store `key`: its response for `headers`, or
+    /// `None` when it let go without storing one or [`FILL_WAIT`] ran out.
+    async fn filled_elsewhere(
+        &self,
+        fill: &jtc_cache::Lock,
+        tags: &[String],
+        key: &str,
+        headers: &http::HeaderMap,
+    ) -> Option<Stored> {
+        let deadline = tokio::time::Instant::now() + FILL_WAIT;
+        let mut pause = Duration::from_millis(5);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+            if let Ok(Some(entry)) = stored::read(&self.settings.cache, tags, key).await
+                && let Ok(stored) = entry.take_fresh(headers)
+            {
+                return Some(stored);
+            }
+            if !matches!(fill.owner().await, Ok(Some(_))) {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Logs that the cache could not be reached (the request is answered by the handler
+    /// anyway), at most once per 10 seconds.
+    fn outage(&self, error: &jtc_cache::Error) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.logged.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(error = %error, "jtc-http: the response cache is unavailable; handlers answer");
+        }
+    }
+}
