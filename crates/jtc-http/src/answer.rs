@@ -1,7 +1,6 @@
 //! A stored response turned into the answer to a request: `304`s, `HEAD`, `Age`, `X-Cache`.
 
 use axum::body::Body;
-use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header, request::Parts};
 
 use crate::{layer::X_CACHE, stored::Stored};
@@ -9,15 +8,15 @@ use crate::{layer::X_CACHE, stored::Stored};
 /// A stored response as the answer to `request`: `304` when its validators match, the body
 /// left out for `HEAD`; with `Age` and `X-Cache: <how>` (`hit`, or `stale` while it is being
 /// refreshed).
-pub(crate) fn answer(stored: Stored, request: &Parts, how: &'static str) -> Response<Body> {
-    let mut headers = stored.header_map();
+pub(crate) fn answer(stored: &Stored, request: &Parts, how: &'static str) -> Response<Body> {
+    let mut headers = stored.header_map(2);
     headers.insert(header::AGE, HeaderValue::from(stored.age()));
     headers.insert(X_CACHE, HeaderValue::from_static(how));
     let not_modified = match request.headers.get(header::IF_NONE_MATCH) {
         Some(tags) => tags.to_str().is_ok_and(|tags| {
             tags.split(',')
                 .map(|t| t.trim().trim_start_matches("W/"))
-                .any(|t| t == "*" || t == stored.etag.trim_start_matches("W/"))
+                .any(|t| t == "*" || t == stored.etag().trim_start_matches("W/"))
         }),
         None => modified_since(request, &headers),
     };
@@ -29,12 +28,12 @@ pub(crate) fn answer(stored: Stored, request: &Parts, how: &'static str) -> Resp
         response
     } else if request.method == Method::HEAD {
         // The length `GET` would send, and no body.
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(stored.body.len()));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(stored.body_len()));
         let mut response = Response::new(Body::empty());
         *response.status_mut() = status;
         response
     } else {
-        let mut response = Response::new(Body::from(Bytes::from(stored.body)));
+        let mut response = Response::new(Body::from(stored.body()));
         *response.status_mut() = status;
         response
     };

@@ -26,11 +26,13 @@
 //! The crate depends on `jtc-cache` without its drivers: an app turns on the ones it uses.
 
 mod answer;
+mod entry;
 mod flights;
 mod layer;
 pub mod metrics;
 mod rules;
 mod serve;
 mod stored;
+mod wire;
 
 pub use layer::{DEFAULT_MAX_BODY, DEFAULT_TTL, ResponseCache, ResponseCacheLayer, X_CACHE};

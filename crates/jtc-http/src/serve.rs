@@ -13,9 +13,10 @@ use tower::{BoxError, Service};
 
 use crate::{
     answer::{answer, marked},
+    entry::{self, Entry, selecting},
     layer::{FILL_WAIT, Inner, ResponseBody, Shared, UNMATCHED},
     rules::{Directives, Storable, storable, vary_names},
-    stored::{self, Entry, Stored, key_of, selecting},
+    stored::{Stored, key_of},
 };
 
 impl Shared {
@@ -39,11 +40,17 @@ impl Shared {
         let route = matched
             .as_ref()
             .map_or(UNMATCHED, axum::extract::MatchedPath::as_str);
-        let span = tracing::debug_span!(
-            "jtc_http.response_cache",
-            route = %route,
-            result = tracing::field::Empty
-        );
+        // Made only when a subscriber wants it: a disabled span still costs its log-crate
+        // checks on every poll (axum turns on tracing's `log` feature).
+        let span = if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!(
+                "jtc_http.response_cache",
+                route = %route,
+                result = tracing::field::Empty
+            )
+        } else {
+            tracing::Span::none()
+        };
         let (response, result) = Arc::clone(&self)
             .respond(inner, request)
             .instrument(span.clone())
@@ -98,15 +105,15 @@ impl Shared {
             .unwrap_or_default();
         let mut entry = None;
         if !asked.no_cache {
-            match stored::read(&self.settings.cache, &tags, &key).await {
+            match entry::read(&self.settings.cache, &tags, &key).await {
                 Ok(None) => {}
                 Ok(Some(found)) => match found.take_usable(&parts.headers) {
                     Ok(stored) if stored.is_fresh() => {
-                        return Ok((answer(stored, &parts, "hit"), "hit"));
+                        return Ok((answer(&stored, &parts, "hit"), "hit"));
                     }
                     Ok(stored) => {
                         // Stale but within its window: served at once, refreshed behind.
-                        let response = answer(stored, &parts, "stale");
+                        let response = answer(&stored, &parts, "stale");
                         tokio::spawn(Arc::clone(&self).refresh(inner, parts, key, tags));
                         return Ok((response, "stale"));
                     }
@@ -149,10 +156,10 @@ impl Shared {
             None
         } else {
             let (flight, waited) = self.flights.enter(&key).await;
-            if waited && let Ok(Some(found)) = stored::read(&self.settings.cache, &tags, &key).await
+            if waited && let Ok(Some(found)) = entry::read(&self.settings.cache, &tags, &key).await
             {
                 match found.take_fresh(&parts.headers) {
-                    Ok(stored) => return Ok((answer(stored, &parts, "hit"), "hit")),
+                    Ok(stored) => return Ok((answer(&stored, &parts, "hit"), "hit")),
                     Err(found) => entry = Some(found),
                 }
             }
@@ -170,7 +177,7 @@ impl Shared {
                         .filled_elsewhere(&fill, &tags, &key, &parts.headers)
                         .await
                     {
-                        return Ok((answer(found, &parts, "hit"), "hit"));
+                        return Ok((answer(&found, &parts, "hit"), "hit"));
                     }
                 }
                 Err(error) => self.outage(&error),
@@ -204,7 +211,7 @@ impl Shared {
             Ok(None) => return,
             Err(error) => return self.outage(&error),
         };
-        let entry = stored::read(&self.settings.cache, &tags, &key)
+        let entry = entry::read(&self.settings.cache, &tags, &key)
             .await
             .ok()
             .flatten();
@@ -265,14 +272,19 @@ impl Shared {
             self.settings.ttl,
             SystemTime::now(),
         );
-        let kept = matches!(decided, Storable::For(_));
-        if let Storable::For(ttl) = decided {
-            let stale = Directives::of(&answer_head.headers)
-                .stale_while_revalidate
-                .map_or(self.settings.stale, Duration::from_secs);
-            let stored = Stored::new(answer_head.status, &answer_head.headers, &bytes, ttl, stale);
+        let stale = Directives::of(&answer_head.headers)
+            .stale_while_revalidate
+            .map_or(self.settings.stale, Duration::from_secs);
+        let stored = match decided {
+            Storable::For(ttl) => {
+                Stored::new(answer_head.status, &answer_head.headers, &bytes, ttl, stale)
+            }
+            Storable::No(_) => None,
+        };
+        let kept = stored.is_some();
+        if let Some(stored) = stored {
             if !answer_head.headers.contains_key(header::ETAG)
-                && let Ok(etag) = HeaderValue::from_str(&stored.etag)
+                && let Ok(etag) = HeaderValue::from_str(stored.etag())
             {
                 answer_head.headers.insert(header::ETAG, etag);
             }
@@ -280,7 +292,7 @@ impl Shared {
             let choice = selecting(&vary, &head.headers);
             let mut entry = entry.unwrap_or_default();
             entry.add(vary, choice, stored);
-            if let Err(error) = stored::write(&self.settings.cache, tags, key, &entry).await {
+            if let Err(error) = entry::write(&self.settings.cache, tags, key, &entry).await {
                 self.outage(&error);
             }
         }
@@ -301,7 +313,7 @@ impl Shared {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
-            if let Ok(Some(entry)) = stored::read(&self.settings.cache, tags, key).await
+            if let Ok(Some(entry)) = entry::read(&self.settings.cache, tags, key).await
                 && let Ok(stored) = entry.take_fresh(headers)
             {
                 return Some(stored);

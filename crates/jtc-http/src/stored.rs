@@ -1,16 +1,15 @@
 //! What the layer keeps in the cache: one entry per method, path and query (and the app's
 //! own key parts), holding the variants its responses' `Vary` told apart.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    ops::Range,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
-use jtc_cache::Cache;
-use serde::{Deserialize, Serialize};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 
-/// Variants kept per entry: a `Vary` on a header clients fill freely (`User-Agent`) would
-/// otherwise grow one entry without bound. The oldest goes first.
-const MAX_VARIANTS: usize = 8;
+use crate::wire::{Reader, Writer};
 
 /// The cache key of a request: method (`HEAD` reads `GET`'s entry), path, query with its
 /// parameters in a canonical order, and the app's own parts. The scheme and host are not in
@@ -22,7 +21,11 @@ pub(crate) fn key_of(method: &Method, uri: &Uri, extra: Option<&str>) -> String 
     } else {
         method.as_str()
     };
-    let mut key = format!("http:{method}:{}", uri.path());
+    let mut key = String::with_capacity(16 + uri.path().len() + uri.query().map_or(0, str::len));
+    key.push_str("http:");
+    key.push_str(method);
+    key.push(':');
+    key.push_str(uri.path());
     if let Some(query) = uri.query().filter(|q| !q.is_empty()) {
         let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
         pairs.sort_unstable();
@@ -44,88 +47,201 @@ pub(crate) fn key_of(method: &Method, uri: &Uri, extra: Option<&str>) -> String 
 /// `MAX_KEY_BYTES`, leaving room for the lock suffix and a tagged key's prefix).
 const LONGEST_KEY_TEXT: usize = 200;
 
-/// One stored response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One stored response, in the byte form it is kept in: status, times, validator, header
+/// fields and body, read in place.
+///
+/// Layout (lengths and numbers little-endian): `u16` status, `u64` stored-at (Unix ms),
+/// `u64` fresh lifetime (ms), `u64` stale-while-revalidate window (ms), the `ETag` (`u16`
+/// length), `u16` count of header fields, each a name (a `u8` code of a common name, or `0`
+/// and the name with a `u16` length) and value (`u32` length), then the body (`u32` length).
+#[derive(Debug, Clone)]
 pub(crate) struct Stored {
+    raw: Bytes,
     pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, serde_bytes::ByteBuf)>,
-    #[serde(with = "serde_bytes")]
-    pub(crate) body: Vec<u8>,
     /// Unix milliseconds when stored.
-    pub(crate) stored_at: u64,
+    stored_at: u64,
     /// How long it is fresh, in milliseconds.
-    pub(crate) ttl: u64,
+    ttl: u64,
     /// How long after that it may still be served while a fresh copy is fetched
     /// (stale-while-revalidate), in milliseconds.
-    #[serde(default)]
-    pub(crate) stale: u64,
+    stale: u64,
     /// The strong validator sent with it: the handler's own `ETag`, else one made from the
     /// body.
-    pub(crate) etag: String,
+    etag: Range<usize>,
+    header_count: u16,
+    headers: Range<usize>,
+    body: Range<usize>,
+    /// When it was read (Unix ms): freshness and `Age` are decided against one clock reading.
+    now: u64,
+}
+
+/// Header names written as one byte instead of their text (a code's position here, plus
+/// one; `0` is followed by the name). Append only: stored entries name headers by position.
+const COMMON_NAMES: [HeaderName; 16] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CACHE_CONTROL,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::EXPIRES,
+    header::VARY,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::DATE,
+    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+    header::X_CONTENT_TYPE_OPTIONS,
+    header::CONTENT_SECURITY_POLICY,
+    header::STRICT_TRANSPORT_SECURITY,
+    header::LINK,
+    header::ACCEPT_RANGES,
+];
+
+/// Writes `name`: its code when it is a common one, else `0` and its text.
+fn put_name(raw: &mut Vec<u8>, name: &HeaderName) -> Option<()> {
+    match COMMON_NAMES.iter().position(|common| common == name) {
+        Some(at) => raw.push(u8::try_from(at + 1).ok()?),
+        None => {
+            raw.push(0);
+            raw.put_short(name.as_str().as_bytes())?;
+        }
+    }
+    Some(())
+}
+
+/// Reads a name [`put_name`] wrote; `Err(())` when the bytes end, `Ok(None)` for a code this
+/// version does not know or a name that does not parse (the field is then skipped).
+fn read_name(reader: &mut Reader<'_>) -> Result<Option<HeaderName>, ()> {
+    match reader.u8().ok_or(())? {
+        0 => Ok(HeaderName::from_bytes(reader.short().ok_or(())?).ok()),
+        code => Ok(COMMON_NAMES.get(usize::from(code) - 1).cloned()),
+    }
 }
 
 impl Stored {
+    /// The response with `status`, `headers` and `body`, fresh for `ttl` and servable for
+    /// `stale` after that; `None` when a field is longer than the layout can hold (a header
+    /// over 64 KiB, a body over 4 GiB).
     pub(crate) fn new(
         status: StatusCode,
         headers: &HeaderMap,
         body: &Bytes,
         ttl: Duration,
         stale: Duration,
-    ) -> Self {
-        let etag = headers
-            .get(http::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(
-                || format!("\"{}\"", &blake3::hash(body).to_hex()[..32]),
-                str::to_owned,
-            );
-        let mut kept = Vec::with_capacity(headers.len() + 1);
+    ) -> Option<Self> {
+        let made;
+        let etag = match headers.get(header::ETAG) {
+            Some(etag) => etag.as_bytes(),
+            None => {
+                made = format!("\"{}\"", &blake3::hash(body).to_hex()[..32]);
+                made.as_bytes()
+            }
+        };
+        let mut raw = Vec::with_capacity(64 + body.len() + 64 * headers.len());
+        raw.extend_from_slice(&status.as_u16().to_le_bytes());
+        for ms in [now_ms(), millis(ttl), millis(stale)] {
+            raw.extend_from_slice(&ms.to_le_bytes());
+        }
+        raw.put_short(etag)?;
+        let count = headers.len() + usize::from(!headers.contains_key(header::ETAG));
+        raw.extend_from_slice(&u16::try_from(count).ok()?.to_le_bytes());
         for (name, value) in headers {
-            kept.push((name.as_str().to_owned(), value.as_bytes().to_vec().into()));
+            put_name(&mut raw, name)?;
+            raw.put_long(value.as_bytes())?;
         }
-        if !headers.contains_key(http::header::ETAG) {
-            kept.push(("etag".to_owned(), etag.clone().into_bytes().into()));
+        if !headers.contains_key(header::ETAG) {
+            put_name(&mut raw, &header::ETAG)?;
+            raw.put_long(etag)?;
         }
-        Self {
-            status: status.as_u16(),
-            headers: kept,
-            body: body.to_vec(),
-            stored_at: now_ms(),
-            ttl: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-            stale: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
+        raw.put_long(body)?;
+        Self::read(Bytes::from(raw), now_ms())
+    }
+
+    /// The response kept in `raw`, read at `now` (Unix ms); `None` when it is not one in
+    /// this layout.
+    pub(crate) fn read(raw: Bytes, now: u64) -> Option<Self> {
+        let mut reader = Reader::new(&raw);
+        let status = reader.u16()?;
+        let (stored_at, ttl, stale) = (reader.u64()?, reader.u64()?, reader.u64()?);
+        let etag_len = reader.u16()?;
+        let etag = reader.skip(usize::from(etag_len))?;
+        let header_count = reader.u16()?;
+        let start = reader.at();
+        for _ in 0..header_count {
+            read_name(&mut reader).ok()?;
+            reader.long_range()?;
+        }
+        let headers = start..reader.at();
+        let body = reader.long_range()?;
+        if !reader.is_done() {
+            return None;
+        }
+        Some(Self {
+            status,
+            stored_at,
+            ttl,
+            stale,
             etag,
-        }
+            header_count,
+            headers,
+            body,
+            raw,
+            now,
+        })
+    }
+
+    /// The bytes it is kept in.
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The stored validator, as text (empty when it is not).
+    pub(crate) fn etag(&self) -> &str {
+        std::str::from_utf8(&self.raw[self.etag.clone()]).unwrap_or_default()
+    }
+
+    /// The body: a slice of the stored bytes, not a copy.
+    pub(crate) fn body(&self) -> Bytes {
+        self.raw.slice(self.body.clone())
+    }
+
+    pub(crate) fn body_len(&self) -> usize {
+        self.body.len()
     }
 
     /// Whole seconds since it was stored (`Age`).
     pub(crate) fn age(&self) -> u64 {
-        now_ms().saturating_sub(self.stored_at) / 1000
+        self.now.saturating_sub(self.stored_at) / 1000
     }
 
     pub(crate) fn is_fresh(&self) -> bool {
-        now_ms() < self.stored_at.saturating_add(self.ttl)
+        self.now < self.stored_at.saturating_add(self.ttl)
     }
 
     /// Fresh, or stale but still within its stale-while-revalidate window.
-    fn is_usable(&self) -> bool {
-        now_ms() < self.expires_at()
+    pub(crate) fn is_usable(&self) -> bool {
+        self.now < self.expires_at()
     }
 
     /// When it can no longer be served at all.
-    fn expires_at(&self) -> u64 {
+    pub(crate) fn expires_at(&self) -> u64 {
         self.stored_at
             .saturating_add(self.ttl)
             .saturating_add(self.stale)
     }
 
-    /// The stored header fields, each as it was (a field that no longer parses is dropped).
-    pub(crate) fn header_map(&self) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.headers.len() + 2);
-        for (name, value) in &self.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_bytes(value),
-            ) {
+    /// The stored header fields, each as it was (a field that no longer parses is dropped),
+    /// with room for `spare` more. The values are slices of the stored bytes.
+    pub(crate) fn header_map(&self, spare: usize) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(usize::from(self.header_count) + spare);
+        let block = &self.raw[self.headers.clone()];
+        let mut reader = Reader::new(block);
+        for _ in 0..self.header_count {
+            let (Ok(name), Some(value)) = (read_name(&mut reader), reader.long_range()) else {
+                break;
+            };
+            let at = self.headers.start;
+            let value = self.raw.slice(at + value.start..at + value.end);
+            if let (Some(name), Ok(value)) = (name, HeaderValue::from_maybe_shared(value)) {
                 map.append(name, value);
             }
         }
@@ -133,126 +249,15 @@ impl Stored {
     }
 }
 
-/// A stored response and the request header values that select it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Variant {
-    pub(crate) selecting: Vec<Option<String>>,
-    pub(crate) stored: Stored,
-}
-
-/// What one key holds: the header names the responses vary on, and a variant per
-/// combination of their values seen.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Entry {
-    pub(crate) vary: Vec<String>,
-    pub(crate) variants: Vec<Variant>,
-}
-
-/// The values of `names` in `headers` (several fields of one name joined by `, `).
-pub(crate) fn selecting(names: &[String], headers: &HeaderMap) -> Vec<Option<String>> {
-    names
-        .iter()
-        .map(|name| {
-            let values: Vec<&str> = headers
-                .get_all(name.as_str())
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            (!values.is_empty()).then(|| values.join(", "))
-        })
-        .collect()
-}
-
-impl Entry {
-    /// The fresh response stored for a request with `headers`, taken out of the entry (its
-    /// body is then sent without a copy); the entry back when there is none.
-    pub(crate) fn take_fresh(self, headers: &HeaderMap) -> Result<Stored, Self> {
-        match self.take_usable(headers) {
-            Ok(stored) if stored.is_fresh() => Ok(stored),
-            Ok(_) => Err(Self::default()),
-            Err(entry) => Err(entry),
-        }
-    }
-
-    /// The response stored for a request with `headers` that may still be served — fresh, or
-    /// within its stale-while-revalidate window — taken out of the entry; the entry back
-    /// when there is none.
-    pub(crate) fn take_usable(mut self, headers: &HeaderMap) -> Result<Stored, Self> {
-        let wanted = selecting(&self.vary, headers);
-        match self
-            .variants
-            .iter()
-            .position(|v| v.selecting == wanted && v.stored.is_usable())
-        {
-            Some(at) => Ok(self.variants.swap_remove(at).stored),
-            None => Err(self),
-        }
-    }
-
-    /// Adds `stored` as the variant of `selecting` under `vary`: a different `Vary` starts
-    /// the entry over; expired variants go, and the oldest beyond [`MAX_VARIANTS`].
-    pub(crate) fn add(
-        &mut self,
-        vary: Vec<String>,
-        selecting: Vec<Option<String>>,
-        stored: Stored,
-    ) {
-        if self.vary != vary {
-            self.vary = vary;
-            self.variants.clear();
-        }
-        self.variants
-            .retain(|v| v.selecting != selecting && v.stored.is_usable());
-        self.variants.push(Variant { selecting, stored });
-        if self.variants.len() > MAX_VARIANTS {
-            self.variants.remove(0);
-        }
-    }
-
-    /// How long the entry must live: until its last variant expires.
-    pub(crate) fn ttl(&self) -> Duration {
-        let last = self
-            .variants
-            .iter()
-            .map(|v| v.stored.expires_at())
-            .max()
-            .unwrap_or(0);
-        Duration::from_millis(last.saturating_sub(now_ms()).max(1))
-    }
-}
-
-/// Reads the entry at `key`, under `tags` when there are any.
-pub(crate) async fn read(
-    cache: &Cache,
-    tags: &[String],
-    key: &str,
-) -> jtc_cache::Result<Option<Entry>> {
-    if tags.is_empty() {
-        cache.get(key).await
-    } else {
-        cache.tags(tags).get(key).await
-    }
-}
-
-/// Writes `entry` at `key`, under `tags` when there are any.
-pub(crate) async fn write(
-    cache: &Cache,
-    tags: &[String],
-    key: &str,
-    entry: &Entry,
-) -> jtc_cache::Result<()> {
-    let ttl = entry.ttl();
-    if tags.is_empty() {
-        cache.put(key, entry, ttl).await
-    } else {
-        cache.tags(tags).put(key, entry, ttl).await
-    }
-}
-
-fn now_ms() -> u64 {
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, millis)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -280,36 +285,5 @@ mod tests {
         );
         let other: Uri = format!("/{}b", "a".repeat(10_000)).parse().unwrap();
         assert_ne!(key_of(&Method::GET, &other, None), digested);
-    }
-
-    #[test]
-    fn variants_are_chosen_by_the_vary_values_and_bounded() {
-        let body = Bytes::from_static(b"x");
-        let stored = |tag: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert("etag", HeaderValue::from_str(tag).unwrap());
-            Stored::new(
-                StatusCode::OK,
-                &headers,
-                &body,
-                Duration::from_secs(60),
-                Duration::ZERO,
-            )
-        };
-        let vary = vec!["accept-language".to_owned()];
-        let mut entry = Entry::default();
-        for i in 0..10 {
-            entry.add(
-                vary.clone(),
-                vec![Some(format!("l{i}"))],
-                stored(&format!("\"{i}\"")),
-            );
-        }
-        assert_eq!(entry.variants.len(), MAX_VARIANTS);
-        let mut asking = HeaderMap::new();
-        asking.insert("accept-language", HeaderValue::from_static("l9"));
-        assert_eq!(entry.clone().take_fresh(&asking).unwrap().etag, "\"9\"");
-        asking.insert("accept-language", HeaderValue::from_static("l0"));
-        assert!(entry.take_fresh(&asking).is_err(), "the oldest went");
     }
 }

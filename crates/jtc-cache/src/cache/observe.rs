@@ -79,13 +79,20 @@ impl<'a> Op<'a> {
 
     /// The span of this operation: the cache's name, the operation and the key's hash, never
     /// the key or a value.
+    ///
+    /// Made only when a subscriber wants `debug` spans: a disabled span still runs the `log`
+    /// crate's level check on every poll (axum turns on tracing's `log` feature).
     pub(crate) fn span(&self) -> tracing::Span {
-        tracing::debug_span!(
-            "cache",
-            cache = %self.inner().name,
-            op = self.name.as_str(),
-            key_hash = %KeyHash(self.key)
-        )
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!(
+                "cache",
+                cache = %self.inner().name,
+                op = self.name.as_str(),
+                key_hash = %KeyHash(self.key)
+            )
+        } else {
+            tracing::Span::none()
+        }
     }
 
     /// Counts `kind` for this operation's key and tells the listeners.
