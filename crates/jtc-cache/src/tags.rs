@@ -381,3 +381,32 @@ async fn new_version(op: &Op<'_>, at: &StoreKey<'_>) -> Result<Bytes> {
         }
     }
 }
+
+impl TaggedCache {
+    // ---- bytes stored as they are (see cache/raw.rs) ----
+
+    /// [`Cache::get_bytes`] under these tags: `None` once any of them was flushed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::get_bytes`].
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
+        let op = self.cache.op(OpName::TaggedGet, key);
+        op.run(async { op.read_bytes(&self.entry_key(&op).await?).await })
+            .await
+    }
+
+    /// [`Cache::put_bytes`] under these tags.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::put_bytes`].
+    pub async fn put_bytes(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<()> {
+        let op = self.cache.op(OpName::TaggedPut, key);
+        op.run(async {
+            let at = self.entry_key(&op).await?;
+            op.write_bytes(&at, bytes, ttl).await
+        })
+        .await
+    }
+}

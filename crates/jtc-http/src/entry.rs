@@ -173,13 +173,15 @@ pub(crate) async fn read(
     tags: &[String],
     key: &str,
 ) -> jtc_cache::Result<Option<Entry>> {
-    let found: Option<serde_bytes::ByteBuf> = if tags.is_empty() {
-        cache.get(key).await?
+    let found = if tags.is_empty() {
+        cache.get_bytes(key).await?
     } else {
-        cache.tags(tags).get(key).await?
+        // Boxed: a tagged read's state is larger, and every request's future would carry it.
+        let tagged = cache.tags(tags);
+        Box::pin(tagged.get_bytes(key)).await?
     };
     Ok(found.and_then(|bytes| {
-        let entry = Entry::decode(&Bytes::from(bytes.into_vec()));
+        let entry = Entry::decode(&bytes);
         if entry.is_none() {
             tracing::debug!("jtc-http: an entry in another layout is a miss");
         }
@@ -199,11 +201,10 @@ pub(crate) async fn write(
         tracing::debug!("jtc-http: a response too large for the entry layout is not stored");
         return Ok(());
     };
-    let bytes = serde_bytes::Bytes::new(&bytes);
     if tags.is_empty() {
-        cache.put(key, bytes, ttl).await
+        cache.put_bytes(key, &bytes, ttl).await
     } else {
-        cache.tags(tags).put(key, bytes, ttl).await
+        cache.tags(tags).put_bytes(key, &bytes, ttl).await
     }
 }
 

@@ -229,7 +229,10 @@ impl ResponseCache<()> {
     }
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// The future of a request the layer answers, with the wrapped service's error.
+pub(crate) type BoxFuture<S> = Pin<
+    Box<dyn Future<Output = Result<Response<Body>, <S as Service<Request<Body>>>::Error>> + Send>,
+>;
 
 /// What the layer can wrap: a service answering `Request<Body>` with a response whose body
 /// yields `Bytes`, cloneable and sendable (a miss may be refreshed in the background).
@@ -267,7 +270,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+    type Future = BoxFuture<S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -276,7 +279,6 @@ where
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        Box::pin(shared.serve(inner, request))
+        Arc::clone(&self.shared).serve(inner, request)
     }
 }

@@ -6,58 +6,107 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use axum::body::Body;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use axum::{body::Body, extract::MatchedPath};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header, request::Parts};
 use http_body_util::BodyExt;
 use tower::{BoxError, Service};
+use tracing::{Instrument, instrument::Instrumented};
 
 use crate::{
     answer::{answer, marked},
     entry::{self, Entry, selecting},
-    layer::{FILL_WAIT, Inner, ResponseBody, Shared, UNMATCHED},
+    layer::{BoxFuture, FILL_WAIT, Inner, ResponseBody, Shared, UNMATCHED},
     rules::{Directives, Storable, storable, vary_names},
     stored::{Stored, key_of},
 };
 
+pin_project_lite::pin_project! {
+    /// A request being answered: when `answering` ends, its result goes into the span and
+    /// the metrics.
+    struct Served<F> {
+        #[pin]
+        answering: Instrumented<F>,
+        shared: Arc<Shared>,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for Served<F>
+where
+    F: Future<Output = Result<(Response<Body>, &'static str), E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let (response, result) = std::task::ready!(this.answering.as_mut().poll(cx))?;
+        this.answering.span().record("result", result);
+        this.shared.count(route_of(this.route.as_ref()), result);
+        Poll::Ready(Ok(response))
+    }
+}
+
+fn route_of(matched: Option<&MatchedPath>) -> &str {
+    matched.map_or(UNMATCHED, MatchedPath::as_str)
+}
+
 impl Shared {
     /// Answers `request`, in a span naming its route template (never the URL), and counts
     /// how it was served (feature `metrics`).
-    pub(crate) async fn serve<S, B>(
-        self: Arc<Self>,
-        inner: S,
-        request: Request<Body>,
-    ) -> Result<Response<Body>, S::Error>
+    ///
+    /// What the request is looked up by (key, tags, its directives) is worked out here,
+    /// before the future is made: the future then holds each part once, which keeps it
+    /// small enough for the allocator's fast path.
+    pub(crate) fn serve<S, B>(self: Arc<Self>, inner: S, request: Request<Body>) -> BoxFuture<S>
     where
         S: Inner<B>,
         B: ResponseBody,
     {
-        use tracing::Instrument;
         // The template is shared, not copied: a clone of the matched path is a reference count.
-        let matched = request
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .cloned();
-        let route = matched
-            .as_ref()
-            .map_or(UNMATCHED, axum::extract::MatchedPath::as_str);
+        let route = request.extensions().get::<MatchedPath>().cloned();
         // Made only when a subscriber wants it: a disabled span still costs its log-crate
         // checks on every poll (axum turns on tracing's `log` feature).
         let span = if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug_span!(
                 "jtc_http.response_cache",
-                route = %route,
+                route = %route_of(route.as_ref()),
                 result = tracing::field::Empty
             )
         } else {
             tracing::Span::none()
         };
-        let (response, result) = Arc::clone(&self)
-            .respond(inner, request)
-            .instrument(span.clone())
-            .await?;
-        span.record("result", result);
-        self.count(route, result);
-        Ok(response)
+        if !self.settings.methods.contains(request.method()) {
+            return Box::pin(Served {
+                answering: bypass(inner, request).instrument(span),
+                shared: self,
+                route,
+            });
+        }
+        let (parts, body) = request.into_parts();
+        let asked = Directives::of(&parts.headers);
+        let key = key_of(
+            &parts.method,
+            &parts.uri,
+            self.settings.key.as_ref().map(|k| k(&parts)).as_deref(),
+        );
+        let tags = self
+            .settings
+            .tags
+            .as_ref()
+            .map(|t| t(&parts))
+            .unwrap_or_default();
+        let answering = Arc::clone(&self).respond(inner, parts, body, asked, key, tags);
+        Box::pin(Served {
+            answering: answering.instrument(span),
+            shared: self,
+            route,
+        })
     }
 
     #[cfg(feature = "metrics")]
@@ -75,34 +124,21 @@ impl Shared {
     #[allow(clippy::unused_self)]
     fn count(&self, _route: &str, _result: &'static str) {}
 
-    /// Answers `request` from the cache or the handler, and names how (the `result` of the
+    /// Answers a request from the cache or the handler, and names how (the `result` of the
     /// metrics and the span).
     async fn respond<S, B>(
         self: Arc<Self>,
-        mut inner: S,
-        request: Request<Body>,
+        inner: S,
+        parts: Parts,
+        body: Body,
+        asked: Directives,
+        key: String,
+        tags: Vec<String>,
     ) -> Result<(Response<Body>, &'static str), S::Error>
     where
         S: Inner<B>,
         B: ResponseBody,
     {
-        if !self.settings.methods.contains(request.method()) {
-            let response = inner.call(request).await?;
-            return Ok((marked(response.map(Body::new), "bypass"), "bypass"));
-        }
-        let (parts, body) = request.into_parts();
-        let asked = Directives::of(&parts.headers);
-        let key = key_of(
-            &parts.method,
-            &parts.uri,
-            self.settings.key.as_ref().map(|k| k(&parts)).as_deref(),
-        );
-        let tags = self
-            .settings
-            .tags
-            .as_ref()
-            .map(|t| t(&parts))
-            .unwrap_or_default();
         let mut entry = None;
         if !asked.no_cache {
             match entry::read(&self.settings.cache, &tags, &key).await {
@@ -341,4 +377,17 @@ impl Shared {
             tracing::warn!(error = %error, "jtc-http: the response cache is unavailable; handlers answer");
         }
     }
+}
+
+/// A request whose method is not cached: the handler's answer, marked.
+async fn bypass<S, B>(
+    mut inner: S,
+    request: Request<Body>,
+) -> Result<(Response<Body>, &'static str), S::Error>
+where
+    S: Inner<B>,
+    B: ResponseBody,
+{
+    let response = inner.call(request).await?;
+    Ok((marked(response.map(Body::new), "bypass"), "bypass"))
 }

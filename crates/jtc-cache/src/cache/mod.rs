@@ -15,6 +15,7 @@ mod fresh;
 pub(crate) mod meters;
 pub(crate) mod observe;
 mod ops;
+mod raw;
 
 pub(crate) use ops::OpName;
 
@@ -525,8 +526,13 @@ impl Cache {
     /// Encodes `value` with this cache's codec, refusing oversized values and compressing
     /// large ones.
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Bytes> {
+        let encoded = self.inner.settings.codec.encode(key, value)?;
+        self.limited(key, encoded)
+    }
+
+    /// `encoded` as it is stored: refused above the size limit, compressed when large.
+    pub(crate) fn limited(&self, key: &str, encoded: Vec<u8>) -> Result<Bytes> {
         let settings = &self.inner.settings;
-        let encoded = settings.codec.encode(key, value)?;
         // The limit is on the encoded size, before compression: that is what every reader
         // holds in memory, however well the value compresses.
         if encoded.len() > settings.max_value {

@@ -33,6 +33,8 @@ const MAGIC: &[u8; 3] = b"jtc";
 const HEADER_LEN: usize = MAGIC.len() + 1;
 const FORMAT_MSGPACK_V1: u8 = 1;
 const FORMAT_JSON_V1: u8 = 2;
+/// Bytes stored as they were given ([`Cache::put_bytes`](crate::Cache::put_bytes)), no serde.
+const FORMAT_BYTES_V1: u8 = 3;
 /// Flag on the format byte: the body is LZ4-compressed.
 const COMPRESSED: u8 = 0x80;
 /// LZ4 cannot expand data by more than this factor (a literal run of 255 bytes per byte).
@@ -111,6 +113,11 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
                 T::deserialize(&mut decoder).map_err(|e| e.to_string())
             }
             FORMAT_JSON_V1 => serde_json::from_slice(&body).map_err(|e| e.to_string()),
+            FORMAT_BYTES_V1 => {
+                let bytes =
+                    serde::de::value::BytesDeserializer::<serde::de::value::Error>::new(&body);
+                T::deserialize(bytes).map_err(|e| e.to_string())
+            }
             other => Err(format!("unknown value format {other}")),
         };
     }
@@ -166,6 +173,30 @@ fn decompress(body: &[u8]) -> Result<Vec<u8>, String> {
 fn decompress(_body: &[u8]) -> Result<Vec<u8>, String> {
     let _ = (LZ4_MAX_RATIO, MAX_DECOMPRESSED);
     Err("the value is compressed and this build lacks the `compression` feature".to_owned())
+}
+
+/// The stored form of `bytes` given to [`Cache::put_bytes`](crate::Cache::put_bytes).
+pub(crate) fn bytes_entry(bytes: &[u8]) -> Vec<u8> {
+    with_header(FORMAT_BYTES_V1, bytes)
+}
+
+/// The bytes [`bytes_entry`] stored in `stored`: a slice of it, not a copy (decompressed
+/// when the cache compressed them). An entry of another form is an error (for the log).
+pub(crate) fn bytes_of(stored: &bytes::Bytes) -> Result<bytes::Bytes, String> {
+    let format = match stored.strip_prefix(MAGIC.as_slice()) {
+        Some(rest) => *rest.first().ok_or("truncated header")?,
+        None => return Err("not bytes stored by put_bytes (an integer)".to_owned()),
+    };
+    if format & !COMPRESSED != FORMAT_BYTES_V1 {
+        return Err(format!(
+            "not bytes stored by put_bytes (value format {format})"
+        ));
+    }
+    if format & COMPRESSED == 0 {
+        Ok(stored.slice(HEADER_LEN..))
+    } else {
+        decompress(&stored[HEADER_LEN..]).map(bytes::Bytes::from)
+    }
 }
 
 fn with_header(format: u8, body: &[u8]) -> Vec<u8> {

@@ -98,6 +98,8 @@ macro_rules! conformance_observe {
             let check = Check::new(c);
             check.op("put", c.put("k", &1, MINUTE)).await;
             check.op("get", c.get::<i32>("k")).await;
+            check.op("put", c.put_bytes("b", b"raw", MINUTE)).await;
+            check.op("get", c.get_bytes("b")).await;
             check.op("has", c.has("k")).await;
             check.op("many", c.many::<i32>(&["k", "none"])).await;
             check.op("pull", c.pull::<i32>("k")).await;
@@ -134,6 +136,10 @@ macro_rules! conformance_observe {
             let t = c.tags(&["t"]);
             check.op("tagged_put", t.put("k", &1, MINUTE)).await;
             check.op("tagged_get", t.get::<i32>("k")).await;
+            check
+                .op("tagged_put", t.put_bytes("b", b"raw", MINUTE))
+                .await;
+            check.op("tagged_get", t.get_bytes("b")).await;
             check.op("tagged_has", t.has("k")).await;
             check.op("tagged_forever", t.forever("f", &1)).await;
             check.op("tagged_add", t.add("a", &1, MINUTE)).await;

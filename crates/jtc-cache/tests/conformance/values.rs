@@ -1,5 +1,6 @@
 //! Conformance cases: reads and writes (get, put, has, forget, pull, touch, many, flush),
-//! TTLs, hostile keys, undecodable entries, codecs, compression, size limits.
+//! TTLs, hostile keys, undecodable entries, codecs, compression, size limits, bytes stored as
+//! they are.
 
 /// This file's cases as tests of the subject made by `$make`; expanded by `conformance_tests!`
 /// inside a module `values`.
@@ -305,6 +306,40 @@ macro_rules! conformance_values {
                         .is_ok_and(|stored| stored)
                 );
                 assert!(!small.has("w").await.unwrap());
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bytes_are_stored_as_they_are() {
+                let s = &super::$make().await;
+                let c = &s.cache;
+                let page = b"<html>\xff\x00 not utf-8, not serde</html>";
+                c.put_bytes("page", page, MINUTE).await.unwrap();
+                assert_eq!(c.get_bytes("page").await.unwrap().as_deref(), Some(&page[..]));
+                let whole = c.get::<serde_bytes::ByteBuf>("page").await.unwrap();
+                assert_eq!(whole.as_deref().map(|b| &b[..]), Some(&page[..]));
+                c.put_bytes("empty", b"", MINUTE).await.unwrap();
+                assert_eq!(c.get_bytes("empty").await.unwrap().as_deref(), Some(&b""[..]));
+                // Large enough to be compressed by the default threshold: read back whole.
+                let big: Vec<u8> = b"0123456789".iter().copied().cycle().take(50_000).collect();
+                c.put_bytes("big", &big, MINUTE).await.unwrap();
+                assert_eq!(c.get_bytes("big").await.unwrap().as_deref(), Some(&big[..]));
+                // A typed value or a counter is not bytes: a miss, removed like any entry that
+                // does not decode as what is asked.
+                c.put("typed", &"text", MINUTE).await.unwrap();
+                assert_eq!(c.get_bytes("typed").await.unwrap(), None);
+                assert!(!c.has("typed").await.unwrap());
+                assert_eq!(c.get_bytes("missing").await.unwrap(), None);
+                c.put_bytes("gone", b"x", Duration::ZERO).await.unwrap();
+                assert!(!c.has("gone").await.unwrap());
+                let small = c.clone().max_value_size(100);
+                let err = small.put_bytes("huge", &[7; 200], MINUTE).await.unwrap_err();
+                assert!(matches!(err.kind(), ErrorKind::ValueTooLarge { .. }), "{err:?}");
+
+                let tagged = c.tags(&["pages"]);
+                tagged.put_bytes("t", page, MINUTE).await.unwrap();
+                assert_eq!(tagged.get_bytes("t").await.unwrap().as_deref(), Some(&page[..]));
+                tagged.flush().await.unwrap();
+                assert_eq!(c.tags(&["pages"]).get_bytes("t").await.unwrap(), None);
             }
     };
 }
