@@ -110,16 +110,6 @@ impl Entry {
         Some(bytes)
     }
 
-    /// The fresh response stored for a request with `headers`, taken out of the entry (its
-    /// body is then sent without a copy); the entry back when there is none.
-    pub(crate) fn take_fresh(self, headers: &HeaderMap) -> Result<Stored, Self> {
-        match self.take_usable(headers) {
-            Ok(stored) if stored.is_fresh() => Ok(stored),
-            Ok(_) => Err(Self::default()),
-            Err(entry) => Err(entry),
-        }
-    }
-
     /// The response stored for a request with `headers` that may still be served — fresh, or
     /// within its stale-while-revalidate window — taken out of the entry; the entry back
     /// when there is none.
@@ -167,12 +157,55 @@ impl Entry {
     }
 }
 
+/// An entry as read from the cache: its bytes, decoded in full only when a variant must be
+/// added to it (a hit reads its response straight out of them).
+pub(crate) struct Found(Bytes);
+
+impl Found {
+    /// The response stored for a request with `headers` that may still be served (fresh, or
+    /// within its stale-while-revalidate window).
+    pub(crate) fn usable(&self, headers: &HeaderMap) -> Option<Stored> {
+        let mut reader = Reader::new(&self.0);
+        if reader.take(MAGIC.len())? != MAGIC {
+            return None;
+        }
+        if reader.u16()? != 0 {
+            // Responses that vary: the variants are told apart by the request's values.
+            return Entry::decode(&self.0)?.take_usable(headers).ok();
+        }
+        // None varies: at most one variant is kept, read without building the entry.
+        let now = now_ms();
+        for _ in 0..reader.u8()? {
+            let stored = Stored::read(self.0.slice(reader.long_range()?), now)?;
+            if stored.is_usable() {
+                return Some(stored);
+            }
+        }
+        None
+    }
+
+    /// [`usable`](Self::usable), and fresh.
+    pub(crate) fn fresh(&self, headers: &HeaderMap) -> Option<Stored> {
+        self.usable(headers).filter(Stored::is_fresh)
+    }
+
+    /// The whole entry, to add a variant to; `None` when the bytes are not one (another
+    /// layout, another program's value at the key, a truncated write): it is then replaced.
+    pub(crate) fn entry(&self) -> Option<Entry> {
+        let entry = Entry::decode(&self.0);
+        if entry.is_none() {
+            tracing::debug!("jtc-http: an entry in another layout is replaced");
+        }
+        entry
+    }
+}
+
 /// Reads the entry at `key`, under `tags` when there are any.
 pub(crate) async fn read(
     cache: &Cache,
     tags: &[String],
     key: &str,
-) -> jtc_cache::Result<Option<Entry>> {
+) -> jtc_cache::Result<Option<Found>> {
     let found = if tags.is_empty() {
         cache.get_bytes(key).await?
     } else {
@@ -180,13 +213,7 @@ pub(crate) async fn read(
         let tagged = cache.tags(tags);
         Box::pin(tagged.get_bytes(key)).await?
     };
-    Ok(found.and_then(|bytes| {
-        let entry = Entry::decode(&bytes);
-        if entry.is_none() {
-            tracing::debug!("jtc-http: an entry in another layout is a miss");
-        }
-        entry
-    }))
+    Ok(found.map(Found))
 }
 
 /// Writes `entry` at `key`, under `tags` when there are any.
@@ -244,9 +271,11 @@ mod tests {
         assert_eq!(entry.variants.len(), MAX_VARIANTS);
         let mut asking = HeaderMap::new();
         asking.insert("accept-language", HeaderValue::from_static("l9"));
-        assert_eq!(entry.clone().take_fresh(&asking).unwrap().etag(), "\"9\"");
+        let found = Found(Bytes::from(entry.encode().unwrap()));
+        assert_eq!(found.fresh(&asking).unwrap().etag(), "\"9\"");
         asking.insert("accept-language", HeaderValue::from_static("l0"));
-        assert!(entry.take_fresh(&asking).is_err(), "the oldest went");
+        assert!(found.fresh(&asking).is_none(), "the oldest went");
+        assert!(entry.take_usable(&asking).is_err());
     }
 
     #[test]

@@ -143,17 +143,17 @@ impl Shared {
         if !asked.no_cache {
             match entry::read(&self.settings.cache, &tags, &key).await {
                 Ok(None) => {}
-                Ok(Some(found)) => match found.take_usable(&parts.headers) {
-                    Ok(stored) if stored.is_fresh() => {
+                Ok(Some(found)) => match found.usable(&parts.headers) {
+                    Some(stored) if stored.is_fresh() => {
                         return Ok((answer(&stored, &parts, "hit"), "hit"));
                     }
-                    Ok(stored) => {
+                    Some(stored) => {
                         // Stale but within its window: served at once, refreshed behind.
                         let response = answer(&stored, &parts, "stale");
                         tokio::spawn(Arc::clone(&self).refresh(inner, parts, key, tags));
                         return Ok((response, "stale"));
                     }
-                    Err(found) => entry = Some(found),
+                    None => entry = found.entry(),
                 },
                 Err(error) => self.outage(&error),
             }
@@ -194,9 +194,9 @@ impl Shared {
             let (flight, waited) = self.flights.enter(&key).await;
             if waited && let Ok(Some(found)) = entry::read(&self.settings.cache, &tags, &key).await
             {
-                match found.take_fresh(&parts.headers) {
-                    Ok(stored) => return Ok((answer(&stored, &parts, "hit"), "hit")),
-                    Err(found) => entry = Some(found),
+                match found.fresh(&parts.headers) {
+                    Some(stored) => return Ok((answer(&stored, &parts, "hit"), "hit")),
+                    None => entry = found.entry(),
                 }
             }
             Some(flight)
@@ -250,7 +250,8 @@ impl Shared {
         let entry = entry::read(&self.settings.cache, &tags, &key)
             .await
             .ok()
-            .flatten();
+            .flatten()
+            .and_then(|found| found.entry());
         // A stale `HEAD` is refreshed with the `GET` whose entry it read.
         let mut parts = parts;
         parts.method = Method::GET;
@@ -349,8 +350,8 @@ impl Shared {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
-            if let Ok(Some(entry)) = entry::read(&self.settings.cache, tags, key).await
-                && let Ok(stored) = entry.take_fresh(headers)
+            if let Ok(Some(found)) = entry::read(&self.settings.cache, tags, key).await
+                && let Some(stored) = found.fresh(headers)
             {
                 return Some(stored);
             }

@@ -9,7 +9,10 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 
-use crate::wire::{Reader, Writer};
+use crate::{
+    layer::X_CACHE,
+    wire::{Reader, Writer},
+};
 
 /// The cache key of a request: method (`HEAD` reads `GET`'s entry), path, query with its
 /// parameters in a canonical order, and the app's own parts. The scheme and host are not in
@@ -52,8 +55,8 @@ const LONGEST_KEY_TEXT: usize = 200;
 ///
 /// Layout (lengths and numbers little-endian): `u16` status, `u64` stored-at (Unix ms),
 /// `u64` fresh lifetime (ms), `u64` stale-while-revalidate window (ms), the `ETag` (`u16`
-/// length), `u16` count of header fields, each a name (a `u8` code of a common name, or `0`
-/// and the name with a `u16` length) and value (`u32` length), then the body (`u32` length).
+/// length), the body (`u32` length), then a `u16` count of header fields, each a name (a `u8`
+/// code of a common name, or `0` and the name with a `u16` length) and value (`u32` length).
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     raw: Bytes,
@@ -74,6 +77,21 @@ pub(crate) struct Stored {
     /// When it was read (Unix ms): freshness and `Age` are decided against one clock reading.
     now: u64,
 }
+
+/// Fields never stored: hop-by-hop fields (RFC 9110 §7.6.1; RFC 9111 §3.1 keeps them out of
+/// a cache), `Content-Length` (the stored body's length is sent instead) and the two fields
+/// the layer sets on every answer, `Age` and `X-Cache`.
+const NOT_STORED: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::CONTENT_LENGTH,
+    header::AGE,
+    X_CACHE,
+];
 
 /// Header names written as one byte instead of their text (a code's position here, plus
 /// one; `0` is followed by the name). Append only: stored entries name headers by position.
@@ -142,9 +160,15 @@ impl Stored {
             raw.extend_from_slice(&ms.to_le_bytes());
         }
         raw.put_short(etag)?;
-        let count = headers.len() + usize::from(!headers.contains_key(header::ETAG));
+        raw.put_long(body)?;
+        let kept = || {
+            headers
+                .iter()
+                .filter(|(name, _)| !NOT_STORED.contains(name))
+        };
+        let count = kept().count() + usize::from(!headers.contains_key(header::ETAG));
         raw.extend_from_slice(&u16::try_from(count).ok()?.to_le_bytes());
-        for (name, value) in headers {
+        for (name, value) in kept() {
             put_name(&mut raw, name)?;
             raw.put_long(value.as_bytes())?;
         }
@@ -152,7 +176,6 @@ impl Stored {
             put_name(&mut raw, &header::ETAG)?;
             raw.put_long(etag)?;
         }
-        raw.put_long(body)?;
         Self::read(Bytes::from(raw), now_ms())
     }
 
@@ -164,17 +187,10 @@ impl Stored {
         let (stored_at, ttl, stale) = (reader.u64()?, reader.u64()?, reader.u64()?);
         let etag_len = reader.u16()?;
         let etag = reader.skip(usize::from(etag_len))?;
-        let header_count = reader.u16()?;
-        let start = reader.at();
-        for _ in 0..header_count {
-            read_name(&mut reader).ok()?;
-            reader.long_range()?;
-        }
-        let headers = start..reader.at();
         let body = reader.long_range()?;
-        if !reader.is_done() {
-            return None;
-        }
+        let header_count = reader.u16()?;
+        // The fields are read when the answer is made; one that does not read ends them.
+        let headers = reader.at()..raw.len();
         Some(Self {
             status,
             stored_at,
@@ -232,7 +248,8 @@ impl Stored {
     /// The stored header fields, each as it was (a field that no longer parses is dropped),
     /// with room for `spare` more. The values are slices of the stored bytes.
     pub(crate) fn header_map(&self, spare: usize) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(usize::from(self.header_count) + spare);
+        // The count is what the bytes claim: room is made for a plausible number only.
+        let mut map = HeaderMap::with_capacity(usize::from(self.header_count).min(64) + spare);
         let block = &self.raw[self.headers.clone()];
         let mut reader = Reader::new(block);
         for _ in 0..self.header_count {
@@ -241,8 +258,10 @@ impl Stored {
             };
             let at = self.headers.start;
             let value = self.raw.slice(at + value.start..at + value.end);
-            if let (Some(name), Ok(value)) = (name, HeaderValue::from_maybe_shared(value)) {
-                map.append(name, value);
+            if let (Some(name), Ok(value)) = (name, HeaderValue::from_maybe_shared(value))
+                && map.try_append(name, value).is_err()
+            {
+                break;
             }
         }
         map
@@ -285,5 +304,58 @@ mod tests {
         );
         let other: Uri = format!("/{}b", "a".repeat(10_000)).parse().unwrap();
         assert_ne!(key_of(&Method::GET, &other, None), digested);
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_the_layer_sets_are_not_stored() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "text/plain"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "2"),
+            ("age", "100"),
+            ("x-cache", "hit"),
+            ("x-app", "kept"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        let body = Bytes::from_static(b"ok");
+        let stored = Stored::new(
+            StatusCode::OK,
+            &headers,
+            &body,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .unwrap();
+        let kept = stored.header_map(0);
+        let mut names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-type", "etag", "x-app"]);
+        assert_eq!(stored.body(), body);
+        assert_eq!(kept["etag"], stored.etag());
+    }
+
+    #[test]
+    fn a_stored_response_claiming_more_fields_than_a_header_map_holds_is_cut_not_a_panic() {
+        let mut raw = Vec::new();
+        raw.extend_from_slice(&200u16.to_le_bytes());
+        for ms in [now_ms(), 60_000, 0] {
+            raw.extend_from_slice(&ms.to_le_bytes());
+        }
+        raw.put_short(b"\"e\"").unwrap();
+        raw.put_long(b"body").unwrap();
+        raw.extend_from_slice(&u16::MAX.to_le_bytes());
+        for i in 0..40_000 {
+            raw.push(0); // a name of its own each
+            raw.put_short(format!("x-{i}").as_bytes()).unwrap();
+            raw.put_long(b"a").unwrap();
+        }
+        let stored = Stored::read(Bytes::from(raw), now_ms()).unwrap();
+        let map = stored.header_map(2);
+        assert!(map.len() > 20_000 && map.len() < 40_000, "{}", map.len());
+        assert_eq!(stored.body(), &b"body"[..]);
     }
 }

@@ -9,7 +9,7 @@
 use std::ops::Range;
 
 /// The first bytes of an entry: the layout's name and version.
-pub(crate) const MAGIC: &[u8; 4] = b"jtH1";
+pub(crate) const MAGIC: &[u8; 4] = b"jtH2";
 
 /// Reads the fields of a stored buffer in order; `None` once anything is missing.
 pub(crate) struct Reader<'a> {
