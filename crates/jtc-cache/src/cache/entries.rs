@@ -467,11 +467,24 @@ impl Op<'_> {
         at: &StoreKey<'_>,
         bytes: Option<Bytes>,
     ) -> Result<Option<T>> {
+        self.take_read(at, bytes, std::any::type_name::<T>(), |b| decode(b))
+            .await
+    }
+
+    /// What a read found, turned into a value by `decode`; an entry that does not decode is
+    /// logged (by key hash, as `what`), removed, and a miss.
+    pub(crate) async fn take_read<T>(
+        &self,
+        at: &StoreKey<'_>,
+        bytes: Option<Bytes>,
+        what: &str,
+        decode: impl FnOnce(&Bytes) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
         let Some(bytes) = bytes else {
             self.read_event(false);
             return Ok(None);
         };
-        let value = self.decode_logged(&bytes);
+        let value = self.logged(what, decode(&bytes));
         if value.is_none() {
             self.forget(at).await?;
         }
@@ -481,13 +494,19 @@ impl Op<'_> {
 
     /// Decodes `bytes` as a `T`, logging (by key hash) a value that does not decode.
     pub(crate) fn decode_logged<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T> {
-        match decode(bytes) {
+        self.logged(std::any::type_name::<T>(), decode(bytes))
+    }
+
+    /// The value, or `None` with a warning naming the key's hash, `what` was asked and why it
+    /// did not decode.
+    fn logged<T>(&self, what: &str, decoded: std::result::Result<T, String>) -> Option<T> {
+        match decoded {
             Ok(value) => Some(value),
             Err(reason) => {
                 tracing::warn!(
                     driver = self.cache().driver().name(),
                     key_hash = %KeyHash(self.key()),
-                    r#type = std::any::type_name::<T>(),
+                    r#type = what,
                     reason,
                     "removed a cache entry that does not decode"
                 );

@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{
-    OpName,
-    observe::{KeyHash, Op},
-};
+use super::{OpName, observe::Op};
 use crate::{Cache, Result, codec, keys, keys::StoreKey};
 
 #[cfg(doc)]
@@ -61,28 +58,8 @@ impl Cache {
 impl Op<'_> {
     /// The bytes stored at `at` by `put_bytes`; removes an entry stored otherwise.
     pub(crate) async fn read_bytes(&self, at: &StoreKey<'_>) -> Result<Option<Bytes>> {
-        let Some(stored) = self.get(at).await? else {
-            self.read_event(false);
-            return Ok(None);
-        };
-        match codec::bytes_of(&stored) {
-            Ok(bytes) => {
-                self.read_event(true);
-                Ok(Some(bytes))
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    driver = self.cache().driver().name(),
-                    key_hash = %KeyHash(self.key()),
-                    r#type = "bytes",
-                    reason,
-                    "removed a cache entry that does not decode"
-                );
-                self.forget(at).await?;
-                self.read_event(false);
-                Ok(None)
-            }
-        }
+        let stored = self.get(at).await?;
+        self.take_read(at, stored, "bytes", codec::bytes_of).await
     }
 
     /// Stores `bytes` at `at` as they are; a zero `ttl` removes the entry instead.
