@@ -248,24 +248,34 @@ impl Stored {
     /// The stored header fields, each as it was (a field that no longer parses is dropped),
     /// with room for `spare` more. The values are slices of the stored bytes.
     pub(crate) fn header_map(&self, spare: usize) -> HeaderMap {
-        // The count is what the bytes claim: room is made for a plausible number only.
-        let mut map = HeaderMap::with_capacity(usize::from(self.header_count).min(64) + spare);
-        let block = &self.raw[self.headers.clone()];
-        let mut reader = Reader::new(block);
-        for _ in 0..self.header_count {
-            let (Ok(name), Some(value)) = (read_name(&mut reader), reader.long_range()) else {
-                break;
-            };
-            let at = self.headers.start;
-            let value = self.raw.slice(at + value.start..at + value.end);
-            if let (Some(name), Ok(value)) = (name, HeaderValue::from_maybe_shared(value))
-                && map.try_append(name, value).is_err()
-            {
-                break;
-            }
-        }
-        map
+        fields(&self.raw, self.headers.clone(), self.header_count, spare)
     }
+
+    /// The stored header fields in their byte form, with their count: what
+    /// [`header_map`](Self::header_map) reads, and all it reads.
+    pub(crate) fn header_block(&self) -> (u16, &[u8]) {
+        (self.header_count, &self.raw[self.headers.clone()])
+    }
+}
+
+/// The `count` header fields stored in `raw[block]` as a map with room for `spare` more;
+/// the values are slices of `raw`.
+pub(crate) fn fields(raw: &Bytes, block: Range<usize>, count: u16, spare: usize) -> HeaderMap {
+    // The count is what the bytes claim: room is made for a plausible number only.
+    let mut map = HeaderMap::with_capacity(usize::from(count).min(64) + spare);
+    let mut reader = Reader::new(&raw[block.clone()]);
+    for _ in 0..count {
+        let (Ok(name), Some(value)) = (read_name(&mut reader), reader.long_range()) else {
+            break;
+        };
+        let value = raw.slice(block.start + value.start..block.start + value.end);
+        if let (Some(name), Ok(value)) = (name, HeaderValue::from_maybe_shared(value))
+            && map.try_append(name, value).is_err()
+        {
+            break;
+        }
+    }
+    map
 }
 
 /// Unix milliseconds now.
