@@ -376,6 +376,24 @@ impl<'a, T> DriverFuture<'a, T> {
     }
 }
 
+impl<'a, T> DriverFuture<'a, T> {
+    /// The answer, when this future has it without waiting — a result already known, an
+    /// in-memory read, a copy held in process — else the future itself, untouched: nothing
+    /// has been sent to a server, so dropping it costs the store nothing.
+    pub(crate) fn now(self) -> std::result::Result<Result<T>, Self> {
+        match self.state {
+            State::Ready(Some(result)) => Ok(result),
+            State::InMemory(Some(InMemory { driver, key })) => Ok(driver.read_now(key)),
+            #[cfg(feature = "redis")]
+            State::Held(Some(Held { driver, key })) => match driver.held(key) {
+                Poll::Ready(result) => Ok(result),
+                Poll::Pending => Err(Self::held(driver, key)),
+            },
+            state => Err(Self { state }),
+        }
+    }
+}
+
 // The ready result is moved out, never pinned in place, and the boxed future is pinned by its
 // box: moving a `DriverFuture` is always fine.
 impl<T> Unpin for DriverFuture<'_, T> {}

@@ -364,3 +364,35 @@ async fn cache_stats_show_the_near_cache_hits_invalidations_and_evictions() {
     let plain = Cache::new(jtc_cache::ArrayDriver::new());
     assert_eq!(plain.stats().near_cache, None);
 }
+
+/// `get_bytes_now` answers from the near cache's copy, and without one says it must wait —
+/// having sent nothing to the server and counted nothing (a driver with no near cache never
+/// answers at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_are_read_at_once_only_from_a_held_copy() {
+    let server = RedisServer::start();
+    let (cache, _driver) = near(&server.url()).await;
+    cache.put_bytes("page", b"<html>", MINUTE).await.unwrap();
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let before = cache.stats();
+    assert!(cache.get_bytes_now("page").is_none(), "not held yet");
+    assert_eq!(calls(&server.cli(&["INFO", "commandstats"]), "get"), 0);
+    assert_eq!(
+        (cache.stats().hits, cache.stats().misses),
+        (before.hits, before.misses)
+    );
+    assert_eq!(
+        cache.get_bytes("page").await.unwrap().unwrap(),
+        &b"<html>"[..]
+    );
+    let held = cache.get_bytes_now("page").expect("held after a read");
+    assert_eq!(held.unwrap().unwrap(), &b"<html>"[..]);
+    assert_eq!(cache.stats().hits, before.hits + 2);
+    assert_eq!(calls(&server.cli(&["INFO", "commandstats"]), "get"), 1);
+
+    let plain = RedisDriver::connect(&server.url(), "plain:").await.unwrap();
+    let plain = Cache::new(plain);
+    plain.put_bytes("page", b"<html>", MINUTE).await.unwrap();
+    plain.get_bytes("page").await.unwrap();
+    assert!(plain.get_bytes_now("page").is_none());
+}

@@ -159,7 +159,7 @@ impl Entry {
 
 /// An entry as read from the cache: its bytes, decoded in full only when a variant must be
 /// added to it (a hit reads its response straight out of them).
-pub(crate) struct Found(Bytes);
+pub(crate) struct Found(pub(crate) Bytes);
 
 impl Found {
     /// The response stored for a request with `headers` that may still be served (fresh, or

@@ -229,10 +229,52 @@ impl ResponseCache<()> {
     }
 }
 
-/// The future of a request the layer answers, with the wrapped service's error.
-pub(crate) type BoxFuture<S> = Pin<
-    Box<dyn Future<Output = Result<Response<Body>, <S as Service<Request<Body>>>::Error>> + Send>,
->;
+/// The future of a request the [`ResponseCache`] service answers: the answer itself for a
+/// fresh hit the cache held in process (the array driver, a near cache's copy), else the
+/// work — a read over the network, a fill, a bypass — boxed.
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture<E>(Answering<E>);
+
+enum Answering<E> {
+    Ready(Option<Response<Body>>),
+    Boxed(Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>),
+}
+
+impl<E> ResponseFuture<E> {
+    pub(crate) fn ready(response: Response<Body>) -> Self {
+        Self(Answering::Ready(Some(response)))
+    }
+
+    pub(crate) fn boxed(
+        future: impl Future<Output = Result<Response<Body>, E>> + Send + 'static,
+    ) -> Self {
+        Self(Answering::Boxed(Box::pin(future)))
+    }
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            Answering::Ready(response) => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("a ResponseFuture was polled after it completed"),
+            },
+            Answering::Boxed(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<E> fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.0 {
+            Answering::Ready(_) => "ready",
+            Answering::Boxed(_) => "boxed",
+        };
+        f.debug_tuple("ResponseFuture").field(&state).finish()
+    }
+}
 
 /// What the layer can wrap: a service answering `Request<Body>` with a response whose body
 /// yields `Bytes`, cloneable and sendable (a miss may be refreshed in the background).
@@ -270,15 +312,13 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<S>;
+    type Future = ResponseFuture<S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        Arc::clone(&self.shared).serve(inner, request)
+        Arc::clone(&self.shared).serve(&mut self.inner, request)
     }
 }

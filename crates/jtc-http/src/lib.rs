@@ -35,4 +35,6 @@ mod serve;
 mod stored;
 mod wire;
 
-pub use layer::{DEFAULT_MAX_BODY, DEFAULT_TTL, ResponseCache, ResponseCacheLayer, X_CACHE};
+pub use layer::{
+    DEFAULT_MAX_BODY, DEFAULT_TTL, ResponseCache, ResponseCacheLayer, ResponseFuture, X_CACHE,
+};

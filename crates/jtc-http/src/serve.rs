@@ -19,8 +19,8 @@ use tower::{BoxError, Service};
 
 use crate::{
     answer::{answer, marked},
-    entry::{self, Entry, selecting},
-    layer::{BoxFuture, FILL_WAIT, Inner, ResponseBody, Shared, UNMATCHED},
+    entry::{self, Entry, Found, selecting},
+    layer::{FILL_WAIT, Inner, ResponseBody, ResponseFuture, Shared, UNMATCHED},
     rules::{Directives, Storable, storable, vary_names},
     stored::{Stored, key_of},
 };
@@ -57,6 +57,13 @@ where
     }
 }
 
+/// The service `inner` is, to move into a future that calls it: the ready one goes, a clone
+/// stays.
+fn take<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
 fn route_of(matched: Option<&MatchedPath>) -> &str {
     matched.map_or(UNMATCHED, MatchedPath::as_str)
 }
@@ -68,7 +75,15 @@ impl Shared {
     /// What the request is looked up by (key, tags, its directives) is worked out here,
     /// before the future is made: the future then holds each part once, which keeps it
     /// small enough for the allocator's fast path.
-    pub(crate) fn serve<S, B>(self: Arc<Self>, inner: S, request: Request<Body>) -> BoxFuture<S>
+    ///
+    /// A fresh hit the cache holds in process (the array driver, a near cache's copy) is
+    /// answered here, before any future exists; everything else is boxed with the service
+    /// `inner` was (its clone stays behind).
+    pub(crate) fn serve<S, B>(
+        self: Arc<Self>,
+        inner: &mut S,
+        request: Request<Body>,
+    ) -> ResponseFuture<S::Error>
     where
         S: Inner<B>,
         B: ResponseBody,
@@ -91,8 +106,8 @@ impl Shared {
             tracing::Span::none()
         };
         if !self.settings.methods.contains(request.method()) {
-            return Box::pin(Served {
-                answering: bypass(inner, request),
+            return ResponseFuture::boxed(Served {
+                answering: bypass(take(inner), request),
                 span,
                 shared: self,
                 route,
@@ -111,8 +126,26 @@ impl Shared {
             .as_ref()
             .map(|t| t(&parts))
             .unwrap_or_default();
-        let answering = Arc::clone(&self).respond(inner, parts, body, asked, key, tags);
-        Box::pin(Served {
+        let mut known = None;
+        if !asked.no_cache && tags.is_empty() {
+            let _entered = span.enter();
+            match self.settings.cache.get_bytes_now(&key) {
+                Some(Ok(Some(bytes))) => {
+                    let found = Found(bytes);
+                    if let Some(stored) = found.fresh(&parts.headers) {
+                        let response = answer(&stored, &parts, "hit");
+                        span.record("result", "hit");
+                        self.count(route_of(route.as_ref()), "hit");
+                        return ResponseFuture::ready(response);
+                    }
+                    known = Some(Ok(Some(found)));
+                }
+                read => known = read.map(|read| read.map(|bytes| bytes.map(Found))),
+            }
+        }
+        let answering =
+            Arc::clone(&self).respond(take(inner), parts, body, asked, key, tags, known);
+        ResponseFuture::boxed(Served {
             answering,
             span,
             shared: self,
@@ -145,6 +178,7 @@ impl Shared {
         clippy::manual_async_fn,
         reason = "an async fn doubles the arguments' space"
     )]
+    #[allow(clippy::too_many_arguments)]
     fn respond<S, B>(
         self: Arc<Self>,
         inner: S,
@@ -153,6 +187,7 @@ impl Shared {
         asked: Directives,
         key: String,
         tags: Vec<String>,
+        known: Option<jtc_cache::Result<Option<Found>>>,
     ) -> impl Future<Output = Result<(Response<Body>, &'static str), S::Error>> + Send
     where
         S: Inner<B>,
@@ -161,7 +196,11 @@ impl Shared {
         async move {
             let mut entry = None;
             if !asked.no_cache {
-                match entry::read(&self.settings.cache, &tags, &key).await {
+                let read = match known {
+                    Some(read) => read,
+                    None => entry::read(&self.settings.cache, &tags, &key).await,
+                };
+                match read {
                     Ok(None) => {}
                     Ok(Some(found)) => match found.usable(&parts.headers) {
                         Some(stored) if stored.is_fresh() => {

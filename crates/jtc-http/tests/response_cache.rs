@@ -204,6 +204,25 @@ macro_rules! driver_cases {
             assert_eq!(calls.of("report"), 2);
         }
 
+        /// A miss reads the cache once and a hit once: a cache that answers at once (the
+        /// array driver: the hit answered before any future exists) counts no read twice.
+        #[tokio::test]
+        async fn each_request_reads_the_cache_once() {
+            let (address, _calls, cache, _guard) = started().await;
+            let reads = |cache: &Cache| {
+                let stats = cache.stats();
+                (stats.hits, stats.misses)
+            };
+            let before = reads(&cache);
+            assert_eq!(get_path(address, "/report/3").await.cache(), "miss");
+            let after_miss = reads(&cache);
+            assert_eq!(after_miss, (before.0, before.1 + 1), "a miss reads once");
+            for i in 1..=3 {
+                assert_eq!(get_path(address, "/report/3").await.cache(), "hit");
+                assert_eq!(reads(&cache), (after_miss.0 + i, after_miss.1), "hit {i}");
+            }
+        }
+
         #[tokio::test]
         async fn what_may_not_be_stored_runs_the_handler_every_time() {
             let (address, calls, _cache, _guard) = started().await;

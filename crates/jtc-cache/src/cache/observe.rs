@@ -77,6 +77,19 @@ impl<'a> Op<'a> {
         }
     }
 
+    /// `work` done at once, as [`run`](Self::run) does it over time: inside the span, timed
+    /// when sampled. `work` says `None` when it must wait after all (it is then not timed).
+    pub(crate) fn now<T>(&self, work: impl FnOnce() -> Option<T>) -> Option<T> {
+        let inner = self.inner();
+        let _entered = self.span().entered();
+        let started = inner.meters.start(self.name);
+        let done = work()?;
+        if started.is_some() {
+            inner.meters.finish(self.name, started);
+        }
+        Some(done)
+    }
+
     /// The span of this operation: the cache's name, the operation and the key's hash, never
     /// the key or a value.
     ///
@@ -162,6 +175,17 @@ impl<'a> Op<'a> {
         'a: 'k,
     {
         self.observed(self.inner().driver.get(at.as_str()))
+    }
+
+    /// A read of `at` when the driver answers it without waiting (an in-memory driver, a
+    /// copy in a near cache), counted as [`get`](Self::get) counts it; `None` when it must
+    /// wait (nothing was asked of the store).
+    pub(crate) fn get_now(&self, at: &StoreKey<'_>) -> Option<Result<Option<Bytes>>> {
+        let result = self.inner().driver.get(at.as_str()).now().ok()?;
+        if let Err(error) = &result {
+            failed(self.inner(), self.name, error);
+        }
+        Some(result)
     }
 
     pub(crate) fn put<'k>(
@@ -344,20 +368,23 @@ impl<T> Future for Observed<'_, T> {
 }
 
 impl<T> Observed<'_, T> {
-    /// Counts a failed call and logs it (at most once a second per cache).
     #[cold]
     fn failed(&self, error: &crate::Error) {
-        let inner = self.inner;
-        inner.observer.error(inner.settings.count);
-        inner.meters.failed(self.operation, error.kind().code());
-        if error.is_backend() {
-            let (cache, driver) = (&*inner.name, inner.driver.name());
-            let operation = self.operation.as_str();
-            inner
-                .observer
-                .outage
-                .failed(cache, driver, operation, error);
-        }
+        failed(self.inner, self.operation, error);
+    }
+}
+
+/// Counts a failed driver call of `operation` and logs it (at most once a second per cache).
+#[cold]
+fn failed(inner: &Inner, operation: OpName, error: &crate::Error) {
+    inner.observer.error(inner.settings.count);
+    inner.meters.failed(operation, error.kind().code());
+    if error.is_backend() {
+        let (cache, driver) = (&*inner.name, inner.driver.name());
+        inner
+            .observer
+            .outage
+            .failed(cache, driver, operation.as_str(), error);
     }
 }
 

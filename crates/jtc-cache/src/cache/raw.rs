@@ -40,6 +40,46 @@ impl Cache {
         op.run(op.read_bytes(&at)).await
     }
 
+    /// [`get_bytes`](Self::get_bytes) answered at once, when the driver holds the entry in
+    /// this process: the array driver always, a Redis driver's near cache when it holds a
+    /// copy. `None` when the answer must wait — nothing was asked of the store then, and
+    /// nothing counted: call `get_bytes`. (Also `None` for an entry stored otherwise, which
+    /// `get_bytes` removes.) Counted and timed as `get_bytes` is.
+    ///
+    /// For a caller that can answer without a future when the value is at hand (the response
+    /// cache answers such hits in its `call`, with no future to allocate).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # use jtc_cache::{ArrayDriver, Cache}; use std::time::Duration;
+    /// let cache = Cache::new(ArrayDriver::new());
+    /// cache.put_bytes("page:/", b"<html>...</html>", Duration::from_secs(60)).await?;
+    /// let page = cache.get_bytes_now("page:/").expect("held in process")?.unwrap();
+    /// assert_eq!(&page[..], b"<html>...</html>");
+    /// assert!(cache.get_bytes_now("page:/other").expect("held in process")?.is_none());
+    /// # Ok::<_, jtc_cache::Error>(()) }).unwrap();
+    /// ```
+    pub fn get_bytes_now(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        let at = match keys::entry(key) {
+            Ok(at) => at,
+            Err(error) => return Some(Err(error)),
+        };
+        let op = self.op(OpName::Get, key);
+        op.now(|| match op.get_now(&at)? {
+            Err(error) => Some(Err(error)),
+            Ok(None) => {
+                op.read_event(false);
+                Some(Ok(None))
+            }
+            // An entry that does not decode is left to `get_bytes`, which removes it.
+            Ok(Some(stored)) => {
+                let bytes = codec::bytes_of(&stored).ok()?;
+                op.read_event(true);
+                Some(Ok(Some(bytes)))
+            }
+        })
+    }
+
     /// Stores `bytes` at `key` for `ttl`, as they are: no codec, read back with
     /// [`get_bytes`](Self::get_bytes) (or with `get::<serde_bytes::ByteBuf>`). The cache's
     /// size limit and compression apply as to any value.
