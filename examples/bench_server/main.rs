@@ -17,6 +17,7 @@
 //! | `redis` | `ThrottleLayer` over `REDIS_URL` |
 //! | `redis-flood` | the same, flooded (the local deny cache answers) |
 //! | `static-4k` | a handler answering 4 KB of static bytes (`Cache-Control: public, max-age=3600`): the floor of a cached response |
+//! | `static-4k-hit` | the same handler adding the three fields a hit carries (`ETag`, `Age`, `X-Cache`): a hit's exact bytes, the floor of a cached response over HTTP |
 //! | `cached-4k` | the same handler behind `jtc_http::ResponseCacheLayer` on the array driver: every request after the first is a hit |
 //! | `redis-get-4k` | a handler answering 4 KB it reads with one `GET` per request on a multiplexed redis-rs connection: the floor of a response cached in Redis |
 //! | `cached-4k-redis` | the `static-4k` handler behind `ResponseCacheLayer` on `REDIS_URL` |
@@ -121,6 +122,7 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
             app.layer(layer.with_cache(redis_cache().await?))
         }
         "static-4k" => Router::new().route("/", get(|| async { page_4k() })),
+        "static-4k-hit" => Router::new().route("/", get(|| async { page_4k_as_hit() })),
         "cached-4k" => Router::new().route("/", get(|| async { page_4k() })).layer(
             jtc_http::ResponseCacheLayer::new(Cache::new(jtc_cache::ArrayDriver::new())),
         ),
@@ -140,7 +142,8 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
             .route("/", get(|| async { page_4k() }))
             .layer(jtc_http::ResponseCacheLayer::new(redis_cache().await?)),
         other => bail!(
-            "unknown mode {other:?}; expected plain, layer, headers, headers-counted, headers-keyed, static-4k, cached-4k, \
+            "unknown mode {other:?}; expected plain, layer, headers, headers-counted, headers-keyed, static-4k, \
+             static-4k-hit, cached-4k, \
              redis-get-4k, cached-4k-redis, fixed-429, governor, \
              memory, memory-flood, incr, redis, redis-flood or redis-two"
         ),
@@ -219,6 +222,21 @@ const PAGE_4K: &[u8] = &[b'x'; 4096];
 fn page_4k() -> Response {
     (
         [(http::header::CACHE_CONTROL, "public, max-age=3600")],
+        bytes::Bytes::from_static(PAGE_4K),
+    )
+        .into_response()
+}
+
+/// `static-4k-hit`: the page with the fields a cache hit adds, byte for byte what the
+/// response cache sends for it.
+fn page_4k_as_hit() -> Response {
+    (
+        [
+            (http::header::CACHE_CONTROL, "public, max-age=3600"),
+            (http::header::ETAG, "\"f2c16813a782b7a1bf6d00f2a6ff2d5e\""),
+            (http::header::AGE, "0"),
+            (http::HeaderName::from_static("x-cache"), "hit"),
+        ],
         bytes::Bytes::from_static(PAGE_4K),
     )
         .into_response()

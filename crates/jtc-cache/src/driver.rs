@@ -103,6 +103,16 @@ pub trait CacheDriver: Send + Sync + fmt::Debug + 'static {
     /// The stored bytes, or `None` when the key is missing or expired.
     fn get<'a>(&'a self, key: &'a str) -> DriverFuture<'a, Option<Bytes>>;
 
+    /// The stored bytes when the driver has them at hand — in process memory, a copy it
+    /// holds, the page cache — answered without waiting; `None` when reading would wait, and
+    /// then nothing has been sent anywhere. Lets a caller answer without a future
+    /// ([`Cache::get_bytes_now`](crate::Cache::get_bytes_now)). The default: always `None`
+    /// (a driver that forwards to another forwards this only if its `get` adds nothing).
+    fn get_now(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        let _ = key;
+        None
+    }
+
     /// Stores `value`, replacing whatever was there.
     fn put<'a>(&'a self, key: &'a str, value: Bytes, ttl: Option<Duration>)
     -> DriverFuture<'a, ()>;
@@ -372,24 +382,6 @@ impl<'a, T> DriverFuture<'a, T> {
     pub(crate) fn held(driver: &'a dyn ReadHeld<T>, key: &'a str) -> Self {
         Self {
             state: State::Held(Some(Held { driver, key })),
-        }
-    }
-}
-
-impl<'a, T> DriverFuture<'a, T> {
-    /// The answer, when this future has it without waiting — a result already known, an
-    /// in-memory read, a copy held in process — else the future itself, untouched: nothing
-    /// has been sent to a server, so dropping it costs the store nothing.
-    pub(crate) fn now(self) -> std::result::Result<Result<T>, Self> {
-        match self.state {
-            State::Ready(Some(result)) => Ok(result),
-            State::InMemory(Some(InMemory { driver, key })) => Ok(driver.read_now(key)),
-            #[cfg(feature = "redis")]
-            State::Held(Some(Held { driver, key })) => match driver.held(key) {
-                Poll::Ready(result) => Ok(result),
-                Poll::Pending => Err(Self::held(driver, key)),
-            },
-            state => Err(Self { state }),
         }
     }
 }

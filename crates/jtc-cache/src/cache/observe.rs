@@ -181,7 +181,7 @@ impl<'a> Op<'a> {
     /// copy in a near cache), counted as [`get`](Self::get) counts it; `None` when it must
     /// wait (nothing was asked of the store).
     pub(crate) fn get_now(&self, at: &StoreKey<'_>) -> Option<Result<Option<Bytes>>> {
-        let result = self.inner().driver.get(at.as_str()).now().ok()?;
+        let result = self.inner().driver.get_now(at.as_str())?;
         if let Err(error) = &result {
             failed(self.inner(), self.name, error);
         }

@@ -40,9 +40,9 @@ impl Cache {
         op.run(op.read_bytes(&at)).await
     }
 
-    /// [`get_bytes`](Self::get_bytes) answered at once, when the driver holds the entry in
-    /// this process: the array driver always, a Redis driver's near cache when it holds a
-    /// copy. `None` when the answer must wait — nothing was asked of the store then, and
+    /// [`get_bytes`](Self::get_bytes) answered at once, when the driver has the entry at
+    /// hand: the array driver always, the file driver when the file is in the page cache, a
+    /// Redis driver when its near cache holds a copy. `None` when the answer must wait — nothing was asked of the store then, and
     /// nothing counted: call `get_bytes`. (Also `None` for an entry stored otherwise, which
     /// `get_bytes` removes.) Counted and timed as `get_bytes` is.
     ///

@@ -323,6 +323,12 @@ macro_rules! conformance_values {
                 let big: Vec<u8> = b"0123456789".iter().copied().cycle().take(50_000).collect();
                 c.put_bytes("big", &big, MINUTE).await.unwrap();
                 assert_eq!(c.get_bytes("big").await.unwrap().as_deref(), Some(&big[..]));
+                // Read at once where the driver can: the same answer, or none (go and wait).
+                for (key, want) in [("page", Some(&page[..])), ("big", Some(&big[..])), ("missing", None)] {
+                    if let Some(now) = c.get_bytes_now(key) {
+                        assert_eq!(now.unwrap().as_deref(), want, "{key}");
+                    }
+                }
                 // A typed value or a counter is not bytes: a miss, removed like any entry that
                 // does not decode as what is asked.
                 c.put("typed", &"text", MINUTE).await.unwrap();

@@ -207,6 +207,11 @@ impl CacheDriver for ArrayDriver {
     }
 
     #[inline]
+    fn get_now(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        Some(self.read_now(key))
+    }
+
+    #[inline]
     fn put<'a>(
         &'a self,
         key: &'a str,

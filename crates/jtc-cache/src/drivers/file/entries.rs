@@ -20,18 +20,24 @@ use crate::{
 impl FileDriver {
     pub(super) fn read_entry(&self, key: &str) -> DriverFuture<'static, Option<Bytes>> {
         let entry = EntryRef::new(&self.inner.root, key);
-        match read_cached(&entry.path) {
-            Some(Ok(None)) => return DriverFuture::ready(Ok(None)),
-            Some(Ok(Some(bytes))) => {
-                if let Found::Live { value, .. } = self.inner.classify(bytes) {
-                    return DriverFuture::ready(Ok(Some(value)));
-                }
-                // Expired or damaged: removing it takes the lock, on the blocking pool.
-            }
-            Some(Err(e)) => return DriverFuture::ready(Err(Error::io(&entry.path, e))),
-            None => {} // not in the page cache: read it on the blocking pool
+        if let Some(read) = self.read_at_hand(&entry) {
+            return DriverFuture::ready(read);
         }
         self.run_on(entry, |inner, entry| inner.get(entry))
+    }
+
+    /// A read answered from the page cache without blocking: a live entry, or none at all.
+    /// `None` when the file must be read from disk, or is expired or damaged (removing it
+    /// takes the lock): both on the blocking pool.
+    pub(super) fn read_at_hand(&self, entry: &EntryRef) -> Option<crate::Result<Option<Bytes>>> {
+        match read_cached(&entry.path)? {
+            Ok(None) => Some(Ok(None)),
+            Ok(Some(bytes)) => match self.inner.classify(bytes) {
+                Found::Live { value, .. } => Some(Ok(Some(value))),
+                _ => None,
+            },
+            Err(e) => Some(Err(Error::io(&entry.path, e))),
+        }
     }
 
     pub(super) fn read_entries(&self, keys: &[&str]) -> DriverFuture<'static, Vec<Option<Bytes>>> {

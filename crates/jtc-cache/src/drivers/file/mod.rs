@@ -356,6 +356,10 @@ impl CacheDriver for FileDriver {
         self.read_entry(key)
     }
 
+    fn get_now(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        self.read_at_hand(&EntryRef::new(&self.inner.root, key))
+    }
+
     fn many<'a>(&'a self, keys: &'a [&'a str]) -> DriverFuture<'a, Vec<Option<Bytes>>> {
         self.read_entries(keys)
     }

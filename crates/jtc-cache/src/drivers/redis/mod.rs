@@ -368,6 +368,11 @@ impl CacheDriver for RedisDriver {
         DriverFuture::new(self.inner.get(key))
     }
 
+    fn get_now(&self, key: &str) -> Option<Result<Option<Bytes>>> {
+        let held = self.inner.near.as_ref()?.lookup(key)?;
+        Some(Ok(Some(held)))
+    }
+
     fn put<'a>(
         &'a self,
         key: &'a str,
