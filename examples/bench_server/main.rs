@@ -20,6 +20,7 @@
 //! | `static-4k-hit` | the same handler adding the three fields a hit carries (`ETag`, `Age`, `X-Cache`): a hit's exact bytes, the floor of a cached response over HTTP |
 //! | `cached-4k` | the same handler behind `jtc_http::ResponseCacheLayer` on the array driver: every request after the first is a hit |
 //! | `redis-get-4k` | a handler answering 4 KB it reads with one `GET` per request on a multiplexed redis-rs connection: the floor of a response cached in Redis |
+//! | `cache-get-4k-redis` | a handler answering 4 KB it reads with one `Cache::get_bytes` per request on `RedisDriver` (`REDIS_URL`): the floor of a response cached through jtc's Redis driver |
 //! | `cached-4k-redis` | the `static-4k` handler behind `ResponseCacheLayer` on `REDIS_URL` |
 //! | `redis-two` | `ThrottleLayer::dynamic` with two limits over Redis |
 //!
@@ -138,12 +139,23 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
                 .route("/", get(page_from_redis))
                 .with_state(connection)
         }
+        "cache-get-4k-redis" => {
+            // Uncompressed, as the response cache stores its entries: the 4 KB cross the
+            // network on every read, as they do for the floor and the cached page.
+            let cache = redis_cache().await?.without_compression();
+            cache
+                .put_bytes("cached-page", PAGE_4K, std::time::Duration::from_secs(3600))
+                .await?;
+            Router::new()
+                .route("/", get(page_from_cache))
+                .with_state(cache)
+        }
         "cached-4k-redis" => Router::new()
             .route("/", get(|| async { page_4k() }))
             .layer(jtc_http::ResponseCacheLayer::new(redis_cache().await?)),
         other => bail!(
             "unknown mode {other:?}; expected plain, layer, headers, headers-counted, headers-keyed, static-4k, \
-             static-4k-hit, cached-4k, \
+             static-4k-hit, cached-4k, cache-get-4k-redis, \
              redis-get-4k, cached-4k-redis, fixed-429, governor, \
              memory, memory-flood, incr, redis, redis-flood or redis-two"
         ),
@@ -257,6 +269,18 @@ async fn page_from_redis(
         )
             .into_response(),
         Err(_) => http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// `cache-get-4k-redis`: the page read with one `Cache::get_bytes` per request.
+async fn page_from_cache(State(cache): State<Cache>) -> Response {
+    match cache.get_bytes("cached-page").await {
+        Ok(Some(page)) => (
+            [(http::header::CACHE_CONTROL, "public, max-age=3600")],
+            page,
+        )
+            .into_response(),
+        _ => http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 

@@ -76,9 +76,10 @@ impl Shared {
     /// before the future is made: the future then holds each part once, which keeps it
     /// small enough for the allocator's fast path.
     ///
-    /// A fresh hit the cache holds in process (the array driver, a near cache's copy) is
-    /// answered here, before any future exists; everything else is boxed with the service
-    /// `inner` was (its clone stays behind).
+    /// A fresh hit the cache has at hand (`Cache::get_bytes_now`: the array driver, the file
+    /// driver's page cache, a Redis near cache's copy) is answered here, before any future
+    /// exists; everything else is boxed with the service `inner` was (its clone stays
+    /// behind), and with what was read here, so that no request reads the cache twice.
     pub(crate) fn serve<S, B>(
         self: Arc<Self>,
         inner: &mut S,
