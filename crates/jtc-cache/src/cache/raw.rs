@@ -42,9 +42,10 @@ impl Cache {
 
     /// [`get_bytes`](Self::get_bytes) answered at once, when the driver has the entry at
     /// hand: the array driver always, the file driver when the file is in the page cache, a
-    /// Redis driver when its near cache holds a copy. `None` when the answer must wait — nothing was asked of the store then, and
-    /// nothing counted: call `get_bytes`. (Also `None` for an entry stored otherwise, which
-    /// `get_bytes` removes.) Counted and timed as `get_bytes` is.
+    /// Redis driver when its near cache holds a copy. `None` when the answer must wait —
+    /// nothing was asked of the store then, and nothing counted: call `get_bytes`. (Also
+    /// `None` for an entry stored otherwise, which `get_bytes` removes.) Counted and timed as
+    /// `get_bytes` is.
     ///
     /// For a caller that can answer without a future when the value is at hand (the response
     /// cache answers such hits in its `call`, with no future to allocate).
