@@ -72,9 +72,12 @@ pub(crate) struct Context {
     pub(crate) policy: String,
 }
 
-/// Whole seconds until the reset, rounded up: the IETF `t=`.
+/// Whole seconds until the reset, rounded up from its whole milliseconds: the IETF `t=`.
+/// (Worked out from the seconds and the millisecond part, not `as_millis`: that one is a
+/// 128-bit number, and its division a library call on every rejection.)
 fn reset_secs(reset_after: Duration) -> u64 {
-    reset_after.as_millis().div_ceil(1000) as u64
+    let part = u64::from(reset_after.subsec_millis() > 0);
+    reset_after.as_secs().saturating_add(part)
 }
 
 /// Seconds to wait, rounded up, never 0: a client told "retry after 0" retries at once.
@@ -133,8 +136,9 @@ pub(crate) struct Repeat429 {
     policy: usize,
 }
 
-/// The finished headers and body of a 429, kept for copies.
-type Kept = (HeaderMap, Bytes);
+/// A finished 429, kept for copies: its head (status and headers; cloned whole, which costs
+/// less than a fresh response given a copy of the headers) and its body.
+type Kept = (Response<()>, Bytes);
 
 thread_local! {
     /// The key of the last default 429 this thread made, and that answer itself once the key
@@ -171,14 +175,16 @@ impl Repeat429 {
                 Some((key, kept)) if *key == self => Some(kept),
                 _ => None,
             };
-            if let Some(Some((headers, body))) = &noted {
-                let mut response = Response::new(Body::from(body.clone()));
-                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                *response.headers_mut() = headers.clone();
-                return response;
+            if let Some(Some((head, body))) = &noted {
+                return head.clone().map(|()| Body::from(body.clone()));
             }
             let (response, body) = make();
-            let kept = noted.map(|_| (response.headers().clone(), body));
+            let kept = noted.map(|_| {
+                let mut head = Response::new(());
+                *head.status_mut() = response.status();
+                *head.headers_mut() = response.headers().clone();
+                (head, body)
+            });
             *last = Some((self, kept));
             response
         })
@@ -295,6 +301,27 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_millis(2_000)), 2);
         assert_eq!(retry_after_secs(Duration::from_millis(2_001)), 3);
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn reset_seconds_round_up_whole_milliseconds() {
+        let cases = [
+            Duration::ZERO,
+            Duration::from_nanos(999_999),
+            Duration::from_millis(1),
+            Duration::from_micros(2_000_500),
+            Duration::from_millis(59_999),
+            Duration::from_secs(60),
+            Duration::new(u64::MAX / 1_000, 999_999_999),
+        ];
+        for d in cases {
+            assert_eq!(
+                u128::from(reset_secs(d)),
+                d.as_millis().div_ceil(1000),
+                "{d:?}"
+            );
+        }
+        assert_eq!(reset_secs(Duration::MAX), u64::MAX);
     }
 
     #[test]
