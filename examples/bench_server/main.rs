@@ -8,6 +8,7 @@
 //! | `layer` | a tower layer that does nothing: what wrapping the routes costs any middleware |
 //! | `headers` | a layer that only adds the two `X-RateLimit-*` headers, fixed values: what sending them costs any limiter |
 //! | `headers-keyed` | the same with one counter per client and route in a keyed concurrent map (DashMap with aHash, as the memory limiter keys its counters): the floor of a per-client limiter that sends a live count |
+//! | `headers-windowed` | `headers-keyed` with a fixed window: the clock read once per request (`MonotonicClock`, the limiter's), and the key's window end and count in one word stepped by a compare-and-swap (as the memory limiter's fixed window is): the floor of a per-client fixed-window limiter that sends a live count — no expiry, no memory bound, no 429, no decision carried |
 //! | `headers-counted` | the least any per-client limiter that sends a live count must do, with no keyed store: read the peer's address and the matched route (the key's parts), step one shared atomic counter, send the limit (fixed) and the remaining count (a number made per request, `HeaderValue::from`) |
 //! | `fixed-429` | nothing, but the handler answers the very 429 a flooded `ThrottleLayer` sends (status, headers, JSON body; fixed values): a handler building that answer per request, for comparison with the layer's flood |
 //! | `governor` | tower_governor with its headers on |
@@ -87,6 +88,14 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
                     .map_response(with_keyed_headers),
             )
         }
+        "headers-windowed" => {
+            let windows = Arc::new(Windows::default());
+            app.layer(
+                tower::ServiceBuilder::new()
+                    .map_request(move |request| count_windowed(request, &windows))
+                    .map_response(with_keyed_headers),
+            )
+        }
         "headers-counted" => {
             let remaining = Arc::new(AtomicU64::new(QUOTA));
             app.layer(
@@ -154,7 +163,7 @@ async fn serve(mode: &str, address: &str) -> anyhow::Result<()> {
             .route("/", get(|| async { page_4k() }))
             .layer(jtc_http::ResponseCacheLayer::new(redis_cache().await?)),
         other => bail!(
-            "unknown mode {other:?}; expected plain, layer, headers, headers-counted, headers-keyed, static-4k, \
+            "unknown mode {other:?}; expected plain, layer, headers, headers-counted, headers-keyed, headers-windowed, static-4k, \
              static-4k-hit, cached-4k, cache-get-4k-redis, \
              redis-get-4k, cached-4k-redis, fixed-429, governor, \
              memory, memory-flood, incr, redis, redis-flood or redis-two"
@@ -365,7 +374,60 @@ fn count_keyed(request: Request, counters: &KeyedCounters) -> Request {
     request
 }
 
-/// `headers-keyed`, the response side.
+/// One fixed window per client address and route (keyed as `headers-keyed` keys), and the
+/// clock it is read by.
+#[derive(Default)]
+struct Windows {
+    words: dashmap::DashMap<(std::net::IpAddr, usize), AtomicU64, ahash::RandomState>,
+    clock: jtc_cache::MonotonicClock,
+}
+
+/// `headers-windowed`'s window: the end (ms) in the high bits, the count in the low 24.
+const WINDOW_MS: u64 = 60_000;
+const COUNT_BITS: u32 = 24;
+
+/// `headers-windowed`, the request side: the key's parts, the clock, one step of the key's
+/// window (a new window when the last one ended), its remaining count for the response side.
+fn count_windowed(request: Request, windows: &Windows) -> Request {
+    use jtc_cache::Clock;
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(0, |path| path.as_str().as_ptr() as usize);
+    let key = (
+        peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        route,
+    );
+    let now = windows.clock.now_ms();
+    let step = |word: &AtomicU64| {
+        let mut seen = word.load(Ordering::Acquire);
+        loop {
+            let (end, count) = (seen >> COUNT_BITS, seen & ((1 << COUNT_BITS) - 1));
+            let (end, count) = if now >= end {
+                (now + WINDOW_MS, 0)
+            } else {
+                (end, count)
+            };
+            let next = (end << COUNT_BITS) | (count + 1);
+            match word.compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return QUOTA.saturating_sub(count + 1),
+                Err(actual) => seen = actual,
+            }
+        }
+    };
+    let left = match windows.words.get(&key) {
+        Some(word) => step(&word),
+        None => step(&windows.words.entry(key).or_default()),
+    };
+    LEFT.set(left);
+    request
+}
+
+/// `headers-keyed` and `headers-windowed`, the response side.
 fn with_keyed_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from_static("8000000"));
