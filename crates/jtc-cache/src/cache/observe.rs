@@ -17,7 +17,6 @@ use std::{
 
 use bytes::Bytes;
 use pin_project_lite::pin_project;
-use tracing::{Instrument, instrument::Instrumented};
 
 use super::{Inner, OpName, meters::Started};
 use crate::{Cache, DriverFuture, EventKind, Hit, RateRule, RateVerdict, Result, keys::StoreKey};
@@ -67,10 +66,11 @@ impl<'a> Op<'a> {
 
     /// `work` inside this operation's span, timed for the duration metric when sampled.
     #[inline]
-    pub(crate) fn run<F: Future>(&self, work: F) -> Timed<'a, Instrumented<F>> {
+    pub(crate) fn run<F: Future>(&self, work: F) -> Timed<'a, F> {
         let inner = self.inner();
         Timed {
-            work: work.instrument(self.span()),
+            work,
+            span: self.span(),
             inner,
             name: self.name,
             started: inner.meters.start(self.name),
@@ -321,11 +321,17 @@ impl<'a> Op<'a> {
 }
 
 pin_project! {
-    /// A public operation in progress; records its duration when it was sampled.
+    /// A public operation in progress, inside its span; records its duration when it was
+    /// sampled.
+    ///
+    /// The span is entered only when it is one (a subscriber wanted it): `tracing`'s
+    /// `Instrumented` enters and leaves even a disabled span on every poll and again to drop
+    /// the work, which every operation paid with no subscriber at all.
     #[must_use = "futures do nothing unless awaited"]
     pub(crate) struct Timed<'a, F> {
         #[pin]
         work: F,
+        span: tracing::Span,
         inner: &'a Inner,
         name: OpName,
         started: Started,
@@ -338,6 +344,7 @@ impl<F: Future> Future for Timed<'_, F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
+        let _entered = (!this.span.is_none()).then(|| this.span.enter());
         let output = ready!(this.work.poll(cx));
         if this.started.is_some() {
             this.inner.meters.finish(*this.name, this.started.take());
