@@ -8,13 +8,15 @@ use bytes::Bytes;
 use super::Inner;
 use crate::{Error, ErrorKind, Hit, Result, clock::duration_ms};
 
+/// The bytes of a `PX <milliseconds>` pair at most.
+const MILLIS_ARGS: usize = 2 + 20;
+
 impl Inner {
     pub(super) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         if let Some(near) = &self.near {
             return Box::pin(self.get_near(near, key)).await;
         }
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.key(key));
+        let cmd = self.command("GET", key, 0, 0);
         let value: Option<Vec<u8>> = self.query("get", cmd).await?;
         Ok(value.map(Bytes::from))
     }
@@ -23,8 +25,8 @@ impl Inner {
         if ttl.is_some_and(|t| t.is_zero()) {
             return self.forget(key).await.map(drop);
         }
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(value.as_ref());
+        let mut cmd = self.command("SET", key, 3, value.len() + MILLIS_ARGS);
+        cmd.arg(value.as_ref());
         if let Some(ttl) = ttl {
             cmd.arg("PX").arg(duration_ms(ttl));
         }
@@ -35,8 +37,8 @@ impl Inner {
         if ttl.is_some_and(|t| t.is_zero()) {
             return Ok(false);
         }
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(value.as_ref()).arg("NX");
+        let mut cmd = self.command("SET", key, 4, value.len() + 2 + MILLIS_ARGS);
+        cmd.arg(value.as_ref()).arg("NX");
         if let Some(ttl) = ttl {
             cmd.arg("PX").arg(duration_ms(ttl));
         }
@@ -45,8 +47,8 @@ impl Inner {
     }
 
     pub(super) async fn increment(&self, key: &str, by: i64) -> Result<i64> {
-        let mut cmd = redis::cmd("INCRBY");
-        cmd.arg(self.key(key)).arg(by);
+        let mut cmd = self.command("INCRBY", key, 1, 20);
+        cmd.arg(by);
         self.query("increment", cmd)
             .await
             .map_err(|e| counter_error(key, e))
@@ -65,8 +67,7 @@ impl Inner {
     }
 
     pub(super) async fn forget(&self, key: &str) -> Result<bool> {
-        let mut cmd = redis::cmd("UNLINK");
-        cmd.arg(self.key(key));
+        let cmd = self.command("UNLINK", key, 0, 0);
         let removed: i64 = self.query("forget", cmd).await?;
         Ok(removed > 0)
     }
@@ -79,8 +80,7 @@ impl Inner {
     }
 
     pub(super) async fn pull(&self, key: &str) -> Result<Option<Bytes>> {
-        let mut cmd = redis::cmd("GETDEL");
-        cmd.arg(self.key(key));
+        let cmd = self.command("GETDEL", key, 0, 0);
         let value: Option<Vec<u8>> = self.query("pull", cmd).await?;
         Ok(value.map(Bytes::from))
     }
@@ -89,8 +89,8 @@ impl Inner {
         match ttl {
             Some(ttl) if ttl.is_zero() => self.forget(key).await,
             Some(ttl) => {
-                let mut cmd = redis::cmd("PEXPIRE");
-                cmd.arg(self.key(key)).arg(duration_ms(ttl));
+                let mut cmd = self.command("PEXPIRE", key, 1, 20);
+                cmd.arg(duration_ms(ttl));
                 Ok(self.query::<i64>("touch", cmd).await? == 1)
             }
             None => Ok(self

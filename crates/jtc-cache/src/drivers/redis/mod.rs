@@ -280,6 +280,16 @@ impl Inner {
         }
     }
 
+    /// The command `name` on `key` (under the driver's prefix), its buffers made once for the
+    /// `more` arguments of `more_bytes` in all that follow: built by `redis::cmd` and `arg`,
+    /// the buffers grew (a reallocation or two) on every command.
+    fn command(&self, name: &str, key: &str, more: usize, more_bytes: usize) -> Cmd {
+        let bytes = name.len() + self.prefix.len() + key.len() + more_bytes;
+        let mut cmd = Cmd::with_capacity(2 + more, bytes);
+        cmd.arg(name).arg(self.key(key));
+        cmd
+    }
+
     /// Runs `call` on a live connection, bounded by the command timeout (finding the master
     /// through Sentinel included).
     async fn within<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T>
