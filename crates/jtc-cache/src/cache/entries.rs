@@ -467,7 +467,7 @@ impl Op<'_> {
         at: &StoreKey<'_>,
         bytes: Option<Bytes>,
     ) -> Result<Option<T>> {
-        self.take_read(at, bytes, std::any::type_name::<T>(), |b| decode(b))
+        self.take_read(at, bytes, std::any::type_name::<T>(), |b| decode(&b))
             .await
     }
 
@@ -478,13 +478,13 @@ impl Op<'_> {
         at: &StoreKey<'_>,
         bytes: Option<Bytes>,
         what: &str,
-        decode: impl FnOnce(&Bytes) -> std::result::Result<T, String>,
+        decode: impl FnOnce(Bytes) -> std::result::Result<T, String>,
     ) -> Result<Option<T>> {
         let Some(bytes) = bytes else {
             self.read_event(false);
             return Ok(None);
         };
-        let value = self.logged(what, decode(&bytes));
+        let value = self.logged(what, decode(bytes));
         if value.is_none() {
             self.forget(at).await?;
         }

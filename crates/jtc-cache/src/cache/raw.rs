@@ -74,7 +74,7 @@ impl Cache {
             }
             // An entry that does not decode is left to `get_bytes`, which removes it.
             Ok(Some(stored)) => {
-                let bytes = codec::bytes_of(&stored).ok()?;
+                let bytes = codec::bytes_of(stored).ok()?;
                 op.read_event(true);
                 Some(Ok(Some(bytes)))
             }

@@ -180,9 +180,14 @@ pub(crate) fn bytes_entry(bytes: &[u8]) -> Vec<u8> {
     with_header(FORMAT_BYTES_V1, bytes)
 }
 
-/// The bytes [`bytes_entry`] stored in `stored`: a slice of it, not a copy (decompressed
-/// when the cache compressed them). An entry of another form is an error (for the log).
-pub(crate) fn bytes_of(stored: &bytes::Bytes) -> Result<bytes::Bytes, String> {
+/// The bytes [`bytes_entry`] stored in `stored`: `stored` itself past its header, not a copy
+/// (decompressed when the cache compressed them). An entry of another form is an error (for
+/// the log).
+///
+/// Taken by value and advanced past the header rather than sliced: a slice of bytes a driver
+/// read into its own buffer (Redis's reply) makes that buffer shared, an allocation and two
+/// reference counts per read.
+pub(crate) fn bytes_of(stored: bytes::Bytes) -> Result<bytes::Bytes, String> {
     let format = match stored.strip_prefix(MAGIC.as_slice()) {
         Some(rest) => *rest.first().ok_or("truncated header")?,
         None => return Err("not bytes stored by put_bytes (an integer)".to_owned()),
@@ -193,7 +198,9 @@ pub(crate) fn bytes_of(stored: &bytes::Bytes) -> Result<bytes::Bytes, String> {
         ));
     }
     if format & COMPRESSED == 0 {
-        Ok(stored.slice(HEADER_LEN..))
+        let mut stored = stored;
+        bytes::Buf::advance(&mut stored, HEADER_LEN);
+        Ok(stored)
     } else {
         decompress(&stored[HEADER_LEN..]).map(bytes::Bytes::from)
     }
