@@ -349,8 +349,11 @@ thread_local! {
     static LEFT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// `headers-keyed`, the request side: the key's parts, then one step of the key's counter.
-fn count_keyed(request: Request, counters: &KeyedCounters) -> Request {
+/// The key of the floor modes: the peer's address and the route, the route known by its
+/// template's address (a limiter that interned its routes could key them so), so no string is
+/// compared.
+#[inline(always)]
+fn floor_key(request: &Request) -> (std::net::IpAddr, usize) {
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
@@ -359,10 +362,15 @@ fn count_keyed(request: Request, counters: &KeyedCounters) -> Request {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or(0, |path| path.as_str().as_ptr() as usize);
-    let key = (
+    (
         peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
         route,
-    );
+    )
+}
+
+/// `headers-keyed`, the request side: the key's parts, then one step of the key's counter.
+fn count_keyed(request: Request, counters: &KeyedCounters) -> Request {
+    let key = floor_key(&request);
     let left = match counters.get(&key) {
         Some(counter) => counter.fetch_sub(1, Ordering::Relaxed),
         None => counters
@@ -390,18 +398,7 @@ const COUNT_BITS: u32 = 24;
 /// window (a new window when the last one ended), its remaining count for the response side.
 fn count_windowed(request: Request, windows: &Windows) -> Request {
     use jtc_cache::Clock;
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or(0, |path| path.as_str().as_ptr() as usize);
-    let key = (
-        peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-        route,
-    );
+    let key = floor_key(&request);
     let now = windows.clock.now_ms();
     let step = |word: &AtomicU64| {
         let mut seen = word.load(Ordering::Acquire);
